@@ -1,0 +1,181 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory and a rename, so readers (node_exporter, monitoring) never see a
+// half-written file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// RunReport is the JSON record of one run of one job, written to
+// <state_dir>/reports/<job>.json. `zsync status` shows the last one; nothing
+// depends on it for correctness.
+type RunReport struct {
+	Job      string          `json:"job"`
+	Command  string          `json:"command"`
+	Start    time.Time       `json:"start"`
+	Duration float64         `json:"duration_seconds"`
+	Result   string          `json:"result"` // ok | partial | failed
+	// LastSuccess is the start of the last fully successful run (this one
+	// or an earlier one), carried over from report to report.
+	LastSuccess time.Time `json:"last_success,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	TargetID string          `json:"target_id,omitempty"`
+	Bytes    int64           `json:"bytes"`
+	Datasets []DatasetReport `json:"datasets"`
+}
+
+// DatasetReport is one dataset of a RunReport.
+type DatasetReport struct {
+	Source        string   `json:"source"`
+	Target        string   `json:"target,omitempty"`
+	Status        string   `json:"status"`
+	Steps         []string `json:"steps,omitempty"`
+	Bytes         int64    `json:"bytes"`
+	AbortedResume string   `json:"aborted_resume,omitempty"`
+	Rotated       string   `json:"rotated,omitempty"`
+	Error         string   `json:"error,omitempty"`
+	// LagSeconds is the age of the newest snapshot the target has, when known.
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
+}
+
+// ReportPath is where the last run report of job lives.
+func ReportPath(dir, job string) string {
+	p := LockPath(dir, job)
+	return filepath.Join(dir, "reports", strings.TrimSuffix(filepath.Base(p), ".lock")+".json")
+}
+
+// WriteRunReport stores r as the job's last run report.
+func WriteRunReport(dir string, r RunReport) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(ReportPath(dir, r.Job), append(b, '\n'), 0o644)
+}
+
+// ReadRunReport loads the job's last run report; os.ErrNotExist when none.
+func ReadRunReport(dir, job string) (RunReport, error) {
+	var r RunReport
+	b, err := os.ReadFile(ReportPath(dir, job))
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("run report of %s: %w", job, err)
+	}
+	return r, nil
+}
+
+// Metrics renders run reports in the Prometheus text exposition format for
+// node_exporter's textfile collector: last run and last success time,
+// duration, bytes, datasets ok/failed, and lag per dataset.
+func Metrics(reports []RunReport) []byte {
+	var b strings.Builder
+	help := func(name, typ, text string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, typ)
+	}
+	sort.Slice(reports, func(i, j int) bool { return reports[i].Job < reports[j].Job })
+	help("zsync_last_run_timestamp_seconds", "gauge", "Start of the job's last run.")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "zsync_last_run_timestamp_seconds{job=%s} %d\n", q(r.Job), r.Start.Unix())
+	}
+	help("zsync_last_success_timestamp_seconds", "gauge", "Start of the job's last fully successful run.")
+	for _, r := range reports {
+		if !r.LastSuccess.IsZero() {
+			fmt.Fprintf(&b, "zsync_last_success_timestamp_seconds{job=%s} %d\n", q(r.Job), r.LastSuccess.Unix())
+		}
+	}
+	help("zsync_last_run_duration_seconds", "gauge", "Duration of the job's last run.")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "zsync_last_run_duration_seconds{job=%s} %s\n", q(r.Job), strconv.FormatFloat(r.Duration, 'f', 3, 64))
+	}
+	help("zsync_last_run_bytes", "gauge", "Bytes sent by the job's last run.")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "zsync_last_run_bytes{job=%s} %d\n", q(r.Job), r.Bytes)
+	}
+	help("zsync_last_run_datasets", "gauge", "Datasets of the job's last run by result.")
+	for _, r := range reports {
+		ok, failed := 0, 0
+		for _, d := range r.Datasets {
+			if d.Status == "failed" || d.Status == "skipped" {
+				failed++
+			} else {
+				ok++
+			}
+		}
+		fmt.Fprintf(&b, "zsync_last_run_datasets{job=%s,result=\"ok\"} %d\n", q(r.Job), ok)
+		fmt.Fprintf(&b, "zsync_last_run_datasets{job=%s,result=\"failed\"} %d\n", q(r.Job), failed)
+	}
+	help("zsync_replication_lag_seconds", "gauge", "Age of the newest snapshot on the target, per dataset, at the last run.")
+	for _, r := range reports {
+		for _, d := range r.Datasets {
+			if d.LagSeconds > 0 {
+				fmt.Fprintf(&b, "zsync_replication_lag_seconds{job=%s,dataset=%s} %s\n", q(r.Job), q(d.Source), strconv.FormatFloat(d.LagSeconds, 'f', 0, 64))
+			}
+		}
+	}
+	return []byte(b.String())
+}
+
+// q quotes a label value per the exposition format.
+func q(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// ReadAllRunReports loads every job's last run report below dir.
+func ReadAllRunReports(dir string) ([]RunReport, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "reports", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []RunReport
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var r RunReport
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,85 @@
+// Package sync owns replication: which datasets go where, the plan that
+// brings one target dataset up to date with its sender, and the ZFS objects
+// that carry continuity from one run to the next.
+//
+// Inside this package the standard library's sync is imported as stdsync.
+// It imports no zsync package other than zfs.
+//
+// # Pure parts
+//
+// Planning and reconciliation are pure functions over version lists, so they
+// are tested one line per case:
+//
+//   - tree.go maps sender datasets to target datasets (TargetName for
+//     configured jobs, OneOffTarget for one-off use), orders datasets parents
+//     first and finds the placeholder datasets to create.
+//   - plan.go turns the sender's snapshots and bookmarks, the receiver's
+//     snapshots and the receiver's resume token into a Plan of Steps, or a
+//     typed conflict (*DivergedError, *NoCommonError, ...). Versions are
+//     matched by GUID and ordered by createtxg, never by name or creation
+//     time.
+//   - names.go builds and parses the names of zsync's bookmarks and hold
+//     tags; reconcile.go finds them in a listing and decides which are stale.
+//
+// # Continuity model
+//
+// Every replication relationship (one source tree to one target root) has a
+// target id, 16 random lowercase hex characters stored on the target root as
+// the user property zsync:target-id (TargetIDProperty) by the first run.
+// Renaming a job changes nothing, and two targets of one source never share
+// or destroy each other's objects, because every name zsync creates carries
+// the target id (TID below, GUID as %016x):
+//
+//	replication cursor   bookmark  source  <ds>#zsync_cursor_T<TID>_G<GUID>
+//	tentative cursor     bookmark  source  <ds>#zsync_tentative_T<TID>_G<GUID>
+//	step hold            hold tag  source  zsync_step_T<TID> on a step's from and to
+//	last-received hold   hold tag  target  zsync_last_T<TID> on the newest received snapshot
+//
+// The replication cursor marks the last snapshot the target confirmed. Being
+// a bookmark, it stays a valid incremental source (zfs send -i) after the
+// snapshot itself is pruned, so the sender's retention never breaks the
+// chain. A bookmark whose name's GUID differs from its actual guid was
+// copied or tinkered with: it is reported and never trusted.
+//
+// Step holds keep a step's from and to snapshots on the source while the
+// step is in progress, so an interrupted receive can always be resumed
+// (zfs send -t) in a later run. The tentative cursor replaces them when
+// resumability is not wanted: a bookmark of the step's to, made before the
+// send, that keeps an incremental base if the run dies after the receive but
+// before the cursor moved. The last-received hold keeps the target's newest
+// received snapshot, which is the next step's incremental base on the target.
+//
+// # Protection levels
+//
+// ProtectionResumability (the default) maintains step holds, the cursor and
+// the last-received hold; ProtectionIncremental maintains the cursor,
+// tentative cursors (instead of step holds) and the last-received hold;
+// ProtectionNothing maintains none. Abstractions of a kind the level does
+// not allow are stale (Protection.Allows).
+//
+// # Lifecycle of one step
+//
+// The execution side performs every step in this order:
+//
+//  1. create the step holds on from (if a snapshot) and to, or at level
+//     incremental the tentative cursor of to;
+//  2. zfs send | zfs recv -s (zfs send -t when the step resumes a token);
+//  3. verify that the target's newest snapshot has to's GUID;
+//  4. move the last-received hold: place it on the received to, then
+//     release it from the older snapshot (new before old);
+//  5. move the cursor: bookmark to as the new cursor, then destroy the old
+//     cursor and the tentative cursors it supersedes (new before old);
+//  6. release the step holds.
+//
+// Every transition is idempotent (an existing hold or bookmark of the same
+// name and GUID counts as success), so a run killed at any point is repaired
+// by the next one: it plans again from the one listing, resumes or aborts
+// the partial receive, and reconciles. Reconciliation (Stale for the source
+// dataset, StaleTarget for the target dataset) removes whatever the rules
+// say is stale, in batches, so that after a run there is exactly one cursor
+// and one last-received hold per (dataset, target), and step holds only for
+// an interrupted step. Because a new cursor or hold is always created before
+// the old one goes, the reconciler never declares the old one stale while
+// the new one is missing. StaleAll applies conservative rules to everything
+// found, for `zsync holds release-stale`.
+package sync

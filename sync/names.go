@@ -1,0 +1,175 @@
+package sync
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// TargetIDProperty is the user property on the target root that stores the
+// relationship's target id.
+const TargetIDProperty = "zsync:target-id"
+
+// PlaceholderProperty is the user property ("on") that marks an intermediate
+// dataset zsync created on the target only to hold replicated children.
+const PlaceholderProperty = "zsync:placeholder"
+
+// targetIDLen is the length of a target id: 8 random bytes in lowercase hex.
+const targetIDLen = 16
+
+// TargetID identifies one replication relationship (one source tree to one
+// target root). It is 16 lowercase hexadecimal characters, generated once
+// with NewTargetID and stored on the target root under TargetIDProperty.
+// Every hold tag and bookmark zsync creates carries it, so relationships
+// never share or destroy each other's state.
+//
+// Only values returned by NewTargetID or ParseTargetID are valid; the name
+// constructors of this package build invalid names from any other value,
+// which the zfs package's validation then refuses.
+type TargetID string
+
+// ErrInvalidTargetID is wrapped by ParseTargetID and NewTargetID errors.
+var ErrInvalidTargetID = errors.New("invalid target id")
+
+// NewTargetID reads 8 bytes from rand (crypto/rand.Reader in production)
+// and returns them as a target id.
+func NewTargetID(rand io.Reader) (TargetID, error) {
+	var b [targetIDLen / 2]byte
+	if rand == nil {
+		return "", fmt.Errorf("new target id: %w: no random source", ErrInvalidTargetID)
+	}
+	if _, err := io.ReadFull(rand, b[:]); err != nil {
+		return "", fmt.Errorf("new target id: reading random bytes: %w", err)
+	}
+	return TargetID(hex.EncodeToString(b[:])), nil
+}
+
+// ParseTargetID checks that s is exactly 16 lowercase hexadecimal characters
+// and returns it as a TargetID. Errors wrap ErrInvalidTargetID.
+func ParseTargetID(s string) (TargetID, error) {
+	if !isLowerHex(s, targetIDLen) {
+		return "", fmt.Errorf("%w %q: want %d lowercase hexadecimal characters", ErrInvalidTargetID, s, targetIDLen)
+	}
+	return TargetID(s), nil
+}
+
+// String returns the id itself.
+func (t TargetID) String() string { return string(t) }
+
+// Valid reports whether t has the form ParseTargetID accepts.
+func (t TargetID) Valid() bool { return isLowerHex(string(t), targetIDLen) }
+
+// Fixed prefixes of zsync's names. The target id follows each prefix
+// directly; bookmarks then carry "_G" and the snapshot GUID as %016x.
+const (
+	cursorPrefix       = "zsync_cursor_T"
+	tentativePrefix    = "zsync_tentative_T"
+	stepHoldPrefix     = "zsync_step_T"
+	lastReceivedPrefix = "zsync_last_T"
+	guidInfix          = "_G"
+)
+
+// CursorName returns the short name (after '#') of the replication cursor
+// bookmark of target tid for the snapshot with the given GUID, for example
+// "zsync_cursor_T0123456789abcdef_G00000000deadbeef".
+func CursorName(tid TargetID, guid uint64) string {
+	return bookmarkName(cursorPrefix, tid, guid)
+}
+
+// TentativeName returns the short name (after '#') of the tentative cursor
+// bookmark of target tid for the snapshot with the given GUID.
+func TentativeName(tid TargetID, guid uint64) string {
+	return bookmarkName(tentativePrefix, tid, guid)
+}
+
+// StepHoldTag returns the hold tag that keeps the source snapshots of an
+// in-progress step of target tid ("zsync_step_T<tid>").
+func StepHoldTag(tid TargetID) string { return stepHoldPrefix + string(tid) }
+
+// LastReceivedHoldTag returns the hold tag that keeps the target's newest
+// received snapshot of target tid ("zsync_last_T<tid>").
+func LastReceivedHoldTag(tid TargetID) string { return lastReceivedPrefix + string(tid) }
+
+func bookmarkName(prefix string, tid TargetID, guid uint64) string {
+	return fmt.Sprintf("%s%s%s%016x", prefix, tid, guidInfix, guid)
+}
+
+// ParseBookmark parses the short name of a bookmark (the part after '#').
+// ok is true only for a well-formed cursor or tentative cursor name, with
+// kind Cursor or Tentative, the embedded target id and the embedded GUID.
+// The caller must still compare guid with the bookmark's actual guid
+// property: a mismatch means the name was copied or tinkered with, and the
+// bookmark must not be trusted (ListAbstractions does this).
+func ParseBookmark(short string) (kind AbstractionKind, tid TargetID, guid uint64, ok bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(short, cursorPrefix):
+		kind, rest = Cursor, short[len(cursorPrefix):]
+	case strings.HasPrefix(short, tentativePrefix):
+		kind, rest = Tentative, short[len(tentativePrefix):]
+	default:
+		return 0, "", 0, false
+	}
+	// rest = <tid:16>_G<guid:16>
+	if len(rest) != targetIDLen+len(guidInfix)+16 {
+		return 0, "", 0, false
+	}
+	t, infix, g := rest[:targetIDLen], rest[targetIDLen:targetIDLen+len(guidInfix)], rest[targetIDLen+len(guidInfix):]
+	if !isLowerHex(t, targetIDLen) || infix != guidInfix || !isLowerHex(g, 16) {
+		return 0, "", 0, false
+	}
+	guid, err := strconv.ParseUint(g, 16, 64)
+	if err != nil {
+		return 0, "", 0, false
+	}
+	return kind, TargetID(t), guid, true
+}
+
+// ParseHoldTag parses a hold tag. ok is true only for a well-formed step
+// hold (kind StepHold) or last-received hold (kind LastReceivedHold) tag.
+func ParseHoldTag(tag string) (kind AbstractionKind, tid TargetID, ok bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(tag, stepHoldPrefix):
+		kind, rest = StepHold, tag[len(stepHoldPrefix):]
+	case strings.HasPrefix(tag, lastReceivedPrefix):
+		kind, rest = LastReceivedHold, tag[len(lastReceivedPrefix):]
+	default:
+		return 0, "", false
+	}
+	if !isLowerHex(rest, targetIDLen) {
+		return 0, "", false
+	}
+	return kind, TargetID(rest), true
+}
+
+// looksLikeZsyncBookmark reports whether a bookmark short name uses one of
+// zsync's bookmark prefixes (whether or not it parses).
+func looksLikeZsyncBookmark(short string) bool {
+	return strings.HasPrefix(short, strings.TrimSuffix(cursorPrefix, "T")) ||
+		strings.HasPrefix(short, strings.TrimSuffix(tentativePrefix, "T"))
+}
+
+// looksLikeZsyncHold reports whether a hold tag uses one of zsync's hold
+// prefixes (whether or not it parses).
+func looksLikeZsyncHold(tag string) bool {
+	return strings.HasPrefix(tag, strings.TrimSuffix(stepHoldPrefix, "T")) ||
+		strings.HasPrefix(tag, strings.TrimSuffix(lastReceivedPrefix, "T"))
+}
+
+// isLowerHex reports whether s is exactly n characters of [0-9a-f].
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
