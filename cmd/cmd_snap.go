@@ -1,0 +1,86 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/zsync-dev/zsync/snap"
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+func snapCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "snap",
+		Usage:     "take the snapshots that are due for the jobs (all push and snap jobs when none named)",
+		ArgsUsage: "[JOB...]",
+		Description: "A dataset is due when its newest snapshot with the job's prefix is at least the job's\n" +
+			"interval old, so cron may run this every minute. All due datasets of a pool are\n" +
+			"snapshotted in one atomic zfs snapshot call.",
+		Flags: []cli.Flag{dryRunFlag, waitFlag},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfigFlag(c)
+			if err != nil {
+				return err
+			}
+			jobs, err := cfg.selectJobs(c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "pull" })
+			if err != nil {
+				return err
+			}
+			z := e.newZFS(cfg)
+			return e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
+				return e.snapJob(ctx, z, j, c.Bool("dry-run"), time.Now(), log)
+			})
+		},
+	}
+}
+
+func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool, now time.Time, log zerolog.Logger) error {
+	if j.Snapshot.Interval.Duration <= 0 {
+		log.Info().Msg("no [job.snapshot] interval: this job takes no snapshots")
+		return nil
+	}
+	filter, err := zfs.ParseFilter(j.Datasets)
+	if err != nil {
+		return err
+	}
+	list, err := z.List(ctx, filter.Roots(), zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume, zfs.Snapshot}})
+	if err != nil {
+		return fmt.Errorf("list %v: %w", filter.Roots(), err)
+	}
+	opts := snapOptions(j, dryRun)
+	plan := snap.NewPlan(list, filter, opts, now)
+	for _, d := range plan.NotDue {
+		log.Debug().Str("dataset", d.Dataset).Msg("not due: " + d.Reason)
+	}
+	if len(plan.Due) == 0 {
+		log.Info().Int("datasets", len(plan.NotDue)).Msg("no snapshot due")
+		return nil
+	}
+	rep := snap.Take(ctx, z, plan, opts)
+	for _, r := range rep.Results {
+		ev := log.Info()
+		if !r.OK() {
+			ev = log.Error().Err(r.Err)
+		}
+		ev.Str("dataset", r.Dataset).Str("snapshot", r.Snapshot).Msg(r.Outcome.String())
+		if dryRun {
+			fmt.Fprintf(e.stdout, "%s %s\n", r.Outcome, r.Snapshot)
+		}
+	}
+	if err := rep.Err(); err != nil {
+		failed, ok := 0, 0
+		for _, r := range rep.Results {
+			if r.OK() {
+				ok++
+			} else {
+				failed++
+			}
+		}
+		return &PartialError{Failed: failed, Succeeded: ok, Err: err}
+	}
+	return nil
+}

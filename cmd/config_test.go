@@ -1,0 +1,198 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zsync-dev/zsync/state"
+)
+
+func runUnit(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), append([]string{"zsync"}, args...), strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func configFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "zsync.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const goodConfig = `[global]
+state_dir = "/var/lib/zsync"
+
+[[job]]
+name = "home"
+type = "push"
+datasets = ["tank/home<", "!tank/home/scratch<"]
+root = "backup/laptop"
+  [job.remote]
+  host = "backup.example.net"
+  user = "zsync"
+  port = 22
+  host_key_policy = "strict"
+  [job.snapshot]
+  prefix = "zsync_"
+  interval = "15m"
+  pre_hook = ["/usr/local/bin/db-freeze", "--quick"]
+  hook_timeout = "30s"
+  [job.replication]
+  initial = "most_recent"
+  protection = "resumability"
+  raw = "auto"
+  on_diverged = "fail"
+  concurrency = 2
+  bandwidth_limit = "50MiB"
+  compression = "zstd"
+  properties_override = { compression = "lz4" }
+  properties_exclude = ["mountpoint"]
+  [job.prune]
+  source = [
+    { grid = "1x1h(keep=all) | 24x1h | 30x1d | 12x30d", regex = "^zsync_" },
+    { not_replicated = true },
+    { last_n = 3, regex = "^zsync_" },
+  ]
+  target = [{ grid = "24x1h | 90x1d | 24x30d", regex = "^zsync_" }]
+
+[[serve.client]]
+name = "laptop"
+receive_root = "backup/laptop"
+send = ["tank/data<"]
+append_only = true
+`
+
+func TestConfigCheckValid(t *testing.T) {
+	p := configFile(t, goodConfig)
+	code, out, errOut := runUnit(t, "--config", p, "config", "check")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"valid, 1 job(s), 1 serve client(s)", `interval = "15m"`, `command = "zsync serve --stdio"`, `bandwidth_limit = "52428800"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("normalised config lacks %q:\n%s", want, out)
+		}
+	}
+	// the flag after the subcommand works too, and the env var
+	if code, _, errOut := runUnit(t, "config", "check", "--config", p); code != 0 {
+		t.Fatalf("flag after subcommand: exit %d: %s", code, errOut)
+	}
+	t.Setenv("ZSYNC_CONFIG", p)
+	if code, _, errOut := runUnit(t, "config", "check"); code != 0 {
+		t.Fatalf("ZSYNC_CONFIG: exit %d: %s", code, errOut)
+	}
+}
+
+func TestConfigErrorsExit2(t *testing.T) {
+	base := "[[job]]\nname = \"a\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n  [job.snapshot]\n"
+	cases := map[string]struct{ body, want string }{
+		"unknown key":      {base + "  intervall = \"15m\"\n", ":6: job[0].snapshot.intervall: unknown key"},
+		"unknown table":    {base + "  interval = \"15m\"\n[job.snapshots]\nprefix = \"x\"\n", "job[0].snapshots"},
+		"bad duration":     {base + "  interval = \"15x\"\n", `:6: job[0].snapshot.interval: invalid duration "15x"`},
+		"bad dataset":      {"[[job]]\nname = \"a\"\ntype = \"snap\"\ndatasets = [\"tank//a\"]\n  [job.snapshot]\n  interval = \"1h\"\n", ":4: job[0].datasets"},
+		"bad root":         {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"bad@root\"\n", ":5: job[0].root"},
+		"zero keep":        {base + "  interval = \"1h\"\n  [job.prune]\n  source = [\n    { grid = \"1x1h(keep=0)\" },\n  ]\n", ":9: job[0].prune.source[0]"},
+		"malformed grid":   {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ grid = \"1y1h\" }]\n", "1y1h"},
+		"unknown rule":     {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ negate = true }]\n", "job[0].prune.source[0]: unknown or empty rule"},
+		"unknown rule key": {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ gird = \"1x1h\" }]\n", ":8: job.prune.source.gird: unknown key"},
+		"bad policy":       {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  host_key_policy = \"yolo\"\n", ":8: job[0].remote.host_key_policy"},
+		"duplicate job":    {base + "  interval = \"1h\"\n" + base + "  interval = \"1h\"\n", "duplicate job name"},
+		"bad job name":     {"[[job]]\nname = \"a b\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n", ":2: job[0].name"},
+		"toml syntax":      {"[[job]\nname = 1\n", "zsync.toml:2: expected end of table array"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := configFile(t, c.body)
+			code, _, errOut := runUnit(t, "--config", p, "config", "check")
+			if code != ExitUsage || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, p) {
+				t.Fatalf("exit %d, stderr %q; want 2, the file name and %q", code, errOut, c.want)
+			}
+		})
+	}
+}
+
+func TestHelpListsCommandsAndExitCodes(t *testing.T) {
+	code, out, _ := runUnit(t, "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, c := range []string{"snap", "prune", "push", "pull", "run", "serve", "status", "check", "holds", "config", "version", "EXIT CODES", "75"} {
+		if !strings.Contains(out, c) {
+			t.Errorf("--help lacks %q", c)
+		}
+	}
+	if code, _, _ := runUnit(t, "frobnicate"); code != ExitUsage {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+	if code, _, _ := runUnit(t, "snap", "--no-such-flag"); code != ExitUsage {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runUnit(t, "version")
+	if code != 0 || !strings.Contains(out, "protocol 1") || !strings.HasPrefix(out, "zsync ") {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+}
+
+func TestDurationsAndSizes(t *testing.T) {
+	for in, want := range map[string]time.Duration{"15m": 15 * time.Minute, "36h": 36 * time.Hour, "14d": 14 * 24 * time.Hour, "1h30m": 90 * time.Minute, "2w": 14 * 24 * time.Hour, "0": 0} {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "15", "m", "15x", "1.5h", "-3m"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+	for in, want := range map[string]int64{"50MiB": 50 << 20, "1GB": 1e9, "800k": 800 << 10, "0": 0, "12": 12} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "5 parsecs", "-1"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
+// A second run of a job whose lock is held exits 75 at once, before touching
+// zfs; with --wait it waits (here: until the context ends).
+func TestLockedJobExits75(t *testing.T) {
+	dir := t.TempDir()
+	p := configFile(t, "[global]\nstate_dir = \""+dir+"\"\n[[job]]\nname = \"j\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n  [job.snapshot]\n  interval = \"1h\"\n")
+	l, err := state.Acquire(context.Background(), dir, "j", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	start := time.Now()
+	code, _, errOut := runUnit(t, "--config", p, "snap")
+	if code != ExitLocked {
+		t.Fatalf("exit %d (%s), want 75", code, errOut)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("took %v; a locked run must exit at once", time.Since(start))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	var out, eb bytes.Buffer
+	code = Run(ctx, []string{"zsync", "--config", p, "snap", "--wait"}, strings.NewReader(""), &out, &eb)
+	if code != ExitInterrupted {
+		t.Fatalf("--wait then cancelled: exit %d (%s), want 130", code, eb.String())
+	}
+}

@@ -1,0 +1,137 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	stdsync "sync"
+
+	"github.com/zsync-dev/zsync/sshtransport"
+	zsync "github.com/zsync-dev/zsync/sync"
+)
+
+// selfExe is the zsync binary started as the local `serve --stdio` child.
+// Tests that run commands in-process point it at a built zsync.
+var selfExe = os.Executable
+
+// farSide opens endpoints on the far side of a job: over SSH when the job has
+// a [job.remote], otherwise a local `zsync serve --stdio` child, so that local
+// and remote replication take one code path. One SSH connection carries
+// every endpoint (each its own session/channel).
+type farSide struct {
+	e       *env
+	remote  *remoteConfig
+	copts   sshtransport.ClientOptions
+	mu      stdsync.Mutex
+	conn    *sshtransport.Conn
+	clients []*sshtransport.Client
+}
+
+func (e *env) newFarSide(j *jobConfig) *farSide {
+	f := &farSide{e: e, remote: j.Remote}
+	f.copts.BandwidthLimit = j.Replication.BandwidthLimit.Bytes
+	if j.Replication.Compression == "zstd" {
+		f.copts.Compression = "zstd"
+	}
+	return f
+}
+
+// open implements sync.Opener.
+func (f *farSide) open(ctx context.Context) (zsync.Endpoint, error) {
+	var cl *sshtransport.Client
+	var err error
+	if f.remote == nil {
+		exe, xerr := selfExe()
+		if xerr != nil {
+			return nil, fmt.Errorf("find the zsync binary for the local serve child: %w", xerr)
+		}
+		cl, err = sshtransport.StartLocal(ctx, []string{exe, "serve", "--stdio"}, f.copts)
+		if err != nil {
+			return nil, fmt.Errorf("start local zsync serve: %w", err)
+		}
+	} else {
+		conn, cerr := f.dial(ctx)
+		if cerr != nil {
+			return nil, cerr
+		}
+		rw, xerr := conn.Exec(ctx, f.remote.Command)
+		if xerr != nil {
+			return nil, fmt.Errorf("start %q on %s: %w", f.remote.Command, f.remote.Host, xerr)
+		}
+		cl, err = sshtransport.NewClient(ctx, rw, f.copts)
+		if err != nil {
+			rw.Close()
+			return nil, fmt.Errorf("%s: %w", f.remote.Host, err)
+		}
+	}
+	f.mu.Lock()
+	f.clients = append(f.clients, cl)
+	f.mu.Unlock()
+	return cl, nil
+}
+
+func (f *farSide) dial(ctx context.Context) (*sshtransport.Conn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conn != nil {
+		return f.conn, nil
+	}
+	r := f.remote
+	policy, err := sshtransport.ParseHostKeyPolicy(r.HostKeyPolicy)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	var ids []string
+	if r.IdentityFile != "" {
+		ids = []string{r.IdentityFile}
+	}
+	log := f.e.log
+	conn, err := sshtransport.Dial(ctx, sshtransport.DialOptions{
+		Host: r.Host, User: r.User, Port: r.Port, IdentityFiles: ids,
+		KnownHostsFile: r.KnownHosts, HostKeyPolicy: policy,
+		ConnectTimeout: r.ConnectTimeout.Duration,
+		Log: func(level, msg string, fields map[string]any) {
+			ev := log.Info()
+			switch strings.ToLower(level) {
+			case "warn", "warning":
+				ev = log.Warn()
+			case "error":
+				ev = log.Error()
+			case "debug":
+				ev = log.Debug()
+			}
+			ev.Fields(fields).Msg(msg)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.conn = conn
+	return conn, nil
+}
+
+// close ends every client and the SSH connection.
+func (f *farSide) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.clients {
+		c.Close()
+	}
+	f.clients = nil
+	if f.conn != nil {
+		f.conn.Close()
+		f.conn = nil
+	}
+}
+
+// openTargetEndpoint opens one endpoint on a push job's target side.
+func (e *env) openTargetEndpoint(ctx context.Context, cfg *Config, j *jobConfig) (zsync.Endpoint, func(), error) {
+	f := e.newFarSide(j)
+	ep, err := f.open(ctx)
+	if err != nil {
+		f.close()
+		return nil, nil, err
+	}
+	return ep, f.close, nil
+}

@@ -1,0 +1,89 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/zsync-dev/zsync/state"
+)
+
+// Exit codes: the one table (SPEC.md §1). Documented in --help and README.
+const (
+	ExitOK          = 0   // everything asked for was done (or nothing was due)
+	ExitFailure     = 1   // failure
+	ExitUsage       = 2   // usage or configuration error; nothing was changed
+	ExitPartial     = 3   // some datasets failed, others succeeded
+	ExitLocked      = 75  // another run holds the lock (EX_TEMPFAIL)
+	ExitInterrupted = 130 // interrupted by SIGINT/SIGTERM after cleaning up
+)
+
+const exitCodeHelp = `EXIT CODES:
+   0    everything asked for was done (or nothing was due)
+   1    failure
+   2    usage or configuration error (nothing was changed)
+   3    partial: some datasets failed, others succeeded (the run report says which)
+   75   another run holds the lock (EX_TEMPFAIL; list it in SuccessExitStatus= of a systemd unit)
+   130  interrupted by SIGINT/SIGTERM after cleaning up`
+
+// usageError is a command-line mistake: exit 2, nothing changed.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, a...)}
+}
+
+// PartialError says that some units of work failed while others succeeded.
+type PartialError struct {
+	Failed, Succeeded int
+	Err               error // the failures, joined
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d of %d datasets failed: %v", e.Failed, e.Failed+e.Succeeded, e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// errInterrupted is reported when a signal cancelled the run.
+var errInterrupted = errors.New("interrupted")
+
+// ExitCode maps an error returned by a command to the exit-code table. It is
+// the only place that decides exit codes.
+func ExitCode(err error) int {
+	var ue *usageError
+	var ce *ConfigError
+	var pe *PartialError
+	var ck *checkError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ck):
+		return ck.code
+	case errors.As(err, &ue), errors.As(err, &ce):
+		return ExitUsage
+	case errors.Is(err, state.ErrLocked):
+		return ExitLocked
+	case errors.Is(err, errInterrupted), errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.As(err, &pe):
+		if pe.Succeeded == 0 {
+			return ExitFailure
+		}
+		return ExitPartial
+	default:
+		return ExitFailure
+	}
+}
+
+// outcome turns per-unit results into the command's error: nil when all
+// succeeded, a *PartialError otherwise (ExitCode maps it to 3, or 1 when
+// nothing succeeded).
+func outcome(succeeded int, failures []error) error {
+	if len(failures) == 0 {
+		return nil
+	}
+	return &PartialError{Failed: len(failures), Succeeded: succeeded, Err: errors.Join(failures...)}
+}

@@ -1,0 +1,82 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/zsync-dev/zsync/state"
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// Flags shared by the commands that change things.
+var (
+	dryRunFlag = &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "run only read-only zfs calls and print what would be done"}
+	waitFlag   = &cli.BoolFlag{Name: "wait", Usage: "wait for the job lock instead of exiting 75 at once"}
+	jsonFlag   = &cli.BoolFlag{Name: "json", Usage: "print the run report as JSON on stdout"}
+)
+
+// newZFS returns the local zfs CLI, logging every invocation at debug.
+func (e *env) newZFS(cfg *Config) *zfs.CLI {
+	opts := []zfs.Option{zfs.WithTrace(func(argv []string, d time.Duration, err error) {
+		ev := e.log.Debug()
+		if err != nil {
+			ev = e.log.Debug().Err(err)
+		}
+		ev.Strs("argv", argv).Dur("duration", d).Msg("zfs")
+	})}
+	if cfg != nil && cfg.Global.ZFSBinary != "" {
+		opts = append(opts, zfs.WithBinary(cfg.Global.ZFSBinary))
+	}
+	return zfs.New(opts...)
+}
+
+// forEachJob runs fn for every job under its lock, one after the other. A job
+// whose lock is busy ends the command with exit 75 (the other jobs still run);
+// a failing job does not stop the others.
+func (e *env) forEachJob(ctx context.Context, c *cli.Context, cfg *Config, jobs []*jobConfig, fn func(ctx context.Context, j *jobConfig, log zerolog.Logger) error) error {
+	var errs []error
+	ok := 0
+	locked := false
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w before job %s", errInterrupted, j.Name)
+		}
+		log := e.log.With().Str("job", j.Name).Logger()
+		lock, err := state.Acquire(ctx, cfg.Global.StateDir, j.Name, c.Bool("wait"))
+		if err != nil {
+			if errors.Is(err, state.ErrLocked) {
+				locked = true
+				log.Warn().Msg(err.Error())
+				errs = append(errs, err)
+				continue
+			}
+			return err
+		}
+		err = fn(ctx, j, log)
+		lock.Release()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: job %s: %v", errInterrupted, j.Name, err)
+			}
+			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+			continue
+		}
+		ok++
+	}
+	if locked && len(errs) == 1 {
+		return errs[0]
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	var pe *PartialError
+	if len(errs) == 1 && errors.As(errs[0], &pe) {
+		return errs[0]
+	}
+	return outcome(ok, errs)
+}

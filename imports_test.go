@@ -1,0 +1,111 @@
+package main
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/zsync-dev/zsync"
+
+// TestImportDirection enforces the architecture of CONVENTIONS.md: zfs/ and
+// state/ are leaves; sync/, snap/, prune/ and sshtransport/ import only zfs/
+// and state/; only cmd/ uses urfave/cli and BurntSushi/toml; only
+// sshtransport/ uses x/crypto/ssh; only main.go and cmd/ exit the process or
+// write to the process's stdout/stderr.
+func TestImportDirection(t *testing.T) {
+	allowed := map[string][]string{
+		"zfs":          {},
+		"state":        {},
+		"sync":         {"zfs", "state"},
+		"snap":         {"zfs", "state"},
+		"prune":        {"zfs", "state"},
+		"sshtransport": {"zfs", "state"},
+	}
+	exclusive := map[string]string{
+		"github.com/urfave/cli":      "cmd",
+		"github.com/BurntSushi/toml": "cmd",
+		"golang.org/x/crypto/ssh":    "sshtransport",
+	}
+	checked := 0
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		top := strings.SplitN(filepath.ToSlash(path), "/", 2)[0]
+		if !strings.Contains(filepath.ToSlash(path), "/") {
+			top = "." // main.go and friends
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		isTest := strings.HasSuffix(path, "_test.go")
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if rules, ok := allowed[top]; ok && strings.HasPrefix(p, module+"/") {
+				dep := strings.SplitN(strings.TrimPrefix(p, module+"/"), "/", 2)[0]
+				if dep != top && !contains(rules, dep) {
+					t.Errorf("%s imports %s: %s/ may import only %v", path, p, top, rules)
+				}
+			}
+			for prefix, owner := range exclusive {
+				if strings.HasPrefix(p, prefix) && top != owner && !(isTest && owner == "sshtransport") {
+					t.Errorf("%s imports %s: only %s/ may", path, p, owner)
+				}
+			}
+		}
+		checked++
+		if isTest || top == "cmd" || top == "." {
+			return nil
+		}
+		full, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(full, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if id, ok := sel.X.(*ast.Ident); ok && id.Name == "os" {
+				switch sel.Sel.Name {
+				case "Exit", "Stdout", "Stderr":
+					t.Errorf("%s: uses os.%s; only main.go and cmd/ may", fset.Position(sel.Pos()), sel.Sel.Name)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 10 {
+		t.Fatalf("checked only %d Go files; is the walk broken?", checked)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,381 @@
+package sync
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	stdsync "sync"
+	"time"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// RawMode decides when steps are sent raw (zfs send -w).
+type RawMode int
+
+// The raw modes of [job.replication] raw.
+const (
+	RawAuto   RawMode = iota // raw for encrypted datasets, plain otherwise
+	RawAlways                // raw always (fails for unencrypted datasets? no: -w of unencrypted is a plain send)
+	RawNever                 // never raw: encrypted data is sent decrypted (the key must be loaded)
+)
+
+// Job is one replication run: which source datasets go where, and how.
+type Job struct {
+	// Name is used in logs and reports only; abstractions carry the target id.
+	Name string
+	// Source and Target open the two sides. The source is where the datasets
+	// are read (the local host for push, the far side for pull).
+	Source, Target Opener
+	// Datasets selects the source datasets (filesystems and volumes).
+	Datasets zfs.Filter
+	// TargetRoot is where replicas land. It holds the target id.
+	TargetRoot string
+	// Map returns the target dataset of a selected source dataset.
+	Map func(source string) (string, error)
+
+	Initial        InitialPolicy
+	Protection     Protection
+	Raw            RawMode
+	Rotate         bool           // on_diverged = rotate: rename a diverged target aside and start fresh
+	SnapshotFilter *regexp.Regexp // nil: every snapshot is sent
+	PropsOverride  map[string]string
+	PropsExclude   []string
+	Concurrency    int
+	DryRun         bool
+
+	// Now gives the time for rotate names; nil means time.Now.
+	Now func() time.Time
+	// Events receives progress and decisions; nil discards them.
+	Events func(Event)
+}
+
+// Event is something a run wants the user to know, for logs and progress.
+type Event struct {
+	Dataset string // source dataset
+	Target  string // target dataset
+	Kind    string // "plan", "step", "progress", "abort-resume", "rotate", "placeholder", "reconcile", "dry-run"
+	Message string
+	Step    *Step
+	Bytes   int64 // progress: bytes so far; step: bytes of the step
+	Total   int64 // estimated size of the step, 0 when unknown
+}
+
+// Result is the outcome of one dataset.
+type Result struct {
+	Source, Target string
+	Status         Status
+	Steps          []string
+	Bytes          int64
+	AbortedResume  string // reason, when a stale token was aborted
+	Rotated        string // where a diverged target was renamed to
+	Err            error
+	Duration       time.Duration
+}
+
+// Status of one dataset after a run.
+type Status string
+
+// The statuses of Result.
+const (
+	StatusReplicated Status = "replicated"
+	StatusUpToDate   Status = "up-to-date"
+	StatusPlanned    Status = "planned" // dry run
+	StatusFailed     Status = "failed"
+	StatusSkipped    Status = "skipped" // its parent failed
+)
+
+// Report is the outcome of a Job.
+type Report struct {
+	Job      string
+	TargetID TargetID
+	Datasets []Result
+}
+
+// Failed counts the datasets that failed or were skipped because of a failure.
+func (r *Report) Failed() (failed, ok int) {
+	for _, d := range r.Datasets {
+		if d.Status == StatusFailed || d.Status == StatusSkipped {
+			failed++
+		} else {
+			ok++
+		}
+	}
+	return failed, ok
+}
+
+func (j *Job) now() time.Time {
+	if j.Now != nil {
+		return j.Now()
+	}
+	return time.Now()
+}
+
+func (j *Job) emit(ev Event) {
+	if j.Events != nil {
+		j.Events(ev)
+	}
+}
+
+// Run replicates every selected dataset, parents before children, and
+// reconciles the abstractions of each. A failing dataset does not stop the
+// others (its children are skipped). The returned error is for failures of
+// the whole job (listing, target id); per-dataset failures are in the report.
+func (j *Job) Run(ctx context.Context) (*Report, error) {
+	rep := &Report{Job: j.Name}
+	src, err := j.Source(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("open source: %w", err)
+	}
+	defer closeEndpoint(src)
+	dst, err := j.Target(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("open target: %w", err)
+	}
+	defer closeEndpoint(dst)
+
+	roots := j.Datasets.Roots()
+	srcList, err := src.List(ctx, roots, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
+	if err != nil {
+		return rep, fmt.Errorf("list source %s: %w", strings.Join(roots, ", "), err)
+	}
+	var selected []string
+	bySource := map[string][]zfs.Entry{}
+	srcInfo := map[string]zfs.Entry{}
+	for _, e := range srcList {
+		if e.IsDataset() {
+			if j.Datasets.Match(e.Name) && e.User[PlaceholderProperty] != "on" {
+				selected = append(selected, e.Name)
+				srcInfo[e.Name] = e
+			}
+			continue
+		}
+		bySource[e.Dataset()] = append(bySource[e.Dataset()], e)
+	}
+	if len(selected) == 0 {
+		return rep, fmt.Errorf("no dataset on the source matches %v", j.Datasets)
+	}
+	selected = OrderParentsFirst(selected)
+
+	rootTID, err := j.targetID(ctx, dst)
+	if err != nil {
+		return rep, err
+	}
+	rep.TargetID = rootTID
+
+	dstList, err := dst.List(ctx, []string{j.TargetRoot}, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
+	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
+		return rep, fmt.Errorf("list target %s: %w", j.TargetRoot, err)
+	}
+	byTarget := map[string][]zfs.Entry{}
+	dstInfo := map[string]zfs.Entry{}
+	for _, e := range dstList {
+		if e.IsDataset() {
+			dstInfo[e.Name] = e
+		} else {
+			byTarget[e.Dataset()] = append(byTarget[e.Dataset()], e)
+		}
+	}
+	srcHolds, err := holdsOf(ctx, src, srcList)
+	if err != nil {
+		return rep, fmt.Errorf("source holds: %w", err)
+	}
+	dstHolds, err := holdsOf(ctx, dst, dstList)
+	if err != nil {
+		return rep, fmt.Errorf("target holds: %w", err)
+	}
+
+	// Work, level by level: a child starts only after its parent finished,
+	// datasets of one depth run concurrently.
+	results := make(map[string]*Result, len(selected))
+	var mu stdsync.Mutex
+	levels := map[int][]string{}
+	maxDepth := 0
+	for _, ds := range selected {
+		d := strings.Count(ds, "/")
+		levels[d] = append(levels[d], ds)
+		if d > maxDepth {
+			maxDepth = d
+		}
+	}
+	conc := j.Concurrency
+	if conc < 1 {
+		conc = 1
+	}
+	workers := make(chan *worker, conc)
+	workers <- &worker{src: src, dst: dst}
+	for i := 1; i < conc; i++ {
+		workers <- &worker{lazy: true}
+	}
+	var opened []*worker
+	for d := 0; d <= maxDepth; d++ {
+		var wg stdsync.WaitGroup
+		for _, ds := range levels[d] {
+			res := &Result{Source: ds}
+			mu.Lock()
+			results[ds] = res
+			mu.Unlock()
+			if p := failedAncestor(ds, results); p != "" {
+				res.Status, res.Err = StatusSkipped, fmt.Errorf("skipped: parent %s failed", p)
+				continue
+			}
+			w := <-workers
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { workers <- w }()
+				t0 := time.Now()
+				if err := w.open(ctx, j); err != nil {
+					res.Status, res.Err = StatusFailed, err
+					return
+				}
+				mu.Lock()
+				if w.lazy && !w.counted {
+					w.counted = true
+					opened = append(opened, w)
+				}
+				mu.Unlock()
+				d := &datasetRun{
+					job: j, src: w.src, dst: w.dst, res: res, rootTID: rootTID,
+					source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds],
+					srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
+				}
+				d.run(ctx)
+				res.Duration = time.Since(t0)
+			}()
+		}
+		wg.Wait()
+	}
+	for _, w := range opened {
+		closeEndpoint(w.src)
+		closeEndpoint(w.dst)
+	}
+	for _, ds := range selected {
+		rep.Datasets = append(rep.Datasets, *results[ds])
+	}
+	return rep, nil
+}
+
+type worker struct {
+	src, dst Endpoint
+	lazy     bool
+	counted  bool
+}
+
+func (w *worker) open(ctx context.Context, j *Job) error {
+	if w.src != nil {
+		return nil
+	}
+	s, err := j.Source(ctx)
+	if err != nil {
+		return fmt.Errorf("open source: %w", err)
+	}
+	d, err := j.Target(ctx)
+	if err != nil {
+		closeEndpoint(s)
+		return fmt.Errorf("open target: %w", err)
+	}
+	w.src, w.dst = s, d
+	return nil
+}
+
+func failedAncestor(ds string, results map[string]*Result) string {
+	for p := parentOf(ds); p != ""; p = parentOf(p) {
+		if r, ok := results[p]; ok && (r.Status == StatusFailed || r.Status == StatusSkipped) {
+			return p
+		}
+	}
+	return ""
+}
+
+func parentOf(ds string) string {
+	if i := strings.LastIndexByte(ds, '/'); i >= 0 {
+		return ds[:i]
+	}
+	return ""
+}
+
+// holdsOf asks for the holds of the listed snapshots that have any (userrefs
+// > 0), in one batched call.
+func holdsOf(ctx context.Context, e Endpoint, list []zfs.Entry) (map[string][]string, error) {
+	var held []string
+	for _, x := range list {
+		if x.Type == zfs.Snapshot && x.UserRefs > 0 {
+			held = append(held, x.Name)
+		}
+	}
+	if len(held) == 0 {
+		return map[string][]string{}, nil
+	}
+	return e.Holds(ctx, held)
+}
+
+// targetID reads the target id from the target root, creating the root (as a
+// placeholder) and the id at first contact. In a dry run nothing is created
+// and a missing id is reported as "(new)".
+func (j *Job) targetID(ctx context.Context, dst Endpoint) (TargetID, error) {
+	props, err := dst.Get(ctx, []string{j.TargetRoot}, []string{TargetIDProperty})
+	switch {
+	case errors.Is(err, zfs.ErrDatasetNotFound):
+		if j.DryRun {
+			return "", nil
+		}
+		if err := dst.Create(ctx, j.TargetRoot, placeholderProps(zfs.Filesystem), true); err != nil && !errors.Is(err, zfs.ErrExists) {
+			return "", fmt.Errorf("create target root %s: %w", j.TargetRoot, err)
+		}
+		j.emit(Event{Target: j.TargetRoot, Kind: "placeholder", Message: "created target root " + j.TargetRoot})
+	case err != nil:
+		return "", fmt.Errorf("read %s of %s: %w", TargetIDProperty, j.TargetRoot, err)
+	default:
+		if v := props[j.TargetRoot][TargetIDProperty]; v != "" && v != "-" {
+			tid, err := ParseTargetID(v)
+			if err != nil {
+				return "", fmt.Errorf("target root %s has a malformed %s %q: %w", j.TargetRoot, TargetIDProperty, v, err)
+			}
+			return tid, nil
+		}
+		if j.DryRun {
+			return "", nil
+		}
+	}
+	tid, err := NewTargetID(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	if err := dst.Set(ctx, j.TargetRoot, map[string]string{TargetIDProperty: string(tid)}); err != nil {
+		return "", fmt.Errorf("store target id on %s: %w", j.TargetRoot, err)
+	}
+	return tid, nil
+}
+
+// relationID is the target id of one (dataset, target) relationship: derived
+// from the root's id and the target dataset's name. Each relationship gets
+// its own id even when two of them share a root, or when a root inherits
+// its zsync:target-id property from an ancestor, so two targets of one
+// source never share state. Renaming the job changes nothing.
+func (j *Job) relationID(root TargetID, target string) TargetID {
+	return RelationID(root, target)
+}
+
+// RelationID is the id carried by the abstractions of the relationship
+// between a source dataset and target, below a root with id root.
+func RelationID(root TargetID, target string) TargetID {
+	if root == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(string(root) + "\x00" + target))
+	return TargetID(hex.EncodeToString(h[:])[:16])
+}
+
+func placeholderProps(t zfs.Type) map[string]string {
+	p := map[string]string{PlaceholderProperty: "on"}
+	if t == zfs.Filesystem {
+		p["canmount"] = "off"
+	}
+	return p
+}
