@@ -1,0 +1,169 @@
+package zfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ListOptions selects what List returns.
+type ListOptions struct {
+	// Depth: 0 lists the roots' whole subtrees (-r), -1 only the roots
+	// themselves (no -r), N > 0 down to N levels below the roots (-d N).
+	Depth int
+	// Types restricts the kinds listed; nil means all four.
+	Types []Type
+	// UserProps are extra (user) properties to fetch into Entry.User, such
+	// as "zsync:target-id".
+	UserProps []string
+}
+
+// listProps are the columns List always asks for, in Entry field order.
+var listProps = []string{
+	"name", "type", "guid", "createtxg", "creation", "userrefs",
+	"receive_resume_token", "encryption", "encryptionroot", "keystatus", "origin",
+}
+
+// listArgs builds the zfs list arguments (without the binary).
+func (o ListOptions) args(roots []string) ([]string, error) {
+	args := []string{"list", "-H", "-p"}
+	switch {
+	case o.Depth == 0:
+		args = append(args, "-r")
+	case o.Depth > 0:
+		args = append(args, "-d", strconv.Itoa(o.Depth))
+	case o.Depth != -1:
+		return nil, fmt.Errorf("zfs list: invalid depth %d", o.Depth)
+	}
+	types := o.Types
+	if len(types) == 0 {
+		types = []Type{Filesystem, Volume, Snapshot, Bookmark}
+	}
+	ts := make([]string, len(types))
+	for i, t := range types {
+		switch t {
+		case Filesystem, Volume, Snapshot, Bookmark:
+			ts[i] = string(t)
+		default:
+			return nil, fmt.Errorf("zfs list: unknown type %q", t)
+		}
+	}
+	props := append([]string(nil), listProps...)
+	for _, p := range o.UserProps {
+		if err := validatePropName(p); err != nil {
+			return nil, err
+		}
+		if !strings.Contains(p, ":") {
+			return nil, fmt.Errorf("zfs list: %q is not a user property (no ':')", p)
+		}
+		props = append(props, p)
+	}
+	args = append(args, "-t", strings.Join(ts, ","), "-o", strings.Join(props, ","))
+	for _, r := range roots {
+		if err := ValidateDataset(r); err != nil {
+			return nil, err
+		}
+	}
+	return append(args, roots...), nil
+}
+
+// List runs ONE `zfs list -H -p` over roots (all pools when roots is empty)
+// and returns the datasets, snapshots and bookmarks in zfs's output order.
+// A root that does not exist yields an error wrapping ErrDatasetNotFound
+// that names it.
+func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry, error) {
+	args, err := o.args(roots)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.run(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("zfs list: %w", classify(err, roots))
+	}
+	entries, err := parseList(out, o.UserProps)
+	if err != nil {
+		return nil, fmt.Errorf("zfs list: %w", err)
+	}
+	return entries, nil
+}
+
+// parseList parses `zfs list -H -p -o <listProps>,<userProps...>` output.
+func parseList(out []byte, userProps []string) ([]Entry, error) {
+	want := len(listProps) + len(userProps)
+	var entries []Entry
+	for i, line := range splitLines(out) {
+		f := strings.Split(line, "\t")
+		if len(f) != want {
+			return nil, fmt.Errorf("line %d: %d fields, want %d: %q", i+1, len(f), want, line)
+		}
+		e := Entry{
+			Name:           f[0],
+			Type:           Type(f[1]),
+			ResumeToken:    unset(f[6]),
+			Encryption:     unset(f[7]),
+			EncryptionRoot: unset(f[8]),
+			KeyStatus:      unset(f[9]),
+			Origin:         unset(f[10]),
+		}
+		switch e.Type {
+		case Filesystem, Volume, Snapshot, Bookmark:
+		default:
+			return nil, fmt.Errorf("line %d: unknown type %q", i+1, f[1])
+		}
+		var err error
+		if e.GUID, err = parseUint(f[2]); err != nil {
+			return nil, fmt.Errorf("line %d: guid: %w", i+1, err)
+		}
+		if e.CreateTXG, err = parseUint(f[3]); err != nil {
+			return nil, fmt.Errorf("line %d: createtxg: %w", i+1, err)
+		}
+		creation, err := parseUint(f[4])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: creation: %w", i+1, err)
+		}
+		if creation != 0 {
+			e.Creation = time.Unix(int64(creation), 0).UTC()
+		}
+		if e.UserRefs, err = parseUint(f[5]); err != nil {
+			return nil, fmt.Errorf("line %d: userrefs: %w", i+1, err)
+		}
+		for j, p := range userProps {
+			if v := f[len(listProps)+j]; v != "-" {
+				if e.User == nil {
+					e.User = map[string]string{}
+				}
+				e.User[p] = v
+			}
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// splitLines splits output into lines without the trailing empty one.
+func splitLines(out []byte) []string {
+	s := string(bytes.TrimRight(out, "\n"))
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// unset maps zfs's "-" (not set, not applicable) to "".
+func unset(v string) string {
+	if v == "-" {
+		return ""
+	}
+	return v
+}
+
+// parseUint parses a -p number; "-" is 0.
+func parseUint(v string) (uint64, error) {
+	if v == "-" || v == "" {
+		return 0, nil
+	}
+	return strconv.ParseUint(v, 10, 64)
+}
