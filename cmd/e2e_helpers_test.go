@@ -104,7 +104,8 @@ func holdsOn(t *testing.T, ds string) []string {
 	return out
 }
 
-// treeSum hashes every regular file below dir (relative names and contents).
+// treeSum hashes the regular files directly in dir (names and contents); it
+// does not descend, so child datasets mounted below dir do not count.
 func treeSum(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
@@ -112,6 +113,9 @@ func treeSum(t *testing.T, dir string) string {
 	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
+		}
+		if fi.IsDir() && p != dir {
+			return filepath.SkipDir
 		}
 		if !fi.Mode().IsRegular() {
 			return nil

@@ -46,18 +46,18 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // <state_dir>/reports/<job>.json. `zsync status` shows the last one; nothing
 // depends on it for correctness.
 type RunReport struct {
-	Job      string          `json:"job"`
-	Command  string          `json:"command"`
-	Start    time.Time       `json:"start"`
-	Duration float64         `json:"duration_seconds"`
-	Result   string          `json:"result"` // ok | partial | failed
+	Job      string    `json:"job"`
+	Command  string    `json:"command"`
+	Start    time.Time `json:"start"`
+	Duration float64   `json:"duration_seconds"`
+	Result   string    `json:"result"` // ok | partial | failed
 	// LastSuccess is the start of the last fully successful run (this one
 	// or an earlier one), carried over from report to report.
-	LastSuccess time.Time `json:"last_success,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	TargetID string          `json:"target_id,omitempty"`
-	Bytes    int64           `json:"bytes"`
-	Datasets []DatasetReport `json:"datasets"`
+	LastSuccess time.Time       `json:"last_success,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	TargetID    string          `json:"target_id,omitempty"`
+	Bytes       int64           `json:"bytes"`
+	Datasets    []DatasetReport `json:"datasets"`
 }
 
 // DatasetReport is one dataset of a RunReport.
