@@ -1,0 +1,825 @@
+package sshtransport
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// ClientOptions configures a Client.
+type ClientOptions struct {
+	// SoftwareVersion is this zsync's version, announced in the hello line
+	// (for the far side's logs).
+	SoftwareVersion string
+	// Compression of the data frames of every stream: "" (none) or "zstd".
+	Compression string
+	// BandwidthLimit caps the data frames of the client's streams, both
+	// directions, in bytes per second of wire payload (after compression).
+	// 0 means unlimited.
+	BandwidthLimit int64
+	// HandshakeTimeout bounds the wait for the far side's banner; 0 means
+	// 30 seconds. The context passed to NewClient can only shorten it.
+	HandshakeTimeout time.Duration
+	// Stderr, when set, receives a copy of the child's standard error
+	// (StartLocal only; the last 64 KiB are kept for error messages
+	// either way).
+	Stderr io.Writer
+}
+
+// defaultHandshakeTimeout applies when ClientOptions.HandshakeTimeout is 0.
+const defaultHandshakeTimeout = 30 * time.Second
+
+// maxListBytes bounds the total size of the response frames of one List.
+const maxListBytes = 256 << 20
+
+// Client is the active side's handle on a far `zsync serve`: it has the
+// method set of *zfs.CLI, so the replication engine uses a local CLI and a
+// remote Client interchangeably. Errors returned for far failures are
+// *RemoteError values that unwrap to the same zfs sentinels and types.
+//
+// A Client runs one request at a time: concurrent calls wait for each other
+// (for parallelism, open several clients). An open Send stream holds the
+// connection until it is read to its end or closed, so a goroutine must not
+// call another method of the same Client while it still holds an unfinished
+// Send stream of it.
+//
+// Cancelling the context of a call (or of a Send stream) while it is in
+// flight closes the connection at once: the call returns the context's
+// error and the Client is unusable afterwards (ErrClosed); the far side
+// sees the connection drop and stops what it was doing.
+type Client struct {
+	rw   io.ReadWriteCloser
+	br   *bufio.Reader
+	opts ClientOptions
+	peer PeerInfo
+	lim  *limiter
+	sem  chan struct{} // one slot: the request or stream that owns the connection
+
+	mu       sync.Mutex
+	broken   error // why the connection is unusable, nil while usable
+	closed   bool
+	closeErr error
+	closing  sync.Once
+}
+
+// NewClient performs the handshake over rw, a byte pipe to a `zsync serve`
+// (an SSH session's stdin/stdout, a child's pipes, a net.Conn): it reads
+// the banner, checks the protocol version and sends the hello line. The
+// Client owns rw from then on and closes it in Close (or at once when the
+// handshake fails).
+//
+// Errors: ErrNotZsync (wrapped, with what the far side said instead) when
+// the first line is not a zsync banner, *VersionMismatchError for another
+// protocol version, the context's error (context.DeadlineExceeded after
+// HandshakeTimeout) when no banner came.
+func NewClient(ctx context.Context, rw io.ReadWriteCloser, o ClientOptions) (*Client, error) {
+	if _, _, err := codecFor(o.Compression); err != nil {
+		_ = rw.Close()
+		return nil, err
+	}
+	c := &Client{
+		rw:   rw,
+		br:   bufio.NewReaderSize(rw, 64<<10),
+		opts: o,
+		lim:  newLimiter(o.BandwidthLimit),
+		sem:  make(chan struct{}, 1),
+	}
+	timeout := o.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = defaultHandshakeTimeout
+	}
+	hctx, cancel := context.WithTimeoutCause(ctx, timeout,
+		fmt.Errorf("no answer from the far side within %v", timeout))
+	defer cancel()
+	unwatch := c.watch(hctx)
+	peer, err := c.handshake()
+	if !unwatch() {
+		err = fmt.Errorf("waiting for the zsync serve banner: %w", c.ctxError(hctx))
+	}
+	if err != nil {
+		c.breakConn(err)
+		_ = c.Close()
+		return nil, err
+	}
+	c.peer = peer
+	return c, nil
+}
+
+// handshake reads the banner and writes the hello line.
+func (c *Client) handshake() (PeerInfo, error) {
+	line, err := readLine(c.br, maxHandshakeLine)
+	if err != nil && len(line) == 0 {
+		if errors.Is(err, io.EOF) {
+			return PeerInfo{}, fmt.Errorf("%w (got nothing: the connection closed)", ErrNotZsync)
+		}
+		return PeerInfo{}, fmt.Errorf("%w (got nothing: %w)", ErrNotZsync, err)
+	}
+	peer, ok, perr := parseHandshake(line, bannerPrefix)
+	switch {
+	case !ok:
+		return PeerInfo{}, fmt.Errorf("%w (got %s)", ErrNotZsync, quoteGot(line))
+	case err != nil:
+		return PeerInfo{}, fmt.Errorf("%w: incomplete banner %s: %w", ErrProtocol, quoteGot(line), err)
+	case perr != nil:
+		return PeerInfo{}, perr
+	case peer.Protocol != ProtocolVersion:
+		return PeerInfo{}, &VersionMismatchError{Local: ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
+	}
+	if _, err := c.rw.Write(handshakeLine(helloPrefix, c.opts.SoftwareVersion)); err != nil {
+		return PeerInfo{}, fmt.Errorf("sending the hello line: %w", err)
+	}
+	return peer, nil
+}
+
+// Peer returns what the far side announced in its banner.
+func (c *Client) Peer() PeerInfo { return c.peer }
+
+// Close closes the connection (the far `zsync serve` sees the end of its
+// input and exits). For a client from StartLocal it also waits for the
+// child and reports a failed exit. Close is idempotent; it does not wait
+// for a call in flight in another goroutine, which then fails.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	wasBroken := c.broken != nil
+	c.mu.Unlock()
+	err := c.closeRW()
+	if wasBroken {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) closeRW() error {
+	c.closing.Do(func() { c.closeErr = c.rw.Close() })
+	return c.closeErr
+}
+
+// markBroken records why the connection is unusable (the first reason wins).
+func (c *Client) markBroken(err error) {
+	if err == nil {
+		err = errors.New("connection broken")
+	}
+	c.mu.Lock()
+	if c.broken == nil {
+		c.broken = err
+	}
+	c.mu.Unlock()
+}
+
+// breakConn marks the connection broken and closes it, which unblocks any
+// read or write in flight.
+func (c *Client) breakConn(err error) {
+	c.markBroken(err)
+	_ = c.closeRW()
+}
+
+func (c *Client) isBroken() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken != nil || c.closed
+}
+
+// usable returns nil, or ErrClosed wrapping why the client cannot be used.
+func (c *Client) usable() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.broken != nil:
+		return fmt.Errorf("%w: %w", ErrClosed, c.broken)
+	case c.closed:
+		return ErrClosed
+	}
+	return nil
+}
+
+// watch closes the connection when ctx is done; the returned function
+// detaches the watchdog and reports false when it already fired.
+func (c *Client) watch(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() { c.breakConn(c.ctxError(ctx)) })
+}
+
+// ctxError is the error of a call whose context is done: it wraps ctx.Err()
+// (so context.Canceled and DeadlineExceeded are recognised) and says why.
+func (c *Client) ctxError(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
+}
+
+// ioError turns a failed read or write of the connection into the call's
+// error and breaks the connection (its state is unknown from now on).
+func (c *Client) ioError(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		err = c.ctxError(ctx)
+	} else if errors.Is(err, io.EOF) {
+		err = fmt.Errorf("the far side closed the connection: %w", io.ErrUnexpectedEOF)
+	}
+	c.breakConn(err)
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// acquire takes the connection for one request or stream.
+func (c *Client) acquire(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return c.ctxError(ctx)
+	}
+	if err := c.usable(); err != nil {
+		<-c.sem
+		return err
+	}
+	return nil
+}
+
+func (c *Client) release() { <-c.sem }
+
+// writeRequest sends one request frame. A request too large for a frame is
+// refused before anything is sent (the connection stays usable).
+func (c *Client) writeRequest(ctx context.Context, op string, args any) error {
+	a, err := json.Marshal(args)
+	if err != nil {
+		return fmt.Errorf("%s: encoding the request: %w", op, err)
+	}
+	p, err := json.Marshal(request{Op: op, Args: a})
+	if err != nil {
+		return fmt.Errorf("%s: encoding the request: %w", op, err)
+	}
+	if len(p) > MaxControlPayload {
+		return fmt.Errorf("%s: request of %d bytes exceeds the protocol's limit of %d", op, len(p), MaxControlPayload)
+	}
+	if err := writeFrame(c.rw, frameRequest, p); err != nil {
+		return c.ioError(ctx, op, err)
+	}
+	return nil
+}
+
+// readResponse reads one response frame. It returns the response when the
+// far side answered, a *RemoteError when it answered with an error, and a
+// connection error otherwise (the connection is then broken).
+func (c *Client) readResponse(ctx context.Context, op string) (response, error) {
+	t, p, err := readFrame(c.br, nil)
+	if err != nil {
+		return response{}, c.ioError(ctx, op, err)
+	}
+	switch t {
+	case frameResponse:
+		var r response
+		if err := decodeStrict(p, &r); err != nil {
+			return response{}, c.ioError(ctx, op, err)
+		}
+		if r.Error != nil {
+			return r, r.Error.decode()
+		}
+		return r, nil
+	case frameError:
+		return response{}, c.ioError(ctx, op, decodeFatal(p))
+	}
+	return response{}, c.ioError(ctx, op, fmt.Errorf("%w: unexpected %s frame instead of a response", ErrProtocol, t))
+}
+
+// decodeFatal decodes the payload of an error frame.
+func decodeFatal(p []byte) error {
+	var w wireError
+	if err := decodeStrict(p, &w); err != nil {
+		return err
+	}
+	e := w.decode()
+	if !errors.Is(e, ErrProtocol) {
+		return fmt.Errorf("%w: the far side gave up: %w", ErrProtocol, e)
+	}
+	return fmt.Errorf("the far side gave up: %w", e)
+}
+
+// call runs one request/response exchange and decodes the result into
+// result (nil when the operation returns nothing).
+func (c *Client) call(ctx context.Context, op string, args validator, result any) error {
+	if err := args.validate(); err != nil {
+		return err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
+	unwatch := c.watch(ctx)
+	err := c.exchange(ctx, op, args, result)
+	if !unwatch() && err != nil {
+		return fmt.Errorf("%s: %w", op, c.ctxError(ctx))
+	}
+	return err
+}
+
+func (c *Client) exchange(ctx context.Context, op string, args any, result any) error {
+	if err := c.writeRequest(ctx, op, args); err != nil {
+		return err
+	}
+	r, err := c.readResponse(ctx, op)
+	if err != nil {
+		return err
+	}
+	if r.More {
+		return c.ioError(ctx, op, fmt.Errorf("%w: continued response to %s", ErrProtocol, op))
+	}
+	if result == nil {
+		return nil
+	}
+	if err := json.Unmarshal(r.Result, result); err != nil {
+		return c.ioError(ctx, op, fmt.Errorf("%w: bad result: %w", ErrProtocol, err))
+	}
+	return nil
+}
+
+// List lists the roots on the far side, like zfs.CLI.List. The far side
+// sends large listings in several frames; with a policy it returns only
+// what the client may see.
+func (c *Client) List(ctx context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error) {
+	args := listArgs{Roots: roots, Options: o}
+	if err := args.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer c.release()
+	unwatch := c.watch(ctx)
+	entries, err := c.list(ctx, args)
+	if !unwatch() && err != nil {
+		return nil, fmt.Errorf("%s: %w", opList, c.ctxError(ctx))
+	}
+	return entries, err
+}
+
+func (c *Client) list(ctx context.Context, args listArgs) ([]zfs.Entry, error) {
+	if err := c.writeRequest(ctx, opList, args); err != nil {
+		return nil, err
+	}
+	var all []zfs.Entry
+	total := 0
+	for {
+		r, err := c.readResponse(ctx, opList)
+		if err != nil {
+			return nil, err
+		}
+		total += len(r.Result)
+		if total > maxListBytes {
+			return nil, c.ioError(ctx, opList, fmt.Errorf("%w: listing larger than %d bytes", ErrProtocol, maxListBytes))
+		}
+		var batch []zfs.Entry
+		if err := json.Unmarshal(r.Result, &batch); err != nil {
+			return nil, c.ioError(ctx, opList, fmt.Errorf("%w: bad listing: %w", ErrProtocol, err))
+		}
+		all = append(all, batch...)
+		if !r.More {
+			return all, nil
+		}
+	}
+}
+
+// Get returns properties of names, like zfs.CLI.Get.
+func (c *Client) Get(ctx context.Context, names []string, props []string) (map[string]map[string]string, error) {
+	var out map[string]map[string]string
+	if err := c.call(ctx, opGet, getArgs{Names: names, Props: props}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Holds returns the hold tags of snaps, like zfs.CLI.Holds.
+func (c *Client) Holds(ctx context.Context, snaps []string) (map[string][]string, error) {
+	var out map[string][]string
+	if err := c.call(ctx, opHolds, holdsArgs{Snaps: snaps}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Hold places the hold tag on snaps, like zfs.CLI.Hold.
+func (c *Client) Hold(ctx context.Context, tag string, snaps []string) error {
+	return c.call(ctx, opHold, holdArgs{Tag: tag, Snaps: snaps}, nil)
+}
+
+// Release removes the hold tag from snaps, like zfs.CLI.Release.
+func (c *Client) Release(ctx context.Context, tag string, snaps []string) error {
+	return c.call(ctx, opRelease, holdArgs{Tag: tag, Snaps: snaps}, nil)
+}
+
+// Bookmark creates bookmark from a snapshot or bookmark, like
+// zfs.CLI.Bookmark.
+func (c *Client) Bookmark(ctx context.Context, snapOrBookmark, bookmark string) error {
+	return c.call(ctx, opBookmark, bookmarkArgs{Source: snapOrBookmark, Bookmark: bookmark}, nil)
+}
+
+// DestroySnapshots destroys dataset@name for each short name in one batch,
+// like zfs.CLI.DestroySnapshots; partial failures come back as an error
+// that unwraps to a *zfs.DestroyError with per-snapshot typed errors.
+func (c *Client) DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
+	return c.call(ctx, opDestroySnapshots, destroySnapshotsArgs{Dataset: dataset, Names: shortNames}, nil)
+}
+
+// DestroyBookmarks destroys bookmarks, like zfs.CLI.DestroyBookmarks.
+func (c *Client) DestroyBookmarks(ctx context.Context, bookmarks []string) error {
+	return c.call(ctx, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: bookmarks}, nil)
+}
+
+// Create creates a filesystem, like zfs.CLI.Create.
+func (c *Client) Create(ctx context.Context, name string, props map[string]string, parents bool) error {
+	return c.call(ctx, opCreate, createArgs{Name: name, Props: props, Parents: parents}, nil)
+}
+
+// Set sets properties, like zfs.CLI.Set.
+func (c *Client) Set(ctx context.Context, name string, props map[string]string) error {
+	return c.call(ctx, opSet, setArgs{Name: name, Props: props}, nil)
+}
+
+// Rename renames a dataset, like zfs.CLI.Rename.
+func (c *Client) Rename(ctx context.Context, from, to string) error {
+	return c.call(ctx, opRename, renameArgs{From: from, To: to}, nil)
+}
+
+// SendSize estimates the size of a send on the far side, like
+// zfs.CLI.SendSize.
+func (c *Client) SendSize(ctx context.Context, s zfs.ValidatedSend) (int64, error) {
+	var n int64
+	if err := c.call(ctx, opSendSize, sendArgs{Options: s.Options()}, &n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// AbortReceive discards the partial state of an interrupted resumable
+// receive on the far side, like zfs.CLI.AbortReceive.
+func (c *Client) AbortReceive(ctx context.Context, dataset string) error {
+	return c.call(ctx, opAbortReceive, datasetArgs{Dataset: dataset}, nil)
+}
+
+// DecodeResumeToken decodes a receive_resume_token on the far side, like
+// zfs.CLI.DecodeResumeToken.
+func (c *Client) DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error) {
+	var t zfs.ResumeToken
+	if err := c.call(ctx, opDecodeResumeToken, tokenArgs{Token: token}, &t); err != nil {
+		return zfs.ResumeToken{}, err
+	}
+	return t, nil
+}
+
+// Send starts a zfs send on the far side and returns its stream, like
+// zfs.CLI.Send. Reading the stream to its end returns io.EOF only when the
+// far zfs send succeeded; otherwise Read returns the far side's typed error
+// (with zfs's stderr) instead, so a truncated stream never looks complete.
+// The caller must Close the stream; Close before the end cancels the far
+// send and keeps the connection usable. ctx governs the whole stream:
+// cancelling it closes the connection.
+func (c *Client) Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCloser, error) {
+	args := sendArgs{Options: s.Options(), Compress: c.opts.Compression}
+	if err := args.validate(); err != nil {
+		return nil, err
+	}
+	_, dec, err := codecFor(args.Compress)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.acquire(ctx); err != nil {
+		dec.close()
+		return nil, err
+	}
+	unwatch := c.watch(ctx)
+	fail := func(err error) (io.ReadCloser, error) {
+		dec.close()
+		if !unwatch() {
+			err = fmt.Errorf("%s: %w", opSend, c.ctxError(ctx))
+		}
+		c.release()
+		return nil, err
+	}
+	if err := c.writeRequest(ctx, opSend, args); err != nil {
+		return fail(err)
+	}
+	r, err := c.readResponse(ctx, opSend)
+	if err == nil && r.More {
+		err = c.ioError(ctx, opSend, fmt.Errorf("%w: continued response to send", ErrProtocol))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return &sendStream{c: c, ctx: ctx, dec: dec, rbuf: make([]byte, MaxDataPayload), unwat: unwatch}, nil
+}
+
+// Receive feeds stream to a zfs receive on the far side, like
+// zfs.CLI.Receive, and returns its outcome: nil, or the far side's typed
+// error (wrapping *zfs.ResumableRecvError when partial state was kept).
+// When reading stream fails, the far receive is made to fail (it never
+// completes on a truncated stream) and the error wraps both the read error
+// and the far receive's error.
+func (c *Client) Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error {
+	args := receiveArgs{Options: o, Compress: c.opts.Compression}
+	if err := args.validate(); err != nil {
+		return err
+	}
+	if stream == nil {
+		return errors.New("receive: no stream")
+	}
+	enc, _, err := codecFor(args.Compress)
+	if err != nil {
+		return err
+	}
+	defer enc.close()
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
+	unwatch := c.watch(ctx)
+	err = c.receive(ctx, args, stream, enc)
+	if !unwatch() && err != nil {
+		return fmt.Errorf("%s: %w", opReceive, c.ctxError(ctx))
+	}
+	return err
+}
+
+// frameResult is a frame read by a helper goroutine.
+type frameResult struct {
+	t   frameType
+	p   []byte
+	err error
+}
+
+func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader, enc *encoder) error {
+	if err := c.writeRequest(ctx, opReceive, args); err != nil {
+		return err
+	}
+	if r, err := c.readResponse(ctx, opReceive); err != nil {
+		return err
+	} else if r.More {
+		return c.ioError(ctx, opReceive, fmt.Errorf("%w: continued response to receive", ErrProtocol))
+	}
+	// From here on the far side may answer early (its zfs recv ended
+	// before the stream did): read its final response concurrently.
+	final := make(chan frameResult, 1)
+	go func() {
+		t, p, err := readFrame(c.br, nil)
+		final <- frameResult{t, p, err}
+	}()
+	var (
+		got    *frameResult
+		srcErr error
+		buf    = newDataBuf()
+	)
+	for got == nil {
+		select {
+		case f := <-final:
+			got = &f
+			continue
+		default:
+		}
+		n, err := fillChunk(ctx, stream, buf[frameHeaderLen:])
+		if n > 0 {
+			t, fr := enc.frame(buf[:frameHeaderLen+n])
+			if werr := c.lim.wait(ctx, len(fr)-frameHeaderLen); werr != nil {
+				return c.ioError(ctx, opReceive, werr)
+			}
+			if werr := writeFramed(c.rw, t, fr); werr != nil {
+				return c.writeFailed(ctx, werr, final)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if ctx.Err() != nil {
+			return c.ioError(ctx, opReceive, ctx.Err())
+		}
+		if err != nil {
+			srcErr = fmt.Errorf("reading the stream to receive: %w", err)
+			break
+		}
+	}
+	var st endStatus
+	switch {
+	case srcErr != nil:
+		st.Error = encodeError(fmt.Errorf("%w: %w", ErrStreamAborted, srcErr))
+	case got != nil:
+		st.Error = encodeError(fmt.Errorf("%w: the far receive ended early", ErrStreamAborted))
+	}
+	p, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("%s: encoding the end frame: %w", opReceive, err)
+	}
+	if err := writeFrame(c.rw, frameEnd, p); err != nil && got == nil {
+		return c.writeFailed(ctx, err, final)
+	}
+	if got == nil {
+		f := <-final
+		got = &f
+	}
+	rerr := c.finalResponse(ctx, *got)
+	switch {
+	case srcErr != nil && rerr != nil:
+		return fmt.Errorf("%s: %w (far receive: %w)", opReceive, srcErr, rerr)
+	case srcErr != nil:
+		return fmt.Errorf("%s: %w", opReceive, srcErr)
+	}
+	return rerr
+}
+
+// writeFailed handles a failed write during a receive: the far side may
+// have said why before it hung up, which explains more than the write
+// error does.
+func (c *Client) writeFailed(ctx context.Context, werr error, final <-chan frameResult) error {
+	err := c.ioError(ctx, opReceive, werr)
+	f := <-final // closing the connection ended the reader
+	if f.err == nil && (f.t == frameResponse || f.t == frameError) && ctx.Err() == nil {
+		return c.finalResponse(ctx, f)
+	}
+	return err
+}
+
+// finalResponse interprets the frame that ends a receive.
+func (c *Client) finalResponse(ctx context.Context, f frameResult) error {
+	if f.err != nil {
+		return c.ioError(ctx, opReceive, f.err)
+	}
+	switch f.t {
+	case frameResponse:
+		var r response
+		if err := decodeStrict(f.p, &r); err != nil {
+			return c.ioError(ctx, opReceive, err)
+		}
+		if r.Error != nil {
+			return r.Error.decode()
+		}
+		return nil
+	case frameError:
+		return c.ioError(ctx, opReceive, decodeFatal(f.p))
+	}
+	return c.ioError(ctx, opReceive, fmt.Errorf("%w: unexpected %s frame instead of the receive's result", ErrProtocol, f.t))
+}
+
+// closeGrace is how long Close of a StartLocal client waits for the child
+// to exit after closing its input, before killing it.
+const closeGrace = 5 * time.Second
+
+// maxChildStderr bounds the child's stderr kept for error messages.
+const maxChildStderr = 64 << 10
+
+// StartLocal starts argv (normally this binary's `serve --stdio`) as a
+// child process and returns a Client speaking to it over the child's
+// stdin and stdout: a local target or source takes the same code path as a
+// remote one. The child's stderr is kept (its last 64 KiB) for error
+// messages and copied to o.Stderr when set. A child that dies or prints
+// something else before its banner fails StartLocal with ErrNotZsync and
+// the child's exit status and stderr in the message.
+//
+// ctx bounds the start and the handshake; the child then runs until Close,
+// which closes its stdin, waits up to 5 seconds for it to exit, kills it
+// otherwise, and reports a failed exit with its stderr. Cancelling the
+// context of a call closes the pipes, and the child exits.
+func StartLocal(ctx context.Context, argv []string, o ClientOptions) (*Client, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("start local zsync serve: empty command")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start local zsync serve: %w", err)
+	}
+	p, err := startChild(argv, o.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := NewClient(ctx, p, o)
+	if err != nil {
+		// NewClient closed p, which waited for the child: its stderr is
+		// complete.
+		return nil, fmt.Errorf("%w; %s", err, p.describe())
+	}
+	return c, nil
+}
+
+// childPipe is the io.ReadWriteCloser over a child's stdout and stdin.
+type childPipe struct {
+	cmd    *exec.Cmd
+	stdout *os.File // read end of the child's stdout
+	stdin  *os.File // write end of the child's stdin
+	stderr *tailBuffer
+	exited chan struct{}
+	err    error // cmd.Wait's result, set before exited closes
+	killed bool
+}
+
+func startChild(argv []string, stderrCopy io.Writer) (*childPipe, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		_ = inR.Close()
+		_ = inW.Close()
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	p := &childPipe{stdout: outR, stdin: inW, stderr: &tailBuffer{limit: maxChildStderr, copyTo: stderrCopy}, exited: make(chan struct{})}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Stdin = inR
+	p.cmd.Stdout = outW
+	p.cmd.Stderr = p.stderr
+	p.cmd.WaitDelay = closeGrace
+	err = p.cmd.Start()
+	_ = inR.Close()
+	_ = outW.Close()
+	if err != nil {
+		_ = inW.Close()
+		_ = outR.Close()
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+func (p *childPipe) Read(b []byte) (int, error)  { return p.stdout.Read(b) }
+func (p *childPipe) Write(b []byte) (int, error) { return p.stdin.Write(b) }
+
+// Close closes the child's stdin and the read end of its stdout, waits for
+// it (killing it after closeGrace) and reports a failed exit.
+func (p *childPipe) Close() error {
+	_ = p.stdin.Close()
+	_ = p.stdout.Close()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-p.exited:
+	case <-t.C:
+		p.killed = true
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	if p.err != nil {
+		return fmt.Errorf("%s", p.describe())
+	}
+	return nil
+}
+
+// describe says how the child ended and what it wrote to stderr. Valid
+// once the child exited.
+func (p *childPipe) describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s ", p.cmd.Path)
+	switch {
+	case p.killed:
+		fmt.Fprintf(&b, "did not exit within %v and was killed", closeGrace)
+	case p.err != nil:
+		fmt.Fprintf(&b, "exited: %v", p.err)
+	default:
+		b.WriteString("exited: exit status 0")
+	}
+	if s := strings.TrimSpace(p.stderr.String()); s != "" {
+		b.WriteString("; stderr: ")
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// tailBuffer keeps the last limit bytes written to it and copies
+// everything to copyTo when set (copy errors are ignored: the log sink
+// must not kill the child).
+type tailBuffer struct {
+	mu     sync.Mutex
+	limit  int
+	buf    []byte
+	cut    bool
+	copyTo io.Writer
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.copyTo != nil {
+		_, _ = t.copyTo.Write(p)
+	}
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.limit {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.limit:]...)
+		t.cut = true
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cut {
+		return "[...]" + string(t.buf)
+	}
+	return string(t.buf)
+}

@@ -1,0 +1,660 @@
+package sshtransport
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// Handler is what `zsync serve` runs requests against: the method set of
+// *zfs.CLI, which satisfies it. Its contract is the CLI's: typed errors
+// (zfs sentinels, *zfs.DestroyError, *zfs.ResumableRecvError, ...) that
+// Serve carries to the client intact.
+type Handler interface {
+	List(ctx context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error)
+	Get(ctx context.Context, names []string, props []string) (map[string]map[string]string, error)
+	Holds(ctx context.Context, snaps []string) (map[string][]string, error)
+	Hold(ctx context.Context, tag string, snaps []string) error
+	Release(ctx context.Context, tag string, snaps []string) error
+	Bookmark(ctx context.Context, snapOrBookmark, bookmark string) error
+	DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error
+	DestroyBookmarks(ctx context.Context, bookmarks []string) error
+	Create(ctx context.Context, name string, props map[string]string, parents bool) error
+	Set(ctx context.Context, name string, props map[string]string) error
+	Rename(ctx context.Context, from, to string) error
+	Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCloser, error)
+	SendSize(ctx context.Context, s zfs.ValidatedSend) (int64, error)
+	Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error
+	AbortReceive(ctx context.Context, dataset string) error
+	DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error)
+}
+
+var _ Handler = (*zfs.CLI)(nil)
+var _ Handler = (*Client)(nil)
+
+// ServeOptions configures Serve.
+type ServeOptions struct {
+	// SoftwareVersion is announced in the banner.
+	SoftwareVersion string
+	// Policy restricts the client; nil grants the full rights of the user
+	// Serve runs as (a local child, or SSH without a forced command).
+	Policy *Policy
+	// Log, when set, is called once per request after it was handled (or
+	// refused), with the operation, its arguments and its error.
+	Log func(op string, args map[string]any, err error)
+}
+
+// listBatchBytes is the size above which a listing is sent in several
+// response frames.
+const listBatchBytes = 4 << 20
+
+// Serve is the far end of the protocol (`zsync serve --stdio`): it writes
+// the banner to out, reads the client's hello from in, then answers
+// requests one at a time with h until in ends. A clean end of input between
+// requests returns nil; a protocol violation is answered with an error
+// frame and returned (wrapping ErrProtocol); a connection lost in the
+// middle of a stream or a cancelled ctx is returned too. Serve does not
+// close in or out. When it returns early, a goroutine may remain blocked
+// reading in until in is closed or ends.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o ServeOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opCtx, inputGone := context.WithCancel(ctx)
+	defer inputGone()
+	s := &server{ctx: ctx, opCtx: opCtx, inputGone: inputGone, h: h, o: o, br: bufio.NewReaderSize(in, 64<<10), w: out}
+	if _, err := out.Write(handshakeLine(bannerPrefix, o.SoftwareVersion)); err != nil {
+		return fmt.Errorf("writing the banner: %w", err)
+	}
+	if err := s.hello(); err != nil {
+		return err
+	}
+	s.frames = make(chan inFrame)
+	go s.readLoop()
+	return s.loop()
+}
+
+// server is the state of one Serve call.
+type server struct {
+	ctx context.Context
+	// opCtx is the context of handler calls: it also ends when the input
+	// does (the client is gone, nobody waits for the result).
+	opCtx     context.Context
+	inputGone context.CancelFunc
+	h         Handler
+	o         ServeOptions
+	br        *bufio.Reader
+	w         io.Writer
+	frames    chan inFrame
+	held      *inFrame // a frame read ahead, handed back to the main loop
+	bufs      sync.Pool
+}
+
+// inFrame is a frame read by the reader goroutine. buf, when set, is the
+// pooled buffer behind a data payload, returned with recycle.
+type inFrame struct {
+	t   frameType
+	p   []byte
+	err error
+	buf *[]byte
+}
+
+// hello reads the client's hello line.
+func (s *server) hello() error {
+	line, err := readLine(s.br, maxHandshakeLine)
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			return fmt.Errorf("%w: the client hung up before its hello", ErrProtocol)
+		}
+		return fmt.Errorf("%w: reading the client's hello: %w (got %s)", ErrProtocol, err, quoteGot(line))
+	}
+	peer, ok, perr := parseHandshake(line, helloPrefix)
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: the client did not say hello (got %s)", ErrProtocol, quoteGot(line))
+	case perr != nil:
+		return perr
+	case peer.Protocol != ProtocolVersion:
+		return &VersionMismatchError{Local: ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
+	}
+	return nil
+}
+
+// readLoop reads frames for the main loop until the input fails or ends.
+func (s *server) readLoop() {
+	for {
+		buf := s.getBuf()
+		t, p, err := readFrame(s.br, *buf)
+		if err != nil {
+			s.inputGone()
+		}
+		f := inFrame{t: t, p: p, err: err, buf: buf}
+		select {
+		case s.frames <- f:
+		case <-s.ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *server) getBuf() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, MaxDataPayload)
+	return &b
+}
+
+// recycle returns a frame's data buffer to the pool once its payload is no
+// longer used.
+func (s *server) recycle(f inFrame) {
+	if f.buf != nil {
+		s.bufs.Put(f.buf)
+	}
+}
+
+// next returns the next frame from the client.
+func (s *server) next() inFrame {
+	if f := s.held; f != nil {
+		s.held = nil
+		return *f
+	}
+	select {
+	case f := <-s.frames:
+		return f
+	case <-s.ctx.Done():
+		return inFrame{err: s.ctx.Err()}
+	}
+}
+
+// loop answers requests until the input ends.
+func (s *server) loop() error {
+	for {
+		f := s.next()
+		switch {
+		case errors.Is(f.err, io.EOF):
+			return nil
+		case f.err != nil:
+			return s.fatal(fmt.Errorf("reading a request: %w", f.err))
+		}
+		s.recycle(f)
+		switch f.t {
+		case frameRequest:
+			if err := s.handle(f.p); err != nil {
+				return err
+			}
+		case frameCancel:
+			// A cancel that crossed the end of its stream: nothing to stop.
+		default:
+			return s.fatal(fmt.Errorf("%w: unexpected %s frame outside a stream", ErrProtocol, f.t))
+		}
+	}
+}
+
+// fatal tells the client about a protocol violation (best effort) and
+// returns err for Serve to return.
+func (s *server) fatal(err error) error {
+	if errors.Is(err, ErrProtocol) {
+		if p, merr := json.Marshal(encodeError(err)); merr == nil {
+			_ = writeFrame(s.w, frameError, p)
+		}
+	}
+	return err
+}
+
+// respond writes a response frame with a result or an error.
+func (s *server) respond(result any, rerr error) error {
+	var r response
+	if rerr != nil {
+		r.Error = encodeError(rerr)
+	} else if result != nil {
+		b, err := json.Marshal(result)
+		if err != nil {
+			r.Error = encodeError(fmt.Errorf("encoding the result: %w", err))
+		} else {
+			r.Result = b
+		}
+	}
+	p, err := json.Marshal(r)
+	if err == nil && len(p) > MaxControlPayload {
+		p, err = json.Marshal(response{Error: encodeError(fmt.Errorf(
+			"the result of %d bytes exceeds the protocol's limit of %d bytes", len(p), MaxControlPayload))})
+	}
+	if err != nil {
+		return fmt.Errorf("encoding a response: %w", err)
+	}
+	if err := writeFrame(s.w, frameResponse, p); err != nil {
+		return fmt.Errorf("writing a response: %w", err)
+	}
+	return nil
+}
+
+// handle runs one request. It returns only errors that end Serve; the
+// request's own failure goes to the client.
+func (s *server) handle(payload []byte) error {
+	var req request
+	if err := decodeStrict(payload, &req); err != nil {
+		return s.fatal(fmt.Errorf("decoding a request: %w", err))
+	}
+	decode, ok := argDecoders[req.Op]
+	if !ok {
+		err := fmt.Errorf("unknown operation %q: %w", shortText(req.Op), errors.ErrUnsupported)
+		s.log(shortText(req.Op), nil, err)
+		return s.respond(nil, err)
+	}
+	args, err := decode(req.Args)
+	if err != nil {
+		return s.fatal(fmt.Errorf("decoding the arguments of %s: %w", req.Op, err))
+	}
+	if err := s.o.Policy.authorize(s.opCtx, s.h, args); err != nil {
+		s.log(req.Op, logArgs(args), err)
+		return s.respond(nil, err)
+	}
+	switch a := args.(type) {
+	case sendArgs:
+		if req.Op == opSend {
+			return s.send(a)
+		}
+	case receiveArgs:
+		return s.receive(a)
+	}
+	result, err := s.run(req.Op, args)
+	s.log(req.Op, logArgs(args), err)
+	return s.respondOp(req.Op, result, err)
+}
+
+// respondOp writes the response of a non-stream operation; a listing may
+// take several frames.
+func (s *server) respondOp(op string, result any, err error) error {
+	entries, ok := result.([]zfs.Entry)
+	if op != opList || err != nil || !ok {
+		return s.respond(result, err)
+	}
+	var (
+		batch []json.RawMessage
+		size  int
+	)
+	flush := func(more bool) error {
+		b, merr := json.Marshal(batch)
+		if merr != nil {
+			return s.respond(nil, merr)
+		}
+		p, merr := json.Marshal(response{Result: b, More: more})
+		if merr != nil {
+			return s.respond(nil, merr)
+		}
+		if werr := writeFrame(s.w, frameResponse, p); werr != nil {
+			return fmt.Errorf("writing a response: %w", werr)
+		}
+		batch, size = batch[:0], 0
+		return nil
+	}
+	for _, e := range entries {
+		b, merr := json.Marshal(e)
+		if merr != nil {
+			return s.respond(nil, merr)
+		}
+		if size+len(b) > listBatchBytes && len(batch) > 0 {
+			if err := flush(true); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, b)
+		size += len(b) + 1
+	}
+	if batch == nil {
+		batch = []json.RawMessage{}
+	}
+	return flush(false)
+}
+
+// argDecoders decode the arguments of each operation.
+var argDecoders = map[string]func(json.RawMessage) (validator, error){
+	opList:              decodeArgs[listArgs],
+	opGet:               decodeArgs[getArgs],
+	opHolds:             decodeArgs[holdsArgs],
+	opHold:              decodeArgs[holdArgs],
+	opRelease:           decodeArgs[holdArgs],
+	opBookmark:          decodeArgs[bookmarkArgs],
+	opDestroySnapshots:  decodeArgs[destroySnapshotsArgs],
+	opDestroyBookmarks:  decodeArgs[destroyBookmarksArgs],
+	opCreate:            decodeArgs[createArgs],
+	opSet:               decodeArgs[setArgs],
+	opRename:            decodeArgs[renameArgs],
+	opSend:              decodeArgs[sendArgs],
+	opSendSize:          decodeArgs[sendArgs],
+	opReceive:           decodeArgs[receiveArgs],
+	opAbortReceive:      decodeArgs[datasetArgs],
+	opDecodeResumeToken: decodeArgs[tokenArgs],
+}
+
+func decodeArgs[T validator](raw json.RawMessage) (validator, error) {
+	var a T
+	if err := decodeStrict(raw, &a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// run dispatches a non-stream operation to the handler.
+func (s *server) run(op string, args validator) (any, error) {
+	ctx, h := s.opCtx, s.h
+	switch a := args.(type) {
+	case listArgs:
+		entries, err := h.List(ctx, a.Roots, a.Options)
+		if err != nil {
+			return nil, err
+		}
+		return s.o.Policy.filter(entries), nil
+	case getArgs:
+		return h.Get(ctx, a.Names, a.Props)
+	case holdsArgs:
+		return h.Holds(ctx, a.Snaps)
+	case holdArgs:
+		if op == opHold {
+			return nil, h.Hold(ctx, a.Tag, a.Snaps)
+		}
+		return nil, h.Release(ctx, a.Tag, a.Snaps)
+	case bookmarkArgs:
+		return nil, h.Bookmark(ctx, a.Source, a.Bookmark)
+	case destroySnapshotsArgs:
+		return nil, h.DestroySnapshots(ctx, a.Dataset, a.Names)
+	case destroyBookmarksArgs:
+		return nil, h.DestroyBookmarks(ctx, a.Bookmarks)
+	case createArgs:
+		return nil, h.Create(ctx, a.Name, a.Props, a.Parents)
+	case setArgs:
+		return nil, h.Set(ctx, a.Name, a.Props)
+	case renameArgs:
+		return nil, h.Rename(ctx, a.From, a.To)
+	case sendArgs:
+		vs, err := a.Options.Validate()
+		if err != nil {
+			return nil, err
+		}
+		return h.SendSize(ctx, vs)
+	case datasetArgs:
+		return nil, h.AbortReceive(ctx, a.Dataset)
+	case tokenArgs:
+		return h.DecodeResumeToken(ctx, a.Token)
+	}
+	return nil, fmt.Errorf("operation %s: %w", op, errors.ErrUnsupported)
+}
+
+// send runs a send stream: ok, data frames, end frame. A cancel frame from
+// the client kills the far zfs send; the stream still ends with an end
+// frame, so the connection stays usable.
+func (s *server) send(a sendArgs) error {
+	vs, err := a.Options.Validate()
+	enc, _, cerr := codecFor(a.Compress)
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.log(opSend, logArgs(a), err)
+		return s.respond(nil, err)
+	}
+	defer enc.close()
+	sctx, cancel := context.WithCancel(s.opCtx)
+	defer cancel()
+	rc, err := s.h.Send(sctx, vs)
+	if err != nil {
+		s.log(opSend, logArgs(a), err)
+		return s.respond(nil, err)
+	}
+	if err := s.respond(nil, nil); err != nil {
+		_ = rc.Close()
+		return err
+	}
+
+	// Watch for a cancel (or the client going away) while streaming.
+	var canceled bool
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case f := <-s.frames:
+			if f.err == nil && f.t == frameCancel {
+				canceled = true
+			} else {
+				s.held = &f // for the main loop: EOF, error or a protocol violation
+			}
+			cancel()
+		case <-stop:
+		case <-s.ctx.Done():
+		}
+	}()
+
+	var (
+		buf             = newDataBuf()
+		total           int64
+		sendErr, netErr error
+	)
+	for {
+		n, rerr := fillChunk(sctx, rc, buf[frameHeaderLen:])
+		if n > 0 {
+			t, fr := enc.frame(buf[:frameHeaderLen+n])
+			if err := writeFramed(s.w, t, fr); err != nil {
+				netErr = err
+				break
+			}
+			total += int64(n)
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				sendErr = rerr
+			}
+			break
+		}
+	}
+	if netErr != nil {
+		cancel()
+	}
+	if cerr := rc.Close(); cerr != nil && sendErr == nil {
+		sendErr = cerr
+	}
+	close(stop)
+	<-watched
+	if canceled {
+		sendErr = nil // the client asked for it
+	}
+	s.log(opSend, logArgs(a), firstErr(netErr, sendErr))
+	if netErr != nil {
+		return fmt.Errorf("sending the stream: %w", netErr)
+	}
+	st := endStatus{Bytes: total}
+	if sendErr != nil {
+		st.Error = encodeError(sendErr)
+	}
+	p, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encoding the end frame: %w", err)
+	}
+	if err := writeFrame(s.w, frameEnd, p); err != nil {
+		return fmt.Errorf("writing the end frame: %w", err)
+	}
+	return nil
+}
+
+// receive runs a receive stream: ok, the client's data frames into the
+// handler's Receive through a pipe, the client's end frame, the final
+// response. An abort end frame or a lost connection closes the pipe with
+// an error, so the handler's receive fails instead of completing on a
+// truncated stream.
+func (s *server) receive(a receiveArgs) error {
+	_, dec, err := codecFor(a.Compress)
+	if err != nil {
+		s.log(opReceive, logArgs(a), err)
+		return s.respond(nil, err)
+	}
+	defer dec.close()
+	if err := s.respond(nil, nil); err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	result := make(chan error, 1)
+	go func() {
+		err := s.h.Receive(s.opCtx, a.Options, pr)
+		pr.CloseWithError(errReceiverDone)
+		result <- err
+	}()
+
+	var (
+		recvErr   error
+		finished  bool // the handler returned and recvErr is its result
+		responded bool
+		fatal     error
+	)
+	finish := func() {
+		if !finished {
+			recvErr = <-result
+			finished = true
+		}
+	}
+	for fatal == nil {
+		var f inFrame
+		if finished && !responded {
+			s.log(opReceive, logArgs(a), recvErr)
+			if err := s.respond(nil, recvErr); err != nil {
+				pw.CloseWithError(err)
+				return err
+			}
+			responded = true
+		}
+		if finished || s.held != nil {
+			f = s.next()
+		} else {
+			select {
+			case recvErr = <-result:
+				finished = true
+				continue
+			case f = <-s.frames:
+			case <-s.ctx.Done():
+				f = inFrame{err: s.ctx.Err()}
+			}
+		}
+		if f.err != nil {
+			fatal = fmt.Errorf("receiving the stream: %w", f.err)
+			if errors.Is(f.err, io.EOF) {
+				fatal = fmt.Errorf("receiving the stream: the client hung up mid-stream: %w", io.ErrUnexpectedEOF)
+			}
+			pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, fatal))
+			break
+		}
+		switch f.t {
+		case frameData, frameZData:
+			data, derr := dec.payload(f.t, f.p)
+			if derr != nil {
+				fatal = derr
+				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
+				s.recycle(f)
+				break
+			}
+			if !finished {
+				_, _ = pw.Write(data) // fails only when the handler is done: noticed above
+			}
+			s.recycle(f)
+		case frameEnd:
+			var st endStatus
+			if derr := decodeStrict(f.p, &st); derr != nil {
+				fatal = derr
+				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
+				break
+			}
+			if st.Error != nil {
+				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.decode()))
+			} else {
+				_ = pw.Close()
+			}
+			finish()
+			if !responded {
+				s.log(opReceive, logArgs(a), recvErr)
+				return s.respond(nil, recvErr)
+			}
+			return nil
+		default:
+			fatal = fmt.Errorf("%w: unexpected %s frame in a receive stream", ErrProtocol, f.t)
+			pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, fatal))
+		}
+	}
+	finish()
+	s.log(opReceive, logArgs(a), firstErr(fatal, recvErr))
+	return s.fatal(fatal)
+}
+
+// errReceiverDone ends the pipe's write side once the handler's Receive
+// returned without reading the whole stream.
+var errReceiverDone = errors.New("the receive ended before its stream")
+
+func (s *server) log(op string, args map[string]any, err error) {
+	if s.o.Log != nil {
+		s.o.Log(op, args, err)
+	}
+}
+
+// logArgs renders a request's arguments for the log hook.
+func logArgs(v validator) map[string]any {
+	switch a := v.(type) {
+	case listArgs:
+		return map[string]any{"roots": a.Roots, "depth": a.Options.Depth, "types": a.Options.Types}
+	case getArgs:
+		return map[string]any{"names": a.Names, "props": a.Props}
+	case holdsArgs:
+		return map[string]any{"snapshots": a.Snaps}
+	case holdArgs:
+		return map[string]any{"tag": a.Tag, "snapshots": a.Snaps}
+	case bookmarkArgs:
+		return map[string]any{"source": a.Source, "bookmark": a.Bookmark}
+	case destroySnapshotsArgs:
+		return map[string]any{"dataset": a.Dataset, "snapshots": a.Names}
+	case destroyBookmarksArgs:
+		return map[string]any{"bookmarks": a.Bookmarks}
+	case createArgs:
+		return map[string]any{"dataset": a.Name, "props": a.Props, "parents": a.Parents}
+	case setArgs:
+		return map[string]any{"name": a.Name, "props": a.Props}
+	case renameArgs:
+		return map[string]any{"from": a.From, "to": a.To}
+	case sendArgs:
+		o := a.Options
+		m := map[string]any{"from": o.From, "to": o.To, "raw": o.Raw, "compress": a.Compress}
+		if o.ResumeToken != "" {
+			m["resume_token"] = o.ResumeToken
+		}
+		return m
+	case receiveArgs:
+		o := a.Options
+		return map[string]any{"target": o.Target, "resumable": o.Resumable, "force": o.Force, "compress": a.Compress}
+	case datasetArgs:
+		return map[string]any{"dataset": a.Dataset}
+	case tokenArgs:
+		return map[string]any{"token": a.Token}
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// shortText bounds a client-supplied string for messages and logs.
+func shortText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
