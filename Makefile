@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/zsync-dev/zsync/cmd.version=$(VERSION)
 
-.PHONY: build test unit vet realzfs demo bench vm vm-stop kill-test clean
+.PHONY: build test unit vet realzfs demo bench vm vm-stop clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/zsync .
@@ -29,11 +29,6 @@ demo: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-
-# Kill replication runs at random points and check that re-runs converge
-# (ZSYNC_KILL_ROUNDS, default 20).
-kill-test:
-	REALZFS_RUN='TestKillConverges' ZSYNC_KILL_ROUNDS=$${ZSYNC_KILL_ROUNDS:-20} testdata/vm/realzfs ./cmd
 
 vm:
 	testdata/vm/testvm start
