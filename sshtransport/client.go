@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zsync-dev/zsync/zfs"
@@ -49,9 +50,10 @@ const maxListBytes = 256 << 20
 //
 // A Client runs one request at a time: concurrent calls wait for each other
 // (for parallelism, open several clients). An open Send stream holds the
-// connection until it is read to its end or closed, so a goroutine must not
-// call another method of the same Client while it still holds an unfinished
-// Send stream of it.
+// connection until it is read to its end or closed; any other call made
+// meanwhile fails at once (waiting could deadlock the goroutine that holds
+// the stream), so the sending and the receiving side of a replication must
+// be two different Clients.
 //
 // Cancelling the context of a call (or of a Send stream) while it is in
 // flight closes the connection at once: the call returns the context's
@@ -64,6 +66,8 @@ type Client struct {
 	peer PeerInfo
 	lim  *limiter
 	sem  chan struct{} // one slot: the request or stream that owns the connection
+	// streaming is set while a Send stream owns the connection.
+	streaming atomic.Bool
 
 	mu       sync.Mutex
 	broken   error // why the connection is unusable, nil while usable
@@ -235,8 +239,17 @@ func (c *Client) ioError(ctx context.Context, op string, err error) error {
 func (c *Client) acquire(ctx context.Context) error {
 	select {
 	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return c.ctxError(ctx)
+	default:
+		if c.streaming.Load() {
+			// Most likely the goroutine holding the stream itself: waiting
+			// would deadlock.
+			return errStreamOpen
+		}
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			return c.ctxError(ctx)
+		}
 	}
 	if err := c.usable(); err != nil {
 		<-c.sem
@@ -246,6 +259,9 @@ func (c *Client) acquire(ctx context.Context) error {
 }
 
 func (c *Client) release() { <-c.sem }
+
+// errStreamOpen refuses a call while a Send stream holds the connection.
+var errStreamOpen = errors.New("sshtransport: the connection is busy with an open send stream (read it to the end or close it first, or use another client)")
 
 // writeRequest sends one request frame. A request too large for a frame is
 // refused before anything is sent (the connection stays usable).
@@ -278,7 +294,7 @@ func (c *Client) readResponse(ctx context.Context, op string) (response, error) 
 	switch t {
 	case frameResponse:
 		var r response
-		if err := decodeStrict(p, &r); err != nil {
+		if err := decodeLenient(p, &r); err != nil {
 			return response{}, c.ioError(ctx, op, err)
 		}
 		if r.Error != nil {
@@ -294,7 +310,7 @@ func (c *Client) readResponse(ctx context.Context, op string) (response, error) 
 // decodeFatal decodes the payload of an error frame.
 func decodeFatal(p []byte) error {
 	var w wireError
-	if err := decodeStrict(p, &w); err != nil {
+	if err := decodeLenient(p, &w); err != nil {
 		return err
 	}
 	e := w.decode()
@@ -514,6 +530,7 @@ func (c *Client) Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCloser, 
 	if err != nil {
 		return fail(err)
 	}
+	c.streaming.Store(true)
 	return &sendStream{c: c, ctx: ctx, dec: dec, rbuf: make([]byte, MaxDataPayload), unwat: unwatch}, nil
 }
 
@@ -574,6 +591,7 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 	var (
 		got    *frameResult
 		srcErr error
+		sent   int64
 		buf    = newDataBuf()
 	)
 	for got == nil {
@@ -592,6 +610,7 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 			if werr := writeFramed(c.rw, t, fr); werr != nil {
 				return c.writeFailed(ctx, werr, final)
 			}
+			sent += int64(n)
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -604,7 +623,7 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 			break
 		}
 	}
-	var st endStatus
+	st := endStatus{Bytes: sent}
 	switch {
 	case srcErr != nil:
 		st.Error = encodeError(fmt.Errorf("%w: %w", ErrStreamAborted, srcErr))
@@ -652,7 +671,7 @@ func (c *Client) finalResponse(ctx context.Context, f frameResult) error {
 	switch f.t {
 	case frameResponse:
 		var r response
-		if err := decodeStrict(f.p, &r); err != nil {
+		if err := decodeLenient(f.p, &r); err != nil {
 			return c.ioError(ctx, opReceive, err)
 		}
 		if r.Error != nil {

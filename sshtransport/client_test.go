@@ -102,8 +102,9 @@ func TestRoundTripEveryOp(t *testing.T) {
 	if got := h.Calls(); !reflect.DeepEqual(got, want) {
 		t.Errorf("handler calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := len(s.log.get()); got != len(want) {
-		t.Errorf("Log called %d times, want %d", got, len(want))
+	logged := s.log.get()
+	if len(logged) != len(want)+1 || logged[0] != "hello <nil>" || logged[1] != "list <nil>" {
+		t.Errorf("Log calls = %q, want hello and one per request", logged)
 	}
 }
 

@@ -42,9 +42,12 @@ type fakeHandler struct {
 	// Receive: what it read, and the reader's error.
 	recvData    []byte
 	recvReadErr error
-	recvLimit   int   // stop reading after this many bytes (0: read all)
-	recvResult  error // returned by Receive
-	recvDone    chan struct{}
+	recvLimit   int // stop reading after this many bytes (0: read all)
+	// recvCountOnly makes Receive only count the bytes (into recvCount).
+	recvCountOnly bool
+	recvCount     int
+	recvResult    error // returned by Receive
+	recvDone      chan struct{}
 
 	// block makes List wait for its context.
 	block bool
@@ -178,6 +181,26 @@ func (f *fakeHandler) Receive(ctx context.Context, o zfs.RecvOptions, stream io.
 		default:
 		}
 	}()
+	if f.recvCountOnly {
+		buf := make([]byte, 1<<20)
+		var n int
+		var err error
+		for {
+			var m int
+			m, err = stream.Read(buf)
+			n += m
+			if err != nil {
+				break
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		f.mu.Lock()
+		f.recvCount, f.recvReadErr = n, err
+		f.mu.Unlock()
+		return f.recvResult
+	}
 	var r io.Reader = stream
 	if f.recvLimit > 0 {
 		r = io.LimitReader(stream, int64(f.recvLimit))
@@ -357,6 +380,12 @@ func (r *rawConn) call(op string, args any) response {
 	if err := writeFrame(r.conn, frameRequest, p); err != nil {
 		r.t.Fatalf("write request: %v", err)
 	}
+	return r.readResponse()
+}
+
+// readResponse reads one response frame.
+func (r *rawConn) readResponse() response {
+	r.t.Helper()
 	t, payload, err := readFrame(r.br, nil)
 	if err != nil {
 		r.t.Fatalf("read response: %v", err)

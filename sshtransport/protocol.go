@@ -1,7 +1,6 @@
 package sshtransport
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -187,7 +186,7 @@ func handshakeLine(prefix, software string) []byte {
 // readLine reads one line of at most max bytes (newline included). It
 // returns what it read, without the newline, and an error when there was
 // no newline within max bytes or the stream ended first.
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
+func readLine(r io.ByteReader, max int) ([]byte, error) {
 	var line []byte
 	for len(line) < max {
 		c, err := r.ReadByte()
@@ -222,7 +221,8 @@ func parseHandshake(line []byte, prefix string) (p PeerInfo, ok bool, err error)
 }
 
 // decodeStrict decodes JSON into v, refusing unknown fields and trailing
-// data, and wraps failures in ErrProtocol.
+// data, and wraps failures in ErrProtocol. The server decodes everything a
+// client sends with it.
 func decodeStrict(data []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
@@ -231,6 +231,16 @@ func decodeStrict(data []byte, v any) error {
 	}
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: trailing data after JSON value", ErrProtocol)
+	}
+	return nil
+}
+
+// decodeLenient decodes JSON into v, ignoring unknown fields (the client
+// accepts what a newer server of the same protocol version may add) but
+// refusing malformed JSON and trailing data, wrapped in ErrProtocol.
+func decodeLenient(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: bad JSON: %w", ErrProtocol, err)
 	}
 	return nil
 }

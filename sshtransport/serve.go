@@ -46,7 +46,9 @@ type ServeOptions struct {
 	// Serve runs as (a local child, or SSH without a forced command).
 	Policy *Policy
 	// Log, when set, is called once per request after it was handled (or
-	// refused), with the operation, its arguments and its error.
+	// refused), with the operation, its arguments and its error; and once
+	// for the client's hello (op "hello", its protocol and software
+	// version).
 	Log func(op string, args map[string]any, err error)
 }
 
@@ -120,8 +122,11 @@ func (s *server) hello() error {
 	case perr != nil:
 		return perr
 	case peer.Protocol != ProtocolVersion:
-		return &VersionMismatchError{Local: ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
+		err := &VersionMismatchError{Local: ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
+		s.log("hello", map[string]any{"protocol": peer.Protocol, "software": peer.Software}, err)
+		return err
 	}
+	s.log("hello", map[string]any{"protocol": peer.Protocol, "software": peer.Software}, nil)
 	return nil
 }
 
@@ -510,7 +515,8 @@ func (s *server) receive(a receiveArgs) error {
 
 	var (
 		recvErr   error
-		finished  bool // the handler returned and recvErr is its result
+		received  int64 // stream bytes handed to the handler
+		finished  bool  // the handler returned and recvErr is its result
 		responded bool
 		fatal     error
 	)
@@ -552,6 +558,10 @@ func (s *server) receive(a receiveArgs) error {
 		}
 		switch f.t {
 		case frameData, frameZData:
+			if finished {
+				s.recycle(f) // zfs recv is done: discard up to the end frame
+				continue
+			}
 			data, derr := dec.payload(f.t, f.p)
 			if derr != nil {
 				fatal = derr
@@ -559,9 +569,8 @@ func (s *server) receive(a receiveArgs) error {
 				s.recycle(f)
 				break
 			}
-			if !finished {
-				_, _ = pw.Write(data) // fails only when the handler is done: noticed above
-			}
+			_, _ = pw.Write(data) // fails only when the handler is done: noticed above
+			received += int64(len(data))
 			s.recycle(f)
 		case frameEnd:
 			var st endStatus
@@ -570,9 +579,13 @@ func (s *server) receive(a receiveArgs) error {
 				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
 				break
 			}
-			if st.Error != nil {
+			switch {
+			case st.Error != nil:
 				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.decode()))
-			} else {
+			case st.Bytes != received && !finished:
+				pw.CloseWithError(fmt.Errorf("%w: %w: the client sent %d stream bytes, %d arrived",
+					ErrStreamAborted, ErrProtocol, st.Bytes, received))
+			default:
 				_ = pw.Close()
 			}
 			finish()

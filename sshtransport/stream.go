@@ -224,6 +224,7 @@ type sendStream struct {
 	mu      sync.Mutex
 	reading bool // a Read or WriteTo is in progress
 	pending []byte
+	got     int64 // stream bytes received
 	err     error // sticky: io.EOF, the far error, or a connection error
 	done    bool  // the stream is over and the connection released
 }
@@ -248,15 +249,19 @@ func (s *sendStream) next() {
 			return
 		}
 		s.pending = data
+		s.got += int64(len(data))
 	case frameEnd:
 		var st endStatus
-		if err := decodeStrict(p, &st); err != nil {
+		if err := decodeLenient(p, &st); err != nil {
 			s.fail(err)
 			return
 		}
-		if st.Error != nil {
+		switch {
+		case st.Error != nil:
 			s.finish(st.Error.decode())
-		} else {
+		case st.Bytes != s.got:
+			s.fail(fmt.Errorf("%w: the far side sent %d stream bytes, %d arrived", ErrProtocol, st.Bytes, s.got))
+		default:
 			s.finish(io.EOF)
 		}
 	case frameError:
@@ -289,6 +294,7 @@ func (s *sendStream) finish(err error) {
 		}
 	}
 	s.dec.close()
+	s.c.streaming.Store(false)
 	s.c.release()
 }
 

@@ -1,12 +1,14 @@
 package sshtransport
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -471,6 +473,7 @@ func BenchmarkStream(b *testing.B) {
 		})
 		b.Run("receive/"+name, func(b *testing.B) {
 			h := newFake()
+			h.recvCountOnly = true
 			c := pipeClient(b, h, ClientOptions{Compression: comp})
 			b.SetBytes(size)
 			b.ResetTimer()
@@ -480,8 +483,8 @@ func BenchmarkStream(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if len(h.recvData) != size {
-				b.Fatalf("received %d bytes", len(h.recvData))
+			if h.recvCount != size || h.recvReadErr != nil {
+				b.Fatalf("received %d bytes, %v", h.recvCount, h.recvReadErr)
 			}
 		})
 	}
@@ -529,4 +532,82 @@ func (cs closers) Close() error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+func TestCallDuringOpenSendFailsFast(t *testing.T) {
+	h := newFake()
+	h.sendData = testData(3 << 20)
+	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/x"}, rc) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "open send stream") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Receive on the client holding the stream deadlocked")
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	_ = rc.Close()
+	if _, err := s.c.Holds(context.Background(), []string{"tank/a@b"}); err != nil {
+		t.Fatalf("after the stream: %v", err)
+	}
+}
+
+func TestStreamLengthIsChecked(t *testing.T) {
+	// Server side: an end frame announcing more than arrived fails the
+	// receive instead of completing it.
+	h := newFake()
+	r := newRaw(t, h, ServeOptions{})
+	if resp := r.call(opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}}); resp.Error != nil {
+		t.Fatal(resp.Error.decode())
+	}
+	if err := writeFrame(r.conn, frameData, []byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFrame(r.conn, frameEnd, []byte(`{"bytes":20}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.readResponse()
+	if !errors.Is(h.recvReadErr, ErrProtocol) || string(h.recvData) != "0123456789" {
+		t.Fatalf("handler read %q, %v", h.recvData, h.recvReadErr)
+	}
+
+	// Client side: a send stream shorter than announced is an error.
+	a, b := net.Pipe()
+	go func() {
+		defer b.Close()
+		br := bufio.NewReader(b)
+		_, _ = b.Write([]byte("ZSYNC-SERVE 1 short\n"))
+		if _, err := br.ReadString('\n'); err != nil {
+			return
+		}
+		if _, _, err := readFrame(br, nil); err != nil {
+			return
+		}
+		_ = writeFrame(b, frameResponse, []byte(`{}`))
+		_ = writeFrame(b, frameData, []byte("abc"))
+		_ = writeFrame(b, frameEnd, []byte(`{"bytes":5}`))
+		_, _ = io.Copy(io.Discard, br)
+	}()
+	c, err := NewClient(context.Background(), a, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.Send(context.Background(), mustSend(t, testSend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if !errors.Is(err, ErrProtocol) || string(got) != "abc" {
+		t.Fatalf("ReadAll = %q, %v", got, err)
+	}
 }

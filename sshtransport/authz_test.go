@@ -1,0 +1,256 @@
+package sshtransport
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+func testPolicy(t *testing.T, mod func(*Policy)) *Policy {
+	t.Helper()
+	f, err := zfs.ParseFilter([]string{"tank/data<", "!tank/data/secret<"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Policy{Client: "laptop", ReceiveRoot: "backup/laptop", Send: f.Match}
+	if mod != nil {
+		mod(p)
+	}
+	return p
+}
+
+const goodToken = "1-c740b4e79-e0-789c63640000"
+
+// TestPolicy runs each request over a raw connection (so the Client's own
+// validation cannot hide a server-side gap) and checks the outcome and
+// that a refused request ran nothing.
+func TestPolicy(t *testing.T) {
+	appendOnly := func(p *Policy) { p.AppendOnly = true }
+	pruneSend := func(p *Policy) { p.PruneSend = true }
+	noReceive := func(p *Policy) { p.ReceiveRoot = "" }
+	ok, forbidden, invalid, invalidProp, badToken := error(nil), ErrForbidden, zfs.ErrInvalidName, zfs.ErrInvalidProperty, zfs.ErrResumeTokenCorrupt
+	for _, tc := range []struct {
+		name string
+		mod  func(*Policy)
+		op   string
+		args any
+		want error
+		msg  string // substring of the refusal
+	}{
+		// Reading.
+		{"list send area", nil, opList, listArgs{Roots: []string{"tank/data"}}, ok, ""},
+		{"list receive area", nil, opList, listArgs{Roots: []string{"backup/laptop"}}, ok, ""},
+		{"list parent of send area", nil, opList, listArgs{Roots: []string{"tank"}}, forbidden, "client laptop may not list tank: not among its send datasets and outside receive_root backup/laptop"},
+		{"list excluded", nil, opList, listArgs{Roots: []string{"tank/data/secret"}}, forbidden, ""},
+		{"list all pools", nil, opList, listArgs{}, forbidden, "must name"},
+		{"list sibling prefix", nil, opList, listArgs{Roots: []string{"backup/laptopx"}}, forbidden, ""},
+		{"get", nil, opGet, getArgs{Names: []string{"tank/data@s", "backup/laptop/x"}, Props: []string{"guid"}}, ok, ""},
+		{"get foreign", nil, opGet, getArgs{Names: []string{"tank/data", "tank/other"}, Props: []string{"guid"}}, forbidden, "tank/other"},
+		{"holds", nil, opHolds, holdsArgs{Snaps: []string{"tank/data/child@s"}}, ok, ""},
+		{"holds foreign", nil, opHolds, holdsArgs{Snaps: []string{"tank/other@s"}}, forbidden, ""},
+		// Holds and bookmarks on both sides.
+		{"hold send area", nil, opHold, holdArgs{Tag: "zsync_step_T1", Snaps: []string{"tank/data@s"}}, ok, ""},
+		{"release receive area", nil, opRelease, holdArgs{Tag: "zsync_last_T1", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
+		{"hold foreign", nil, opHold, holdArgs{Tag: "t", Snaps: []string{"tank/data@s", "tank/other@s"}}, forbidden, ""},
+		{"bookmark", nil, opBookmark, bookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T1_G1"}, ok, ""},
+		{"bookmark foreign", nil, opBookmark, bookmarkArgs{Source: "tank/other@s", Bookmark: "tank/other#b"}, forbidden, ""},
+		// Destroying.
+		{"destroy in receive area", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, ok, ""},
+		{"destroy receive root itself", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop", Names: []string{"s1"}}, ok, ""},
+		{"destroy in send area", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, forbidden, "may send but not prune"},
+		{"destroy in send area with prune_send", pruneSend, opDestroySnapshots, destroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, ok, ""},
+		{"destroy foreign", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "tank/other", Names: []string{"s1"}}, forbidden, ""},
+		{"destroy append-only", appendOnly, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, forbidden, "append_only"},
+		{"destroy own bookmark in send area", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor_T1_G2"}}, ok, ""},
+		{"destroy manual bookmark in send area", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "zsync's own bookmarks"},
+		{"destroy any bookmark in receive area", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, ok, ""},
+		{"destroy manual bookmark append-only", appendOnly, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, forbidden, ""},
+		{"destroy own bookmark append-only", appendOnly, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor"}}, ok, ""},
+		{"destroy foreign bookmark", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"tank/other#zsync_cursor"}}, forbidden, ""},
+		// Managing the receive area.
+		{"create", nil, opCreate, createArgs{Name: "backup/laptop/tank", Parents: true}, ok, ""},
+		{"create outside", nil, opCreate, createArgs{Name: "backup/other"}, forbidden, "outside receive_root backup/laptop"},
+		{"create above", nil, opCreate, createArgs{Name: "backup"}, forbidden, ""},
+		{"set", nil, opSet, setArgs{Name: "backup/laptop", Props: map[string]string{"readonly": "on"}}, ok, ""},
+		{"set in send area", nil, opSet, setArgs{Name: "tank/data", Props: map[string]string{"zsync:x": "1"}}, forbidden, ""},
+		{"set append-only zsync prop", appendOnly, opSet, setArgs{Name: "backup/laptop", Props: map[string]string{"zsync:target-id": "0123456789abcdef"}}, ok, ""},
+		{"set append-only other prop", appendOnly, opSet, setArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/"}}, forbidden, "append_only allows setting only zsync's own properties"},
+		{"rename", nil, opRename, renameArgs{From: "backup/laptop/a", To: "backup/laptop/a.old"}, ok, ""},
+		{"rename out", nil, opRename, renameArgs{From: "backup/laptop/a", To: "tank/a"}, forbidden, ""},
+		{"rename in", nil, opRename, renameArgs{From: "tank/data", To: "backup/laptop/data"}, forbidden, ""},
+		{"rename append-only", appendOnly, opRename, renameArgs{From: "backup/laptop/a", To: "backup/laptop/b"}, forbidden, "append_only"},
+		{"abort receive", nil, opAbortReceive, datasetArgs{Dataset: "backup/laptop/x"}, ok, ""},
+		{"abort receive foreign", nil, opAbortReceive, datasetArgs{Dataset: "tank/data"}, forbidden, ""},
+		{"decode token", nil, opDecodeResumeToken, tokenArgs{Token: goodToken}, ok, ""},
+		// Streams.
+		{"send", nil, opSendSize, sendArgs{Options: zfs.SendOptions{From: "tank/data#c", To: "tank/data@s"}}, ok, ""},
+		{"send foreign", nil, opSendSize, sendArgs{Options: zfs.SendOptions{To: "tank/other@s"}}, forbidden, "client laptop may not send tank/other@s: not among its send datasets"},
+		{"send excluded", nil, opSend, sendArgs{Options: zfs.SendOptions{To: "tank/data/secret@s"}}, forbidden, ""},
+		{"send from receive area", nil, opSend, sendArgs{Options: zfs.SendOptions{To: "backup/laptop/x@s"}}, forbidden, ""},
+		{"receive", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/tank/data", Resumable: true}}, ok, ""},
+		{"receive outside", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "tank/other"}}, forbidden, "client laptop may not receive into tank/other: outside receive_root backup/laptop"},
+		{"receive without receive_root", noReceive, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, forbidden, "it has no receive_root"},
+		{"receive force", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, ok, ""},
+		{"receive force append-only", appendOnly, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, forbidden, "append_only"},
+		{"receive append-only", appendOnly, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, ok, ""},
+		// Names that must never reach zfs.
+		{"dotdot root", nil, opList, listArgs{Roots: []string{"tank/data/../other"}}, invalid, ""},
+		{"empty component", nil, opList, listArgs{Roots: []string{"tank//data"}}, invalid, ""},
+		{"leading slash", nil, opList, listArgs{Roots: []string{"/tank/data"}}, invalid, ""},
+		{"snapshot as root", nil, opList, listArgs{Roots: []string{"tank/data@s"}}, invalid, ""},
+		{"option as root", nil, opList, listArgs{Roots: []string{"-r"}}, invalid, ""},
+		{"dotdot receive", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/../../tank"}}, invalid, ""},
+		{"newline in name", nil, opGet, getArgs{Names: []string{"backup/laptop/x\nrm -rf /"}, Props: []string{"guid"}}, invalid, ""},
+		{"empty hold tag", nil, opHold, holdArgs{Tag: "", Snaps: []string{"tank/data@s"}}, invalid, ""},
+		{"comma in short name", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a,b"}}, invalid, ""},
+		{"percent range", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a%b"}}, invalid, ""},
+		{"empty short name", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{""}}, invalid, ""},
+		{"trailing slash", nil, opCreate, createArgs{Name: "backup/laptop/x/"}, invalid, ""},
+		{"rename to dotdot", nil, opRename, renameArgs{From: "backup/laptop/a", To: "backup/laptop/a/.."}, invalid, ""},
+		{"bookmark as snapshot", nil, opHolds, holdsArgs{Snaps: []string{"tank/data#b"}}, invalid, ""},
+		{"option as property", nil, opSet, setArgs{Name: "backup/laptop", Props: map[string]string{"-o": "x"}}, invalidProp, ""},
+		{"equals in property", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Exclude: []string{"a=b"}}}, invalidProp, ""},
+		{"empty send", nil, opSend, sendArgs{Options: zfs.SendOptions{To: "tank/data@"}}, invalid, ""},
+		{"bad token", nil, opDecodeResumeToken, tokenArgs{Token: "-nv; rm -rf /"}, badToken, ""},
+		{"bad token in send", nil, opSend, sendArgs{Options: zfs.SendOptions{ResumeToken: "../../etc/passwd"}}, badToken, ""},
+		// Also without a policy: names are validated all the same.
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newFake()
+			var logged []error
+			r := newRaw(t, h, ServeOptions{Policy: testPolicy(t, tc.mod), Log: func(op string, args map[string]any, err error) {
+				if op != "hello" {
+					logged = append(logged, err)
+				}
+			}})
+			resp := r.call(tc.op, tc.args)
+			var err error
+			if resp.Error != nil {
+				err = resp.Error.decode()
+			}
+			calls := h.Calls()
+			if tc.want == nil {
+				if err != nil && (errors.Is(err, ErrForbidden) || errors.Is(err, zfs.ErrInvalidName)) {
+					t.Fatalf("refused: %v", err)
+				}
+				if len(calls) == 0 && tc.op != opReceive {
+					t.Fatalf("allowed but the handler did not run")
+				}
+				if tc.op == opReceive {
+					// Finish the stream so the server answers.
+					if err := writeFrame(r.conn, frameEnd, []byte(`{}`)); err != nil {
+						t.Fatal(err)
+					}
+					resp := r.readResponse()
+					if resp.Error != nil {
+						t.Fatalf("receive: %v", resp.Error.decode())
+					}
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if tc.msg != "" && !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("message %q lacks %q", err, tc.msg)
+			}
+			if len(calls) != 0 {
+				t.Errorf("refused, yet the handler ran: %v", calls)
+			}
+			if len(logged) != 1 || !errors.Is(logged[0], tc.want) {
+				t.Errorf("Log got %v", logged)
+			}
+		})
+	}
+}
+
+func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
+	h := newFake()
+	h.token = zfs.ResumeToken{ToGUID: 7, ToName: "tank/other@s"}
+	r := newRaw(t, h, ServeOptions{Policy: testPolicy(t, nil)})
+	resp := r.call(opSend, sendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error == nil || !errors.Is(resp.Error.decode(), ErrForbidden) {
+		t.Fatalf("response = %+v", resp)
+	}
+	if !strings.Contains(resp.Error.Message, "may not send tank/other@s") {
+		t.Errorf("message %q", resp.Error.Message)
+	}
+	if calls := h.Calls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "DecodeResumeToken ") {
+		t.Errorf("handler calls = %v, want only the token decode", calls)
+	}
+
+	// A token of an allowed dataset goes through.
+	h.token.ToName = "tank/data/child@s"
+	resp = r.call(opSendSize, sendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error != nil {
+		t.Fatalf("allowed token refused: %v", resp.Error.decode())
+	}
+	// A token that does not decode is refused with the decode error.
+	h.errs["DecodeResumeToken"] = zfs.ErrResumeTokenCorrupt
+	resp = r.call(opSendSize, sendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error == nil || !errors.Is(resp.Error.decode(), zfs.ErrResumeTokenCorrupt) {
+		t.Fatalf("corrupt token: %+v", resp)
+	}
+	if n := len(h.Calls()); n != 4 {
+		t.Errorf("calls = %v", h.Calls())
+	}
+}
+
+func TestPolicyFiltersListings(t *testing.T) {
+	h := newFake()
+	for _, n := range []string{"tank/data", "tank/data@s", "tank/data#zsync_cursor", "tank/data/child", "tank/data/child@s",
+		"tank/data/secret", "tank/data/secret@s", "tank/data/secret/deeper"} {
+		h.entries = append(h.entries, zfs.Entry{Name: n})
+	}
+	s := newSession(t, h, ServeOptions{Policy: testPolicy(t, nil)}, ClientOptions{})
+	got, err := s.c.List(context.Background(), []string{"tank/data"}, zfs.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range got {
+		names = append(names, e.Name)
+	}
+	want := "tank/data tank/data@s tank/data#zsync_cursor tank/data/child tank/data/child@s"
+	if strings.Join(names, " ") != want {
+		t.Errorf("List = %v, want %s", names, want)
+	}
+}
+
+func TestPolicyRefusalThroughClient(t *testing.T) {
+	h := newFake()
+	s := newSession(t, h, ServeOptions{Policy: testPolicy(t, func(p *Policy) { p.AppendOnly = true })}, ClientOptions{})
+	err := s.c.DestroySnapshots(context.Background(), "backup/laptop/tank/data", []string{"zsync_1"})
+	if !errors.Is(err, ErrForbidden) {
+		t.Fatalf("err = %v", err)
+	}
+	if want := "client laptop may not destroy snapshots of backup/laptop/tank/data: append_only is set"; err.Error() != want {
+		t.Errorf("message %q, want %q", err, want)
+	}
+	if len(h.Calls()) != 0 {
+		t.Errorf("handler ran: %v", h.Calls())
+	}
+	// A refusal leaves the connection usable.
+	if err := s.c.Hold(context.Background(), "t", []string{"backup/laptop/x@s"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNoPolicyStillValidates(t *testing.T) {
+	h := newFake()
+	r := newRaw(t, h, ServeOptions{})
+	for _, a := range []listArgs{{Roots: []string{"tank/../x"}}, {Roots: []string{""}}, {Options: zfs.ListOptions{UserProps: []string{"a,b"}}}} {
+		if resp := r.call(opList, a); resp.Error == nil {
+			t.Errorf("%+v accepted", a)
+		}
+	}
+	if resp := r.call(opList, listArgs{}); resp.Error != nil {
+		t.Errorf("full rights: listing all pools refused: %v", resp.Error.decode())
+	}
+	if calls := h.Calls(); len(calls) != 1 {
+		t.Errorf("calls = %v", calls)
+	}
+}
