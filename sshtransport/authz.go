@@ -20,7 +20,9 @@ import (
 // is ReceiveRoot and everything below it; the client may do everything
 // there (the receiving side of a push job): receive, create, set, rename,
 // destroy, hold, release, bookmark. Anything outside both areas is refused
-// with an error wrapping ErrForbidden, and nothing runs.
+// with an error wrapping ErrForbidden, and nothing runs. (Create with
+// parents may still create missing ancestors of ReceiveRoot itself, empty
+// filesystems, as `zfs create -p` of a dataset below it does.)
 //
 // AppendOnly means received data can only grow: it refuses DestroySnapshots,
 // Rename and Receive with Force (a rollback) everywhere, and Set of
