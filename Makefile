@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/zsync-dev/zsync/cmd.version=$(VERSION)
 
-.PHONY: build test unit vet realzfs demo bench vm vm-stop clean
+.PHONY: build test unit vet realzfs demo bench vm vm-stop kill-test clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/zsync .
@@ -27,8 +27,16 @@ test: vet unit realzfs
 demo: build
 	testdata/vm/demo
 
+# Go micro-benchmarks, then stream throughput against OpenSSH through a
+# private sshd on 127.0.0.1 (push and pull; see testdata/bench/openssh).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO=$(GO) testdata/bench/openssh
+
+# Kill push runs at random points ZSYNC_KILL_ROUNDS times (default 20; the
+# regular test tier does 3) and check that re-runs converge.
+kill-test:
+	ZSYNC_KILL_ROUNDS=$${ZSYNC_KILL_ROUNDS:-20} REALZFS_RUN='^TestKillConverges$$' testdata/vm/realzfs ./cmd
 
 vm:
 	testdata/vm/testvm start
