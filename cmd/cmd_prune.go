@@ -61,7 +61,14 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 		case "push", "snap":
 			total.add(e.pruneSide(ctx, z, filter.Roots(), filter.Match, pol, sourceSide, dryRun, now, log))
 		case "pull":
-			log.Info().Msg("pull job: the far side's snapshots are pruned by the far side's own jobs; skipping source rules")
+			// the far side's snapshots, through serve (its [[serve.client]]
+			// must allow it with prune_send = true)
+			ep, closeEP, err := e.openTargetEndpoint(ctx, cfg, j)
+			if err != nil {
+				return fmt.Errorf("source: %w", err)
+			}
+			defer closeEP()
+			total.add(e.pruneSide(ctx, ep, filter.Roots(), filter.Match, pol, sourceSide, dryRun, now, log))
 		}
 	}
 	if len(j.Prune.Target) > 0 && j.Type != "snap" {
@@ -126,7 +133,7 @@ func (e *env) pruneSide(ctx context.Context, d prune.Destroyer, roots []string, 
 	byDS := map[string][]zfs.Entry{}
 	for _, x := range list {
 		if x.IsDataset() {
-			if selects(x.Name) && x.User[zsync.PlaceholderProperty] != "on" {
+			if selects(x.Name) && !zsync.IsPlaceholder(x) {
 				datasets = append(datasets, x.Name)
 			}
 			continue

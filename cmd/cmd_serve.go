@@ -40,7 +40,7 @@ func serveCommand(e *env) *cli.Command {
 				if cl == nil {
 					return usageErrorf("no [[serve.client]] named %q in %s", name, cfg.Path)
 				}
-				pol = &sshtransport.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly}
+				pol = &sshtransport.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend}
 				if len(cl.Send) > 0 {
 					f, err := zfs.ParseFilter(cl.Send)
 					if err != nil {

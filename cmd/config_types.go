@@ -98,6 +98,9 @@ type serveClientConfig struct {
 	ReceiveRoot string   `toml:"receive_root"`
 	Send        []string `toml:"send"`
 	AppendOnly  bool     `toml:"append_only"`
+	// PruneSend lets a pulling client prune snapshots of the datasets it may
+	// send (its own retention on the far side); off by default.
+	PruneSend bool `toml:"prune_send"`
 }
 
 // Duration is a config duration: one or more <number><unit> groups with units

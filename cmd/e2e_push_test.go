@@ -281,3 +281,43 @@ func TestOneOffPullRecursive(t *testing.T) {
 		t.Errorf("snapshots %v", s)
 	}
 }
+
+// A pull job prunes the far (sending) side through serve; the snapshot its
+// cursor points at survives.
+func TestPullPrunesFarSideThroughServe(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	zfstest.MustCreate(t, src+"/d")
+	for i := 1; i <= 3; i++ {
+		zfstest.MustWriteFile(t, src+"/d", fmt.Sprintf("f%d", i), 32)
+		zfstest.MustSnapshot(t, fmt.Sprintf("%s/d@zsync_%d", src, i))
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`
+[[job]]
+name = "pl"
+type = "pull"
+datasets = ["%s/d"]
+root = "%s/pulled"
+  [job.replication]
+  initial = "all"
+  [job.prune]
+  source = [{ last_n = 1, regex = "^zsync_" }]
+  target = [{ last_n = 2, regex = "^zsync_" }]
+`, src, dst))
+	if code, _, _ := zsyncRun(t, "--config", cfg, "pull"); code != 0 {
+		t.Fatalf("pull: exit %d", code)
+	}
+	zfstest.MustWriteFile(t, src+"/d", "f4", 32)
+	zfstest.MustSnapshot(t, src+"/d@zsync_4") // not replicated yet
+	if code, _, _ := zsyncRun(t, "--config", cfg, "prune"); code != 0 {
+		t.Fatalf("prune: exit %d", code)
+	}
+	if got := snapshotsOf(t, src+"/d"); !equalStrings(got, []string{"zsync_3", "zsync_4"}) {
+		t.Errorf("far side after prune: %v, want zsync_3 (cursor) and zsync_4 (newest)", got)
+	}
+	if got := snapshotsOf(t, dst+"/pulled/"+src+"/d"); !equalStrings(got, []string{"zsync_2", "zsync_3"}) {
+		t.Errorf("local target after prune: %v, want the newest two", got)
+	}
+	if code, _, _ := zsyncRun(t, "--config", cfg, "pull"); code != 0 {
+		t.Fatalf("pull after prune: exit %d", code)
+	}
+}

@@ -125,7 +125,8 @@ func (f *farSide) close() {
 	}
 }
 
-// openTargetEndpoint opens one endpoint on a push job's target side.
+// openTargetEndpoint opens one endpoint on the far side of a job: the target
+// of a push job, the source of a pull job.
 func (e *env) openTargetEndpoint(ctx context.Context, cfg *Config, j *jobConfig) (zsync.Endpoint, func(), error) {
 	f := e.newFarSide(j)
 	ep, err := f.open(ctx)

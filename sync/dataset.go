@@ -126,7 +126,7 @@ func (d *datasetRun) run(ctx context.Context) {
 		return
 	}
 	force := false
-	if exists && tinfo.User[PlaceholderProperty] == "on" && len(recv) == 0 {
+	if exists && IsPlaceholder(tinfo) && len(recv) == 0 {
 		force = true // a placeholder we created: a full receive replaces it (zrepl does the same)
 	}
 	if !exists {
@@ -212,10 +212,10 @@ func (d *datasetRun) ensureParents(ctx context.Context, target string) error {
 	}
 	existing[d.job.TargetRoot] = true
 	for _, p := range Placeholders(d.job.TargetRoot, []string{target}, existing) {
-		if err := d.dst.Create(ctx, p, placeholderProps(zfs.Filesystem), false); err != nil && !errors.Is(err, zfs.ErrExists) {
+		if err := d.dst.Create(ctx, p, placeholderProps(p, zfs.Filesystem), false); err != nil && !errors.Is(err, zfs.ErrExists) {
 			return fmt.Errorf("create placeholder %s: %w", p, err)
 		}
-		d.dstInfo[p] = zfs.Entry{Name: p, Type: zfs.Filesystem, User: map[string]string{PlaceholderProperty: "on"}}
+		d.dstInfo[p] = zfs.Entry{Name: p, Type: zfs.Filesystem, User: map[string]string{PlaceholderProperty: p}}
 		d.job.emit(Event{Dataset: d.source, Target: p, Kind: "placeholder", Message: "created placeholder " + p})
 	}
 	return nil

@@ -149,7 +149,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	srcInfo := map[string]zfs.Entry{}
 	for _, e := range srcList {
 		if e.IsDataset() {
-			if j.Datasets.Match(e.Name) && e.User[PlaceholderProperty] != "on" {
+			if j.Datasets.Match(e.Name) && !IsPlaceholder(e) {
 				selected = append(selected, e.Name)
 				srcInfo[e.Name] = e
 			}
@@ -325,7 +325,7 @@ func (j *Job) targetID(ctx context.Context, dst Endpoint) (TargetID, error) {
 		if j.DryRun {
 			return "", nil
 		}
-		if err := dst.Create(ctx, j.TargetRoot, placeholderProps(zfs.Filesystem), true); err != nil && !errors.Is(err, zfs.ErrExists) {
+		if err := dst.Create(ctx, j.TargetRoot, placeholderProps(j.TargetRoot, zfs.Filesystem), true); err != nil && !errors.Is(err, zfs.ErrExists) {
 			return "", fmt.Errorf("create target root %s: %w", j.TargetRoot, err)
 		}
 		j.emit(Event{Target: j.TargetRoot, Kind: "placeholder", Message: "created target root " + j.TargetRoot})
@@ -372,10 +372,21 @@ func RelationID(root TargetID, target string) TargetID {
 	return TargetID(hex.EncodeToString(h[:])[:16])
 }
 
-func placeholderProps(t zfs.Type) map[string]string {
-	p := map[string]string{PlaceholderProperty: "on"}
+// placeholderProps are the properties of a placeholder dataset: not mounted,
+// encryption inherited, and zsync:placeholder set to its own name. User
+// properties are inherited by children, so the value names the dataset it
+// was set on: a received child inherits it but is not a placeholder.
+func placeholderProps(name string, t zfs.Type) map[string]string {
+	p := map[string]string{PlaceholderProperty: name}
 	if t == zfs.Filesystem {
 		p["canmount"] = "off"
 	}
 	return p
+}
+
+// IsPlaceholder reports whether e is a placeholder zsync created: its
+// zsync:placeholder property (listed with ListOptions.UserProps) names e
+// itself, not an ancestor it was inherited from.
+func IsPlaceholder(e zfs.Entry) bool {
+	return e.IsDataset() && e.User[PlaceholderProperty] == e.Name
 }

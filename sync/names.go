@@ -13,7 +13,7 @@ import (
 // relationship's target id.
 const TargetIDProperty = "zsync:target-id"
 
-// PlaceholderProperty is the user property ("on") that marks an intermediate
+// PlaceholderProperty is the user property (set to the dataset's own name) that marks an intermediate
 // dataset zsync created on the target only to hold replicated children.
 const PlaceholderProperty = "zsync:placeholder"
 
