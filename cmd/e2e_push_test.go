@@ -320,4 +320,11 @@ root = "%s/pulled"
 	if code, _, _ := zsyncRun(t, "--config", cfg, "pull"); code != 0 {
 		t.Fatalf("pull after prune: exit %d", code)
 	}
+	target := dst + "/pulled/" + src + "/d"
+	if got := snapshotsOf(t, target); got[len(got)-1] != "zsync_4" {
+		t.Errorf("incremental pull: target has %v", got)
+	}
+	if got, want := treeSum(t, mountReplica(t, target)), treeSum(t, zfstest.Mountpoint(t, src+"/d")); got != want {
+		t.Errorf("pulled data differs")
+	}
 }
