@@ -88,7 +88,7 @@ func (e *env) holdsSide(ctx context.Context, job, side string, ep zsync.Endpoint
 	if err != nil {
 		return fmt.Errorf("%s: %w", side, err)
 	}
-	h, err := holdsFor(ctx, ep, list)
+	h, err := zsync.HoldsOf(ctx, ep, list)
 	if err != nil {
 		return fmt.Errorf("%s: %w", side, err)
 	}

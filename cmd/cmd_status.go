@@ -129,11 +129,11 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 	}
 	props, _ := dst.Get(ctx, []string{job.TargetRoot}, []string{zsync.TargetIDProperty})
 	rootTID := zsync.TargetID(props[job.TargetRoot][zsync.TargetIDProperty])
-	sh, err := holdsFor(ctx, src, sl)
+	sh, err := zsync.HoldsOf(ctx, src, sl)
 	if err != nil {
 		return nil, err
 	}
-	dh, err := holdsFor(ctx, dst, dl)
+	dh, err := zsync.HoldsOf(ctx, dst, dl)
 	if err != nil {
 		return nil, err
 	}
@@ -196,18 +196,6 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 	return out, nil
 }
 
-func holdsFor(ctx context.Context, e zsync.Endpoint, list []zfs.Entry) (map[string][]string, error) {
-	var held []string
-	for _, x := range list {
-		if x.Type == zfs.Snapshot && x.UserRefs > 0 {
-			held = append(held, x.Name)
-		}
-	}
-	if len(held) == 0 {
-		return map[string][]string{}, nil
-	}
-	return e.Holds(ctx, held)
-}
 
 // checkError carries a Nagios exit code through the one exit point.
 type checkError struct {

@@ -534,7 +534,7 @@ func listWithHolds(ctx context.Context, e Endpoint, dataset string) ([]zfs.Entry
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s: %w", dataset, err)
 	}
-	h, err := holdsOf(ctx, e, es)
+	h, err := HoldsOf(ctx, e, es)
 	if err != nil {
 		return nil, nil, fmt.Errorf("holds of %s: %w", dataset, err)
 	}

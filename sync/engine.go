@@ -181,11 +181,11 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			byTarget[e.Dataset()] = append(byTarget[e.Dataset()], e)
 		}
 	}
-	srcHolds, err := holdsOf(ctx, src, srcList)
+	srcHolds, err := HoldsOf(ctx, src, srcList)
 	if err != nil {
 		return rep, fmt.Errorf("source holds: %w", err)
 	}
-	dstHolds, err := holdsOf(ctx, dst, dstList)
+	dstHolds, err := HoldsOf(ctx, dst, dstList)
 	if err != nil {
 		return rep, fmt.Errorf("target holds: %w", err)
 	}
@@ -300,9 +300,9 @@ func parentOf(ds string) string {
 	return ""
 }
 
-// holdsOf asks for the holds of the listed snapshots that have any (userrefs
-// > 0), in one batched call.
-func holdsOf(ctx context.Context, e Endpoint, list []zfs.Entry) (map[string][]string, error) {
+// HoldsOf asks for the holds of the listed snapshots that have any (userrefs
+// > 0), in one batched call: snapshot full name -> tags.
+func HoldsOf(ctx context.Context, e Endpoint, list []zfs.Entry) (map[string][]string, error) {
 	var held []string
 	for _, x := range list {
 		if x.Type == zfs.Snapshot && x.UserRefs > 0 {
