@@ -140,6 +140,9 @@ func toRunReport(command string, r *zsync.Report) state.RunReport {
 	var errs []string
 	for _, d := range r.Datasets {
 		dr := state.DatasetReport{Source: d.Source, Target: d.Target, Status: string(d.Status), Steps: d.Steps, Bytes: d.Bytes, AbortedResume: d.AbortedResume, Rotated: d.Rotated}
+		if !d.Last.Creation.IsZero() {
+			dr.LagSeconds = time.Since(d.Last.Creation).Seconds()
+		}
 		if d.Err != nil {
 			dr.Error = d.Err.Error()
 			errs = append(errs, d.Source+": "+d.Err.Error())

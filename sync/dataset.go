@@ -119,6 +119,7 @@ func (d *datasetRun) run(ctx context.Context) {
 		var base uint64
 		if plan.Base != nil {
 			base = plan.Base.GUID
+			d.res.Last = *plan.Base
 		}
 		if err := d.reconcile(ctx, tid, target, base, false); err != nil {
 			d.fail(err)
@@ -145,6 +146,7 @@ func (d *datasetRun) run(ctx context.Context) {
 		}
 		d.res.Steps = append(d.res.Steps, s.String())
 		last = s
+		d.res.Last = s.To
 	}
 	d.res.Status = StatusReplicated
 	if err := d.reconcile(ctx, tid, target, last.To.GUID, true); err != nil {
