@@ -26,11 +26,12 @@ import (
 //	                            remote command, move the stream, and print
 //	                            "zsync MODE BYTES SECONDS SETUP_SECONDS"
 //
-// Without arguments (any ordinary go test run) it skips.
+// Without arguments (any ordinary go test run) it does nothing: it is a
+// helper process, not a test, so it neither skips nor counts as a check.
 func TestOpenSSHBenchHelper(t *testing.T) {
 	args := flag.Args()
 	if len(args) == 0 {
-		t.Skip("helper of testdata/bench/openssh: runs only with arguments after --")
+		return // an ordinary test run: this helper has nothing to do
 	}
 	switch args[0] {
 	case "serve":
