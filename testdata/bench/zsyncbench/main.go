@@ -1,4 +1,11 @@
-package sshtransport
+// Command zsyncbench is the zsync end of `make bench` (testdata/bench/openssh):
+// it moves one stream through zsync's protocol over an x/crypto/ssh session,
+// push or pull, against a private sshd, with the zfs ends replaced by a file
+// source and a discard sink, and prints "zsync MODE BYTES SECONDS SETUP_SECONDS".
+//
+//	zsyncbench serve sink|source FILE   the far end (the sshd runs it)
+//	zsyncbench client -mode push|pull ...
+package main
 
 import (
 	"context"
@@ -7,49 +14,35 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
-// TestOpenSSHBenchHelper is the zsync half of testdata/bench/openssh, which
-// compares zsync's stream throughput through a private OpenSSH sshd with
-// that of the ssh client. The script builds this test binary and runs it
-// on both ends, with arguments after "--":
-//
-//	serve sink                  the remote command of a push: Serve with a
-//	                            handler whose Receive discards the stream
-//	serve source FILE           the remote command of a pull: Serve with a
-//	                            handler whose Send streams FILE
-//	client -mode push|pull ...  the local side: dial the sshd, run the
-//	                            remote command, move the stream, and print
-//	                            "zsync MODE BYTES SECONDS SETUP_SECONDS"
-//
-// Without arguments (any ordinary go test run) it does nothing: it is a
-// helper process, not a test, so it neither skips nor counts as a check.
-func TestOpenSSHBenchHelper(t *testing.T) {
-	args := flag.Args()
-	if len(args) == 0 {
-		return // an ordinary test run: this helper has nothing to do
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: zsyncbench serve sink|source FILE | client -mode push|pull ...")
+		os.Exit(2)
 	}
-	switch args[0] {
+	switch os.Args[1] {
 	case "serve":
-		benchServe(args[1:]) // does not return
+		benchServe(os.Args[2:])
 	case "client":
-		if err := benchClient(args[1:]); err != nil {
-			t.Fatal(err)
+		if err := benchClient(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "zsyncbench:", err)
+			os.Exit(1)
 		}
 	default:
-		t.Fatalf("unknown helper mode %q", args[0])
+		fmt.Fprintf(os.Stderr, "zsyncbench: unknown mode %q\n", os.Args[1])
+		os.Exit(2)
 	}
 }
 
-// benchHandler is the far end of the benchmark: the fake handler's
-// counting Receive (a discard sink reading with a 1 MiB buffer) and a Send
-// that streams a file.
+// benchHandler is the far end: Receive discards with a 1 MiB buffer, Send
+// streams a file. Other operations are never called by the benchmark.
 type benchHandler struct {
-	*fakeHandler
+	sshtransport.Handler
 	file string
 }
 
@@ -60,11 +53,33 @@ func (h *benchHandler) Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCl
 	return os.Open(h.file)
 }
 
-// benchServe runs Serve on stdin/stdout and exits the process, so that the
-// testing package prints nothing after the protocol on stdout.
+func (h *benchHandler) Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error {
+	buf := make([]byte, 1<<20)
+	for {
+		_, err := stream.Read(buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// benchServe runs Serve on stdin/stdout and exits the process.
 func benchServe(args []string) {
-	h := &benchHandler{fakeHandler: newFake()}
-	h.recvCountOnly = true
+	h := &benchHandler{}
 	switch {
 	case len(args) == 1 && args[0] == "sink":
 	case len(args) == 2 && args[0] == "source":
@@ -73,7 +88,7 @@ func benchServe(args []string) {
 		fmt.Fprintf(os.Stderr, "bench serve: want \"sink\" or \"source FILE\", got %q\n", args)
 		os.Exit(2)
 	}
-	if err := Serve(context.Background(), os.Stdin, os.Stdout, h, ServeOptions{SoftwareVersion: "bench"}); err != nil {
+	if err := sshtransport.Serve(context.Background(), os.Stdin, os.Stdout, h, sshtransport.ServeOptions{SoftwareVersion: "bench"}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench serve:", err)
 		os.Exit(1)
 	}
@@ -90,7 +105,7 @@ func benchClient(args []string) error {
 	key := fs.String("key", "", "identity file")
 	knownHosts := fs.String("known-hosts", "", "known_hosts file with the sshd's key")
 	sshConfig := fs.String("ssh-config", "", "ssh_config file (empty)")
-	remote := fs.String("remote", "", "path of this test binary for the remote command")
+	remote := fs.String("remote", "", "path of this program for the remote command")
 	file := fs.String("file", "", "source file (pushed from here, or pulled from the far side)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -100,7 +115,7 @@ func benchClient(args []string) error {
 		return err
 	}
 	want := st.Size()
-	helper := []string{"-test.run=^TestOpenSSHBenchHelper$", "--", "serve"}
+	helper := []string{"serve"}
 	switch *mode {
 	case "push":
 		helper = append(helper, "sink")
@@ -112,7 +127,7 @@ func benchClient(args []string) error {
 
 	ctx := context.Background()
 	start := time.Now()
-	conn, err := Dial(ctx, DialOptions{
+	conn, err := sshtransport.Dial(ctx, sshtransport.DialOptions{
 		Host: "127.0.0.1", Port: *port, IdentityFiles: []string{*key},
 		KnownHostsFile: *knownHosts, SSHConfigFile: *sshConfig, KeepAlive: -1,
 	})
@@ -120,13 +135,13 @@ func benchClient(args []string) error {
 		return err
 	}
 	defer conn.Close()
-	rw, err := conn.Exec(ctx, RemoteCommand(*remote, helper...))
+	rw, err := conn.Exec(ctx, sshtransport.RemoteCommand(*remote, helper...))
 	if err != nil {
 		return err
 	}
-	c, err := NewClient(ctx, rw, ClientOptions{SoftwareVersion: "bench"})
+	c, err := sshtransport.NewClient(ctx, rw, sshtransport.ClientOptions{SoftwareVersion: "bench"})
 	if err != nil {
-		return fmt.Errorf("%w (remote stderr: %s)", err, StderrOf(rw))
+		return fmt.Errorf("%w (remote stderr: %s)", err, sshtransport.StderrOf(rw))
 	}
 	defer c.Close()
 	setup := time.Since(start)
@@ -170,7 +185,7 @@ func benchClient(args []string) error {
 		}
 	}
 	if err := c.Close(); err != nil {
-		return fmt.Errorf("closing the session: %w (remote stderr: %s)", err, StderrOf(rw))
+		return fmt.Errorf("closing the session: %w (remote stderr: %s)", err, sshtransport.StderrOf(rw))
 	}
 	if err := conn.Close(); err != nil {
 		return err
