@@ -33,3 +33,17 @@ func configCommand(e *env) *cli.Command {
 func loadConfigFlag(c *cli.Context) (*Config, error) {
 	return LoadConfig(globalString(c, "config"))
 }
+
+// loadJobs loads the config and selects the named jobs (all when none) that
+// pass keep.
+func loadJobs(c *cli.Context, names []string, keep func(*jobConfig) bool) (*Config, []*jobConfig, error) {
+	cfg, err := loadConfigFlag(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	jobs, err := cfg.selectJobs(names, keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, jobs, nil
+}

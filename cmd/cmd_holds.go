@@ -34,11 +34,7 @@ func holdsCommand(e *env) *cli.Command {
 }
 
 func (e *env) holds(c *cli.Context, release bool) error {
-	cfg, err := loadConfigFlag(c)
-	if err != nil {
-		return err
-	}
-	jobs, err := cfg.selectJobs(c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "snap" })
+	cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "snap" })
 	if err != nil {
 		return err
 	}

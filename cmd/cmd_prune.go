@@ -27,11 +27,7 @@ func pruneCommand(e *env) *cli.Command {
 			"--dry-run prints every decision with the rule that kept or condemned each snapshot.",
 		Flags: []cli.Flag{dryRunFlag, waitFlag},
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfigFlag(c)
-			if err != nil {
-				return err
-			}
-			jobs, err := cfg.selectJobs(c.Args().Slice(), func(*jobConfig) bool { return true })
+			cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(*jobConfig) bool { return true })
 			if err != nil {
 				return err
 			}

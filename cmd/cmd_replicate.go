@@ -66,11 +66,7 @@ func runCommand(e *env) *cli.Command {
 		ArgsUsage: "[JOB...]",
 		Flags:     []cli.Flag{dryRunFlag, waitFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfigFlag(c)
-			if err != nil {
-				return err
-			}
-			jobs, err := cfg.selectJobs(c.Args().Slice(), func(*jobConfig) bool { return true })
+			cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(*jobConfig) bool { return true })
 			if err != nil {
 				return err
 			}
@@ -122,11 +118,7 @@ func (e *env) replicateCommand(c *cli.Context, kind string) error {
 	if isOneOff(args) {
 		return e.oneOff(c, kind, args[0], args[1])
 	}
-	cfg, err := loadConfigFlag(c)
-	if err != nil {
-		return err
-	}
-	jobs, err := cfg.selectJobs(args, func(j *jobConfig) bool { return j.Type == kind })
+	cfg, jobs, err := loadJobs(c, args, func(j *jobConfig) bool { return j.Type == kind })
 	if err != nil {
 		return err
 	}

@@ -22,11 +22,7 @@ func snapCommand(e *env) *cli.Command {
 			"snapshotted in one atomic zfs snapshot call.",
 		Flags: []cli.Flag{dryRunFlag, waitFlag},
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfigFlag(c)
-			if err != nil {
-				return err
-			}
-			jobs, err := cfg.selectJobs(c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "pull" })
+			cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "pull" })
 			if err != nil {
 				return err
 			}

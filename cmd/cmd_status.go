@@ -47,11 +47,7 @@ func statusCommand(e *env) *cli.Command {
 		ArgsUsage: "[JOB...]",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfigFlag(c)
-			if err != nil {
-				return err
-			}
-			jobs, err := cfg.selectJobs(c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "snap" })
+			cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "snap" })
 			if err != nil {
 				return err
 			}
