@@ -192,7 +192,6 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 	return out, nil
 }
 
-
 // checkError carries a Nagios exit code through the one exit point.
 type checkError struct {
 	code int
