@@ -38,11 +38,19 @@ func usageErrorf(format string, a ...any) error {
 // PartialError says that some units of work failed while others succeeded.
 type PartialError struct {
 	Failed, Succeeded int
-	Err               error // the failures, joined
+	Unit              string // what was counted: "datasets" (default) or "jobs"
+	Err               error  // the failures, joined
 }
 
 func (e *PartialError) Error() string {
-	return fmt.Sprintf("%d of %d datasets failed: %v", e.Failed, e.Failed+e.Succeeded, e.Err)
+	unit := e.Unit
+	if unit == "" {
+		unit = "datasets"
+	}
+	if e.Failed == 1 && e.Succeeded == 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%d of %d %s failed: %v", e.Failed, e.Failed+e.Succeeded, unit, e.Err)
 }
 
 func (e *PartialError) Unwrap() error { return e.Err }

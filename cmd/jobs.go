@@ -78,5 +78,5 @@ func (e *env) forEachJob(ctx context.Context, c *cli.Context, cfg *Config, jobs 
 	if len(errs) == 1 && errors.As(errs[0], &pe) {
 		return errs[0]
 	}
-	return outcome(ok, errs)
+	return &PartialError{Failed: len(errs), Succeeded: ok, Unit: "jobs", Err: errors.Join(errs...)}
 }
