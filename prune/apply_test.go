@@ -165,8 +165,10 @@ func TestApplyGolden(t *testing.T) {
 			},
 		},
 		{
-			// zrepl's documented example: buckets (0,1h] all, (1h,3h] 1,
-			// (3h,5h] 1, (5h,8h] 1, anchored at the youngest zsync_.
+			// zrepl's documented example. Anchored at the youngest zsync_
+			// (11:50 UTC): keep=all for [10:00, 11:50], then the 2h
+			// buckets [08:00, 10:00) and [06:00, 08:00), then the 3h
+			// bucket [03:00, 06:00), each keeping its oldest.
 			name: "grid_docs_example",
 			snaps: func(h *history) {
 				h.series("zsync_", 10*hour+10*m, 10*m, 30*m)
@@ -362,8 +364,11 @@ func TestGridAnchoredAtYoungest(t *testing.T) {
 	p := Policy{Rules: []Rule{g}}
 	first := Apply(h.snaps, p, nil, testNow)
 	want := keptNames(first)
-	if len(want) != 4+24+7 {
-		t.Fatalf("kept %d snapshots, want 35: %v", len(want), want)
+	// The youngest is on the hour: 1x1h(keep=all) holds it and the hour
+	// before (5), then 24 hours, then the 11 hours of 31 May (UTC) before
+	// those (bucket 0 of 7x1d) and the 7 whole days before.
+	if len(want) != 5+24+1+7 {
+		t.Fatalf("kept %d snapshots, want 37: %v", len(want), want)
 	}
 	// Destroy what the first run destroyed, then let a year pass.
 	var left []Snapshot

@@ -17,8 +17,8 @@ const KeepAll = -1
 const maxGridSpan = 200 * 365 * 24 * time.Hour
 
 // Interval is one "N x DURATION(keep=K)" term of a retention grid: Count
-// adjacent intervals of Length, each keeping its Keep oldest snapshots
-// (KeepAll: every snapshot).
+// buckets of Length, each keeping its Keep oldest snapshots (KeepAll: every
+// snapshot). See the package documentation for where the buckets lie.
 type Interval struct {
 	Count  int
 	Length time.Duration

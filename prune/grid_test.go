@@ -1,6 +1,8 @@
 package prune
 
 import (
+	"math"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
@@ -110,29 +112,99 @@ func TestIntervalString(t *testing.T) {
 }
 
 func TestLocate(t *testing.T) {
+	// zrepl's docs example, anchored at 13:50 UTC. 2h buckets start at even
+	// UTC hours, 3h buckets at 00, 03, 06, ... UTC.
 	ivs := []Interval{{1, hour, KeepAll}, {2, 2 * hour, 1}, {1, 3 * hour, 1}}
+	at := func(hhmm string) time.Time {
+		tm, err := time.Parse("2006-01-02 15:04:05", "2025-06-01 "+hhmm)
+		if err != nil {
+			panic(err)
+		}
+		return tm
+	}
+	ranges := layOut(ivs, at("13:50:00"))
 	tests := []struct {
-		age       time.Duration
-		g, b      int
-		ok        bool
-		something string
+		at   string
+		g, b int
+		ok   bool
+		why  string
 	}{
-		{0, 0, 0, true, "the anchor itself is in the first bucket"},
-		{59 * time.Minute, 0, 0, true, ""},
-		{hour, 1, 0, true, "a bucket's oldest edge belongs to the next one"},
-		{3*hour - 1, 1, 0, true, ""},
-		{3 * hour, 1, 1, true, ""},
-		{5 * hour, 2, 0, true, ""},
-		{8*hour - 1, 2, 0, true, ""},
-		{8 * hour, 0, 0, false, "past the grid"},
-		{-time.Second, 0, 0, false, "newer than the anchor"},
+		{"13:50:00", 0, 0, true, "the anchor itself is in the partial bucket 0"},
+		{"13:00:00", 0, 0, true, "a boundary belongs to the bucket it starts"},
+		{"12:59:59", 0, 1, true, "the whole hour before the anchor's hour"},
+		{"12:00:00", 0, 1, true, ""},
+		{"11:59:59", 1, 1, true, "12:00 is 2h-aligned: no partial bucket"},
+		{"10:00:00", 1, 1, true, ""},
+		{"09:59:59", 1, 2, true, ""},
+		{"08:00:00", 1, 2, true, ""},
+		{"07:59:59", 2, 0, true, "08:00 is not 3h-aligned: 06:00-08:00 is partial"},
+		{"06:00:00", 2, 0, true, ""},
+		{"05:59:59", 2, 1, true, ""},
+		{"03:00:00", 2, 1, true, ""},
+		{"02:59:59", 0, 0, false, "past the grid"},
+		{"13:50:01", 0, 0, false, "newer than the anchor"},
 	}
 	for _, tt := range tests {
-		g, b, ok := locate(ivs, tt.age)
+		g, b, ok := locate(ranges, at(tt.at))
 		if g != tt.g || b != tt.b || ok != tt.ok {
-			t.Errorf("locate(%v) = %d, %d, %v; want %d, %d, %v (%s)", tt.age, g, b, ok, tt.g, tt.b, tt.ok, tt.something)
+			t.Errorf("locate(%s) = %d, %d, %v; want %d, %d, %v (%s)", tt.at, g, b, ok, tt.g, tt.b, tt.ok, tt.why)
 		}
 	}
+	// An anchor on a boundary leaves bucket 0 holding only the anchor.
+	ranges = layOut(ivs, at("12:00:00"))
+	if g, b, ok := locate(ranges, at("12:00:00")); g != 0 || b != 0 || !ok {
+		t.Errorf("anchor on a boundary: %d, %d, %v", g, b, ok)
+	}
+	if g, b, ok := locate(ranges, at("11:00:00")); g != 0 || b != 1 || !ok {
+		t.Errorf("hour before an anchor on a boundary: %d, %d, %v", g, b, ok)
+	}
+	if len(layOut(nil, at("12:00:00"))) != 0 {
+		t.Error("layOut(nil) is not empty")
+	}
+	if _, _, ok := locate(nil, at("12:00:00")); ok {
+		t.Error("locate in an empty grid succeeded")
+	}
+}
+
+func TestAlignDown(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	lengths := []time.Duration{time.Nanosecond, 1500 * time.Millisecond, time.Second, 15 * time.Minute,
+		hour, 3 * hour, day, 7 * day, 30 * day, 365 * day, maxGridSpan}
+	times := []time.Time{
+		epoch,
+		epoch.Add(-1),
+		time.Date(2025, 3, 30, 1, 59, 59, 999_999_999, time.UTC),
+		time.Date(2025, 10, 26, 2, 15, 0, 0, time.FixedZone("CEST", 2*3600)),
+		time.Date(1969, 12, 31, 23, 0, 0, 1, time.UTC),
+		{}, // year 1: far beyond a time.Duration from the epoch
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(-5000, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	for _, d := range lengths {
+		for _, tm := range times {
+			got := alignDown(tm, d)
+			want := bigAlignDown(tm, d)
+			if !got.Equal(want) {
+				t.Errorf("alignDown(%s, %v) = %s, want %s", tm, d, got, want)
+			}
+		}
+	}
+	// Plain cases, readable.
+	if got := alignDown(time.Date(2025, 6, 1, 13, 50, 0, 0, time.UTC), 3*hour); !got.Equal(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("3h: %s", got)
+	}
+	// 1970-01-01 was a Thursday: weeks start on Thursdays.
+	if got := alignDown(time.Date(2025, 6, 1, 13, 50, 0, 0, time.UTC), 7*day); got.Weekday() != time.Thursday || got.UTC().Hour() != 0 {
+		t.Errorf("1w: %s", got)
+	}
+}
+
+// bigAlignDown is alignDown done with arbitrary precision.
+func bigAlignDown(tm time.Time, d time.Duration) time.Time {
+	ns := new(big.Int).Mul(big.NewInt(tm.Unix()), big.NewInt(int64(time.Second)))
+	ns.Add(ns, big.NewInt(int64(tm.Nanosecond())))
+	r := new(big.Int).Mod(ns, big.NewInt(int64(d))) // Euclidean: 0 <= r < d
+	return tm.Add(-time.Duration(r.Int64()))
 }
 
 func TestFormatAge(t *testing.T) {
@@ -143,6 +215,9 @@ func TestFormatAge(t *testing.T) {
 		26*hour + 15*time.Minute:       "1d2h15m",
 		-90 * time.Second:              "-1m30s",
 		400*day + 3*hour + time.Second: "400d3h1s",
+		-time.Millisecond:              "-0s",
+		time.Duration(math.MinInt64):   "-106751d23h47m16s",
+		time.Duration(math.MaxInt64):   "106751d23h47m16s",
 	}
 	for d, want := range tests {
 		if got := formatAge(d); got != want {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -194,50 +195,49 @@ func (g Grid) judge(v *verdicts) {
 	if anchor.After(v.now) {
 		anchor = v.now
 	}
-	type bucketID struct{ group, bucket int }
-	buckets := make(map[bucketID][]int)
+	ranges := layOut(g.Intervals, anchor)
+	type member struct{ group, bucket, i int }
+	var members []member
 	for _, i := range idx {
-		g, b, ok := locate(g.Intervals, anchor.Sub(v.snaps[i].Created))
-		if ok {
-			id := bucketID{g, b}
-			buckets[id] = append(buckets[id], i)
+		if g, b, ok := locate(ranges, v.snaps[i].Created); ok {
+			members = append(members, member{g, b, i})
 		}
 	}
-	for id, members := range buckets {
-		iv := g.Intervals[id.group]
-		sort.Slice(members, func(a, b int) bool {
-			sa, sb := v.snaps[members[a]], v.snaps[members[b]]
-			if !sa.Created.Equal(sb.Created) {
-				return sa.Created.Before(sb.Created)
-			}
-			return members[a] < members[b]
-		})
-		if iv.Keep != KeepAll && len(members) > iv.Keep {
-			members = members[:iv.Keep]
+	// By bucket, oldest first; equal creation times by createtxg (v.snaps
+	// order), so the choice is the same from one run to the next.
+	sort.Slice(members, func(a, b int) bool {
+		ma, mb := members[a], members[b]
+		if ma.group != mb.group || ma.bucket != mb.bucket {
+			return ma.group < mb.group || (ma.group == mb.group && ma.bucket < mb.bucket)
 		}
-		for _, i := range members {
-			v.keepWith(i, fmt.Sprintf("grid %s bucket %d (age %s)",
-				iv, id.bucket+1, formatAge(v.now.Sub(v.snaps[i].Created))))
+		ca, cb := v.snaps[ma.i].Created, v.snaps[mb.i].Created
+		if !ca.Equal(cb) {
+			return ca.Before(cb)
 		}
+		return ma.i < mb.i
+	})
+	// Reasons are built by hand: on a large dataset pruned often, formatting
+	// them is most of the grid's work.
+	prefixes := make([]string, len(g.Intervals))
+	for i, iv := range g.Intervals {
+		prefixes[i] = "grid " + iv.String() + " bucket "
 	}
-}
-
-// locate finds the bucket of a snapshot that is age older than the grid's
-// anchor: group g is intervals[g], bucket b counts from 0 within the group.
-// Bucket b of a group ending at E covers (E-(b+1)*Length, E-b*Length]. ok is
-// false for negative ages and ages beyond the grid.
-func locate(intervals []Interval, age time.Duration) (g, b int, ok bool) {
-	if age < 0 {
-		return 0, 0, false
-	}
-	for g, iv := range intervals {
-		span := iv.Length * time.Duration(iv.Count)
-		if age < span {
-			return g, int(age / iv.Length), true
+	for first := 0; first < len(members); {
+		m := members[first]
+		end := first + 1
+		for end < len(members) && members[end].group == m.group && members[end].bucket == m.bucket {
+			end++
 		}
-		age -= span
+		kept := members[first:end]
+		if k := g.Intervals[m.group].Keep; k != KeepAll && len(kept) > k {
+			kept = kept[:k]
+		}
+		for _, k := range kept {
+			v.keepWith(k.i, prefixes[k.group]+strconv.Itoa(k.bucket)+
+				" (age "+formatAge(v.now.Sub(v.snaps[k.i].Created))+")")
+		}
+		first = end
 	}
-	return 0, 0, false
 }
 
 func (l LastN) judge(v *verdicts) {
@@ -281,22 +281,24 @@ func formatAge(d time.Duration) string {
 	if d == 0 {
 		return "0s"
 	}
-	sign := ""
+	out := make([]byte, 0, 24)
+	mag := uint64(d)
 	if d < 0 {
-		sign, d = "-", -d
+		out = append(out, '-')
+		mag = -mag // the magnitude, right even for the minimum Duration
 	}
-	out := sign
 	for _, u := range []struct {
-		suffix string
-		size   time.Duration
-	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}} {
-		if n := d / u.size; n > 0 {
-			out += fmt.Sprintf("%d%s", n, u.suffix)
-			d -= n * u.size
+		suffix byte
+		size   uint64
+	}{{'d', uint64(24 * time.Hour)}, {'h', uint64(time.Hour)}, {'m', uint64(time.Minute)}, {'s', uint64(time.Second)}} {
+		if n := mag / u.size; n > 0 {
+			out = strconv.AppendUint(out, n, 10)
+			out = append(out, u.suffix)
+			mag -= n * u.size
 		}
 	}
-	if out == sign {
-		out += "0s" // less than a second
+	if len(out) == 0 || out[len(out)-1] == '-' {
+		out = append(out, "0s"...) // less than a second
 	}
-	return out
+	return string(out)
 }
