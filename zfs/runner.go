@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -90,13 +91,55 @@ func (r ExecRunner) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	var stdout bytes.Buffer
 	stderr := &capBuffer{limit: maxCapturedStderr}
-	cmd.Stdin = c.Stdin
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
-	err = cmd.Run()
+	if c.Stdin == nil {
+		err = cmd.Run()
+		res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+		return res, exitStatus(ctx, cmd, &res, err)
+	}
+	// A stream to feed (zfs recv): our own 1 MiB pipe and copy loop, because
+	// exec's stdin copy goes through os.File.ReadFrom, which falls back to
+	// 32 KiB chunks for a plain io.Reader.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("zfs: pipe: %w", err)
+	}
+	growPipe(pw)
+	cmd.Stdin = pr
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return Result{ExitCode: -1}, err
+	}
+	pr.Close() // the child holds its own copy; our writes fail once it exits
+	copied := make(chan error, 1)
+	go func() {
+		buf := make([]byte, pipeSize)
+		_, cerr := io.CopyBuffer(writerOnly{pw}, c.Stdin, buf)
+		pw.Close()
+		copied <- cerr
+	}()
+	err = cmd.Wait()
+	var cerr error
+	select {
+	case cerr = <-copied:
+	case <-time.After(cmd.WaitDelay):
+		// the copy is stuck reading the source; the caller's Close of the
+		// source ends it (exec's own stdin copy behaves the same way)
+	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
-	return res, exitStatus(ctx, cmd, &res, err)
+	err = exitStatus(ctx, cmd, &res, err)
+	if err == nil && res.ExitCode == 0 && cerr != nil && !errors.Is(cerr, syscall.EPIPE) {
+		// as exec does: a failed feed of a process that exited 0 is an error
+		err = fmt.Errorf("zfs: feeding stdin: %w", cerr)
+	}
+	return res, err
 }
+
+// writerOnly hides os.File's ReadFrom, so io.CopyBuffer uses the given
+// buffer (or the source's WriteTo) instead of 32 KiB chunks.
+type writerOnly struct{ io.Writer }
 
 // exitStatus fills res.ExitCode and decides whether err is a runner error.
 func exitStatus(ctx context.Context, cmd *exec.Cmd, res *Result, err error) error {
@@ -127,6 +170,7 @@ func (r ExecRunner) Start(ctx context.Context, c Cmd) (Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zfs: pipe: %w", err)
 	}
+	growPipe(pw)
 	stderr := &capBuffer{limit: maxCapturedStderr}
 	cmd.Stdout = pw
 	cmd.Stderr = stderr
