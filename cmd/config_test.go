@@ -196,3 +196,11 @@ func TestLockedJobExits75(t *testing.T) {
 		t.Fatalf("--wait then cancelled: exit %d (%s), want 130", code, eb.String())
 	}
 }
+
+// The documented example must stay a valid config.
+func TestExampleConfigIsValid(t *testing.T) {
+	code, out, errOut := runUnit(t, "--config", "../docs/zsync.example.toml", "config", "check")
+	if code != 0 || !strings.Contains(out, "valid, 1 job(s), 1 serve client(s)") {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+}
