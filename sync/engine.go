@@ -76,9 +76,9 @@ type Result struct {
 	Rotated        string // where a diverged target was renamed to
 	// Last is the newest source version the target has after the run (the
 	// last step's To, or the common base when up to date); zero when unknown.
-	Last zfs.Entry
-	Err            error
-	Duration       time.Duration
+	Last     zfs.Entry
+	Err      error
+	Duration time.Duration
 }
 
 // Status of one dataset after a run.
