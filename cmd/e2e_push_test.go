@@ -14,6 +14,7 @@ import (
 type pushEnv struct {
 	src, dst string // pools
 	cfg      string
+	root     string // where replicas land; "" = <dst>/backup
 }
 
 // newPushEnv makes two pools, a source tree <src>/data, <src>/data/child and
@@ -38,7 +39,21 @@ root = "%s/backup"
 	return e
 }
 
-func (e *pushEnv) target(ds string) string { return e.dst + "/backup/" + e.src + "/" + ds }
+func (e *pushEnv) target(ds string) string {
+	root := e.root
+	if root == "" {
+		root = e.dst + "/backup"
+	}
+	return root + "/" + e.src + "/" + ds
+}
+
+// checkInvariantsAt is checkInvariants for replicas below another root.
+func (e *pushEnv) checkInvariantsAt(t *testing.T, root string, datasets ...string) {
+	t.Helper()
+	c := *e
+	c.root = root
+	c.checkInvariants(t, datasets...)
+}
 
 // checkInvariants: after a successful run, per dataset exactly one cursor
 // bookmark, exactly one last-received hold on the target's newest snapshot,

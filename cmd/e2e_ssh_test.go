@@ -652,3 +652,52 @@ root = "%s/laptop"
 		t.Errorf("far zsync serve processes left over: %v", pids)
 	}
 }
+
+// Several datasets at once over one SSH connection (each stream its own
+// session), with zstd on the wire: data equal, abstractions in order.
+func TestSSHConcurrentZstd(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	names := []string{"p", "p/a", "p/b", "p/c"}
+	for _, ds := range names {
+		zfstest.MustCreate(t, src+"/"+ds)
+		zfstest.MustWriteFile(t, src+"/"+ds, "f", 192)
+	}
+	zfstest.Zfs(t, "snapshot", "-r", src+"/p@s1")
+	zfstest.MustCreate(t, dst+"/laptop")
+	c := newSSHClient(t, "laptop", fmt.Sprintf(`
+[[serve.client]]
+name = "laptop"
+receive_root = "%s/laptop"
+`, dst))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[[job]]
+name = "par"
+type = "push"
+datasets = ["%[1]s/p<"]
+root = "%[2]s/laptop"
+%[3]s
+  [job.replication]
+  concurrency = 3
+  compression = "zstd"
+`, src, dst, c.remote("")))
+	for round, snap := range []string{"s1", "s2"} {
+		if round > 0 {
+			for _, ds := range names {
+				zfstest.MustWriteFile(t, src+"/"+ds, "g", 64)
+			}
+			zfstest.Zfs(t, "snapshot", "-r", src+"/p@"+snap)
+		}
+		if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
+			t.Fatalf("push %s: exit %d", snap, code)
+		}
+	}
+	e := &pushEnv{src: src, dst: dst}
+	for _, ds := range names {
+		target := dst + "/laptop/" + src + "/" + ds
+		if got, want := treeSum(t, mountReplica(t, target)), treeSum(t, zfstest.Mountpoint(t, src+"/"+ds)); got != want {
+			t.Errorf("%s differs", ds)
+		}
+		unmount(t, target)
+	}
+	e.checkInvariantsAt(t, dst+"/laptop", names...)
+}
