@@ -165,3 +165,47 @@ func TestVolumeVolmodeNone(t *testing.T) {
 		t.Errorf("guid %s != %s", g, w)
 	}
 }
+
+// A placeholder made for a child is replaced by its real dataset when the
+// parent joins the job later (full receive with -F onto our own placeholder),
+// and the child's replica survives untouched.
+func TestPlaceholderReplacedWhenParentJoins(t *testing.T) {
+	e := newPushEnv(t, "")
+	childOnly := writeConfig(t, fmt.Sprintf("[[job]]\nname = \"push\"\ntype = \"push\"\ndatasets = [\"%s/data/child\"]\nroot = \"%s/backup\"\n", e.src, e.dst))
+	if code, _, _ := zsyncRun(t, "--config", childOnly, "push"); code != 0 {
+		t.Fatalf("child-only push: exit %d", code)
+	}
+	if v := zfstest.Get(t, e.target("data"), "zsync:placeholder"); v != e.target("data") {
+		t.Fatalf("parent is not a placeholder: %q", v)
+	}
+	childGUID := zfstest.GUID(t, e.target("data/child")+"@first snap")
+	if code, _, _ := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+		t.Fatalf("push with the parent: exit %d", code)
+	}
+	if s := snapshotsOf(t, e.target("data")); !equalStrings(s, []string{"first snap"}) {
+		t.Errorf("parent replica snapshots %v", s)
+	}
+	if g := zfstest.GUID(t, e.target("data/child")+"@first snap"); g != childGUID {
+		t.Errorf("the child's replica changed: guid %s -> %s", childGUID, g)
+	}
+	e.checkSame(t, "data")
+	e.checkSame(t, "data/child")
+	e.checkInvariants(t, "data", "data/child", "data/with space")
+}
+
+// One-off push with --snapshot takes a zsync_ snapshot first.
+func TestOneOffSnapshotFlag(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	zfstest.MustCreate(t, src+"/d")
+	zfstest.MustWriteFile(t, src+"/d", "f", 32)
+	if code, _, _ := zsyncRun(t, "push", "--snapshot", src+"/d", dst+"/d"); code != 0 {
+		t.Fatalf("push --snapshot: exit %d", code)
+	}
+	s := snapshotsOf(t, dst+"/d")
+	if len(s) != 1 || !strings.HasPrefix(s[0], "zsync_") {
+		t.Fatalf("target snapshots %v, want one zsync_ snapshot", s)
+	}
+	if got := snapshotsOf(t, src+"/d"); !equalStrings(got, s) {
+		t.Errorf("source %v, target %v", got, s)
+	}
+}
