@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/zsync-dev/zsync/sshtransport"
@@ -29,6 +30,12 @@ func main() {
 	case "serve":
 		benchServe(os.Args[2:])
 	case "client":
+		if prof := os.Getenv("ZSYNC_BENCH_CPUPROFILE"); prof != "" {
+			f, err := os.Create(prof)
+			if err == nil && pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
 		if err := benchClient(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "zsyncbench:", err)
 			os.Exit(1)
