@@ -30,7 +30,8 @@ type farSide struct {
 
 func (e *env) newFarSide(j *jobConfig) *farSide {
 	f := &farSide{e: e, remote: j.Remote}
-	f.copts.BandwidthLimit = j.Replication.BandwidthLimit.Bytes
+	// one bucket for every stream of the job: bandwidth_limit is per job
+	f.copts.Limiter = sshtransport.NewLimiter(j.Replication.BandwidthLimit.Bytes)
 	if j.Replication.Compression == "zstd" {
 		f.copts.Compression = "zstd"
 	}

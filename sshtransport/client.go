@@ -25,6 +25,9 @@ type ClientOptions struct {
 	// directions, in bytes per second of wire payload (after compression).
 	// 0 means unlimited.
 	BandwidthLimit int64
+	// Limiter, when set, is used instead of BandwidthLimit: a Limiter shared
+	// by several Clients caps their streams together.
+	Limiter *Limiter
 	// HandshakeTimeout bounds the wait for the far side's banner; 0 means
 	// 30 seconds. The context passed to NewClient can only shorten it.
 	HandshakeTimeout time.Duration
@@ -61,7 +64,7 @@ type Client struct {
 	br   *bufio.Reader
 	opts ClientOptions
 	peer PeerInfo
-	lim  *limiter
+	lim  *Limiter
 	sem  chan struct{} // one slot: the request or stream that owns the connection
 	// streaming is set while a Send stream owns the connection.
 	streaming atomic.Bool
@@ -92,7 +95,7 @@ func NewClient(ctx context.Context, rw io.ReadWriteCloser, o ClientOptions) (*Cl
 		rw:   rw,
 		br:   bufio.NewReaderSize(rw, 64<<10),
 		opts: o,
-		lim:  newLimiter(o.BandwidthLimit),
+		lim:  clientLimiter(o),
 		sem:  make(chan struct{}, 1),
 	}
 	timeout := o.HandshakeTimeout
@@ -687,3 +690,10 @@ const closeGrace = 5 * time.Second
 
 // maxChildStderr bounds the child's stderr kept for error messages.
 const maxChildStderr = 64 << 10
+
+func clientLimiter(o ClientOptions) *Limiter {
+	if o.Limiter != nil {
+		return o.Limiter
+	}
+	return NewLimiter(o.BandwidthLimit)
+}

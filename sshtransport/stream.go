@@ -155,10 +155,12 @@ func codecFor(compress string) (*encoder, *decoder, error) {
 	return nil, nil, fmt.Errorf("unknown stream compression %q: %w", compress, errors.ErrUnsupported)
 }
 
-// limiter is a token bucket over bytes. A frame larger than the bucket may
-// take it into debt: the next frame then waits until the debt is paid, so
-// the long-run rate holds whatever the frame size.
-type limiter struct {
+// Limiter is a token bucket over bytes, safe for concurrent use. A frame
+// larger than the bucket may take it into debt: the next frame then waits
+// until the debt is paid, so the long-run rate holds whatever the frame size.
+// One Limiter shared by several Clients (ClientOptions.Limiter) caps their
+// streams together, as a job's bandwidth_limit does.
+type Limiter struct {
 	mu     sync.Mutex
 	rate   float64 // bytes per second
 	burst  float64
@@ -166,9 +168,9 @@ type limiter struct {
 	last   time.Time
 }
 
-// newLimiter returns a limiter of rate bytes per second, nil (no limit)
+// NewLimiter returns a Limiter of rate bytes per second, nil (no limit)
 // when rate <= 0.
-func newLimiter(rate int64) *limiter {
+func NewLimiter(rate int64) *Limiter {
 	if rate <= 0 {
 		return nil
 	}
@@ -176,12 +178,12 @@ func newLimiter(rate int64) *limiter {
 	if burst < 64<<10 {
 		burst = 64 << 10
 	}
-	return &limiter{rate: float64(rate), burst: burst, tokens: burst, last: time.Now()}
+	return &Limiter{rate: float64(rate), burst: burst, tokens: burst, last: time.Now()}
 }
 
 // wait takes n bytes from the bucket, sleeping as long as the bucket is in
 // debt. It returns early with the context's error.
-func (l *limiter) wait(ctx context.Context, n int) error {
+func (l *Limiter) wait(ctx context.Context, n int) error {
 	if l == nil || n <= 0 {
 		return nil
 	}

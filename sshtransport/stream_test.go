@@ -365,14 +365,14 @@ func TestBandwidthLimit(t *testing.T) {
 }
 
 func TestLimiter(t *testing.T) {
-	if newLimiter(0) != nil {
-		t.Fatal("rate 0 must mean no limiter")
+	if NewLimiter(0) != nil {
+		t.Fatal("rate 0 must mean no Limiter")
 	}
-	var nl *limiter
+	var nl *Limiter
 	if err := nl.wait(context.Background(), 1<<30); err != nil {
 		t.Fatal(err)
 	}
-	l := newLimiter(1 << 20) // 1 MiB/s, burst 256 KiB
+	l := NewLimiter(1 << 20) // 1 MiB/s, burst 256 KiB
 	start := time.Now()
 	for i := 0; i < 4; i++ {
 		if err := l.wait(context.Background(), 128<<10); err != nil {
