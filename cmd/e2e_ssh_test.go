@@ -590,7 +590,19 @@ root = "%s/laptop"
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(2 * time.Second)
+	// then until it has really read part of the stream (a receive killed
+	// before any data arrived leaves nothing to resume)
+	for recvBytes() < 1<<20 {
+		select {
+		case r := <-done:
+			t.Fatalf("the push ended (exit %d) before 1 MiB reached zfs recv", r.code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("zfs recv did not read 1 MiB within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	serve := c.farServePIDs(t)
 	if len(serve) == 0 {
 		t.Fatal("no far zsync serve process found")
