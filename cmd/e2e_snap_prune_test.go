@@ -26,7 +26,7 @@ type = "snap"
 datasets = ["%s/data", "%s/with space"]
   [job.snapshot]
   prefix = "auto snap_"
-  interval = "4s"
+  interval = "15s"
 `, pool, pool))
 	if code, _, _ := zsyncRun(t, "--config", cfg, "snap"); code != 0 {
 		t.Fatalf("first snap: exit %d", code)
@@ -44,7 +44,7 @@ datasets = ["%s/data", "%s/with space"]
 	if n := len(snapshotsOf(t, pool+"/data")); n != 1 {
 		t.Fatalf("snap within the interval created a snapshot: %d now", n)
 	}
-	time.Sleep(4500 * time.Millisecond)
+	time.Sleep(15500 * time.Millisecond)
 	if code, _, _ := zsyncRun(t, "snap", "--config", cfg); code != 0 { // global flag after the subcommand
 		t.Fatalf("third snap: exit %d", code)
 	}
