@@ -71,9 +71,6 @@ func killWhenReceived(t *testing.T, cmd *exec.Cmd, n int64) {
 			killAfter(t, cmd, 0)
 			return
 		}
-		if cmd.ProcessState != nil {
-			break
-		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("zfs recv never read %d bytes", n)

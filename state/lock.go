@@ -28,7 +28,7 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("%s: %q is running in another zsync process (lock %s)", ErrLocked, e.Name, e.Path)
+	return fmt.Sprintf("%s: %q is running in another zsync process (lock %s); try later or pass --wait", ErrLocked, e.Name, e.Path)
 }
 
 // Unwrap returns ErrLocked.
