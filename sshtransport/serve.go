@@ -69,6 +69,8 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o ServeO
 	defer cancel()
 	opCtx, inputGone := context.WithCancel(ctx)
 	defer inputGone()
+	growPipe(in)
+	growPipe(out)
 	s := &server{ctx: ctx, opCtx: opCtx, inputGone: inputGone, h: h, o: o, br: bufio.NewReaderSize(in, 64<<10), w: out}
 	if _, err := out.Write(handshakeLine(bannerPrefix, o.SoftwareVersion)); err != nil {
 		return fmt.Errorf("writing the banner: %w", err)

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package sshtransport
+
+// growPipe is a no-op where the pipe size cannot be set.
+func growPipe(any) {}
