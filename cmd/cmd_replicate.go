@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/zsync-dev/zsync/sshtransport"
 	zsync "github.com/zsync-dev/zsync/sync"
 	"github.com/zsync-dev/zsync/zfs"
 )
@@ -151,7 +152,9 @@ func (e *env) replicateJob(ctx context.Context, cfg *Config, j *jobConfig, dryRu
 func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger) (*zsync.Report, error) {
 	prog := newProgress(e, log)
 	job.Events = prog.event
+	restoreProcs := sshtransport.SetStreamProcs(max(job.Concurrency, 1))
 	rep, err := job.Run(ctx)
+	restoreProcs()
 	prog.done()
 	if err != nil {
 		return rep, err

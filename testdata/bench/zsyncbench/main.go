@@ -132,6 +132,10 @@ func benchClient(args []string) error {
 		return fmt.Errorf("-mode must be push or pull, not %q", *mode)
 	}
 
+	// The same processor setting as a zsync push or pull job with
+	// concurrency 1.
+	defer sshtransport.SetStreamProcs(1)()
+
 	ctx := context.Background()
 	start := time.Now()
 	conn, err := sshtransport.Dial(ctx, sshtransport.DialOptions{
