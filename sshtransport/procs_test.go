@@ -26,29 +26,26 @@ func TestStreamProcs(t *testing.T) {
 	}
 }
 
-func TestSetStreamProcsRestores(t *testing.T) {
-	t.Setenv("GOMAXPROCS", "")
-	before := runtime.GOMAXPROCS(0)
-	defer runtime.GOMAXPROCS(before)
-	runtime.GOMAXPROCS(8)
-	restore := SetStreamProcs(1)
-	if got := runtime.GOMAXPROCS(0); got != 2 {
-		t.Fatalf("GOMAXPROCS during a one-stream transfer on 8 = %d, want 2", got)
+func TestSetStreamProcs(t *testing.T) {
+	for _, c := range []struct {
+		env    string // GOMAXPROCS in the environment
+		during int    // GOMAXPROCS during a one-stream transfer on 8
+	}{
+		{"", 2},
+		{"8", 8}, // the user's choice wins
+	} {
+		t.Run("GOMAXPROCS="+c.env, func(t *testing.T) {
+			t.Setenv("GOMAXPROCS", c.env)
+			before := runtime.GOMAXPROCS(8)
+			defer runtime.GOMAXPROCS(before)
+			restore := SetStreamProcs(1)
+			if got := runtime.GOMAXPROCS(0); got != c.during {
+				t.Fatalf("GOMAXPROCS during the transfer = %d, want %d", got, c.during)
+			}
+			restore()
+			if got := runtime.GOMAXPROCS(0); got != 8 {
+				t.Fatalf("GOMAXPROCS after restore = %d, want 8", got)
+			}
+		})
 	}
-	restore()
-	if got := runtime.GOMAXPROCS(0); got != 8 {
-		t.Fatalf("GOMAXPROCS after restore = %d, want 8", got)
-	}
-}
-
-func TestSetStreamProcsRespectsTheEnvironment(t *testing.T) {
-	t.Setenv("GOMAXPROCS", "8")
-	before := runtime.GOMAXPROCS(0)
-	defer runtime.GOMAXPROCS(before)
-	runtime.GOMAXPROCS(8)
-	restore := SetStreamProcs(1)
-	if got := runtime.GOMAXPROCS(0); got != 8 {
-		t.Fatalf("GOMAXPROCS with GOMAXPROCS=8 in the environment = %d, want 8 (unchanged)", got)
-	}
-	restore()
 }
