@@ -72,7 +72,7 @@ func runCommand(e *env) *cli.Command {
 				return err
 			}
 			dry := c.Bool("dry-run")
-			var reports []*zsync.Report
+			var reports []jobResult
 			err = e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
 				var errs []error
 				if j.Type != "pull" {
@@ -83,7 +83,7 @@ func runCommand(e *env) *cli.Command {
 				if j.Type != "snap" {
 					rep, err := e.replicateJob(ctx, cfg, j, dry, log)
 					if rep != nil {
-						reports = append(reports, rep)
+						reports = append(reports, jobResult{rep, err})
 					}
 					if err != nil {
 						errs = append(errs, err)
@@ -126,11 +126,11 @@ func (e *env) replicateCommand(c *cli.Context, kind string) error {
 	if len(jobs) == 0 {
 		return usageErrorf("no %s job in %s", kind, cfg.Path)
 	}
-	var reports []*zsync.Report
+	var reports []jobResult
 	err = e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
 		rep, err := e.replicateJob(ctx, cfg, j, c.Bool("dry-run"), log)
 		if rep != nil {
-			reports = append(reports, rep)
+			reports = append(reports, jobResult{rep, err})
 		}
 		return err
 	})
@@ -165,7 +165,11 @@ func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger
 		l := log.With().Str("dataset", d.Source).Str("target", d.Target).Logger()
 		switch d.Status {
 		case zsync.StatusFailed, zsync.StatusSkipped:
-			l.Error().Err(d.Err).Msg(string(d.Status))
+			ev := l.Error().Err(d.Err)
+			if k := errorKind(d.Err); k != "" {
+				ev = ev.Str("error_kind", k)
+			}
+			ev.Msg(string(d.Status))
 			failures = append(failures, fmt.Errorf("%s: %w", d.Source, d.Err))
 		default:
 			ok++
@@ -330,7 +334,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 		}
 	}
 	dry := c.Bool("dry-run")
-	var reports []*zsync.Report
+	var reports []jobResult
 	err = e.forEachJob(c.Context, c, cfg, []*jobConfig{j}, func(ctx context.Context, _ *jobConfig, log zerolog.Logger) error {
 		if c.Bool("snapshot") {
 			if kind != "push" {
@@ -355,7 +359,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 		}
 		rep, err := e.runSyncJob(ctx, job, log)
 		if rep != nil {
-			reports = append(reports, rep)
+			reports = append(reports, jobResult{rep, err})
 		}
 		return err
 	})

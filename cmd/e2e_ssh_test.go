@@ -417,6 +417,9 @@ root = "%s/laptop"
 		!strings.Contains(errOut, "accept-new") {
 		t.Errorf("the refusal does not say how to trust the key:\n%s", errOut)
 	}
+	if k := finalErrorLine(t, errOut).Kind; k != "ssh_host_key_unknown" {
+		t.Errorf("error_kind %q, want ssh_host_key_unknown", k)
+	}
 	if after := listAll(t, dst); after != before {
 		t.Errorf("the far side changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
@@ -476,6 +479,9 @@ root = "%s/laptop"
 		}
 		if !strings.Contains(errOut, "has CHANGED") {
 			t.Errorf("%s: the refusal does not say the key changed:\n%s", j, errOut)
+		}
+		if k := finalErrorLine(t, errOut).Kind; k != "ssh_host_key_mismatch" {
+			t.Errorf("%s: error_kind %q, want ssh_host_key_mismatch", j, k)
 		}
 	}
 	if got := snapshotsOf(t, target); !equalStrings(got, []string{"one", "two"}) {

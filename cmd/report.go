@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	stdsync "sync"
@@ -88,10 +89,10 @@ func (p *progress) done() {
 // finishReports prints the JSON run report on stdout when asked, stores each
 // job's report in the state dir and rewrites the Prometheus textfile. Failing
 // to write them is logged, never fatal: nothing depends on them.
-func (e *env) finishReports(c *cli.Context, cfg *Config, reports []*zsync.Report, runErr error) {
+func (e *env) finishReports(c *cli.Context, cfg *Config, reports []jobResult, runErr error) {
 	var out []state.RunReport
 	for _, r := range reports {
-		rr := toRunReport(c.Command.Name, r)
+		rr := toRunReport(c.Command.Name, r.rep, r.err)
 		if prev, err := state.ReadRunReport(cfg.Global.StateDir, rr.Job); err == nil {
 			rr.LastSuccess = prev.LastSuccess
 		}
@@ -126,9 +127,26 @@ func (e *env) finishReports(c *cli.Context, cfg *Config, reports []*zsync.Report
 
 var reportStart = time.Now()
 
-func toRunReport(command string, r *zsync.Report) state.RunReport {
+// jobResult is what one replication job returned: its report and its
+// error (nil, the datasets' failures as a *PartialError, or a failure of
+// the job as a whole, such as an SSH connection that could not be made).
+type jobResult struct {
+	rep *zsync.Report
+	err error
+}
+
+// toRunReport turns a job's report and error into its run report. A job
+// that failed as a whole is "failed" (or "partial" when some datasets were
+// replicated before it failed) with its error, even when no dataset
+// recorded a failure: a run that could not connect must never look ok.
+func toRunReport(command string, r *zsync.Report, jobErr error) state.RunReport {
 	rr := state.RunReport{Job: r.Job, Command: command, Start: reportStart, Duration: time.Since(reportStart).Seconds(), TargetID: string(r.TargetID)}
 	failed, ok := r.Failed()
+	var pe *PartialError
+	whole := jobErr != nil && !errors.As(jobErr, &pe) // not just the datasets' failures
+	if whole {
+		failed++
+	}
 	switch {
 	case failed == 0:
 		rr.Result = "ok"
@@ -145,10 +163,22 @@ func toRunReport(command string, r *zsync.Report) state.RunReport {
 		}
 		if d.Err != nil {
 			dr.Error = d.Err.Error()
+			dr.ErrorKind = errorKind(d.Err)
 			errs = append(errs, d.Source+": "+d.Err.Error())
 		}
 		rr.Bytes += d.Bytes
 		rr.Datasets = append(rr.Datasets, dr)
+	}
+	if whole {
+		errs = append([]string{jobErr.Error()}, errs...)
+		rr.ErrorKind = errorKind(jobErr)
+	} else if len(rr.Datasets) > 0 {
+		for _, d := range rr.Datasets {
+			if d.ErrorKind != "" {
+				rr.ErrorKind = d.ErrorKind
+				break
+			}
+		}
 	}
 	rr.Error = strings.Join(errs, "; ")
 	return rr

@@ -53,11 +53,14 @@ type RunReport struct {
 	Result   string    `json:"result"` // ok | partial | failed
 	// LastSuccess is the start of the last fully successful run (this one
 	// or an earlier one), carried over from report to report.
-	LastSuccess time.Time       `json:"last_success,omitempty"`
-	Error       string          `json:"error,omitempty"`
-	TargetID    string          `json:"target_id,omitempty"`
-	Bytes       int64           `json:"bytes"`
-	Datasets    []DatasetReport `json:"datasets"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	Error       string    `json:"error,omitempty"`
+	// ErrorKind classifies Error (ssh_host_key_unknown, ssh_auth, zfs_no_space,
+	// ...): the job's own failure, else the first failed dataset's.
+	ErrorKind string          `json:"error_kind,omitempty"`
+	TargetID  string          `json:"target_id,omitempty"`
+	Bytes     int64           `json:"bytes"`
+	Datasets  []DatasetReport `json:"datasets"`
 }
 
 // DatasetReport is one dataset of a RunReport.
@@ -70,6 +73,7 @@ type DatasetReport struct {
 	AbortedResume string   `json:"aborted_resume,omitempty"`
 	Rotated       string   `json:"rotated,omitempty"`
 	Error         string   `json:"error,omitempty"`
+	ErrorKind     string   `json:"error_kind,omitempty"`
 	// LagSeconds is the age of the newest snapshot the target has, when known.
 	LagSeconds float64 `json:"lag_seconds,omitempty"`
 }

@@ -1,0 +1,105 @@
+//go:build realzfs
+
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zsync-dev/zsync/state"
+	"github.com/zsync-dev/zsync/zfs/zfstest"
+)
+
+// Each way of not reaching a usable far side ends the run with exit 1, one
+// clear error line whose error_kind names the cause, a run report that
+// says failed (never ok), and nothing changed on the far side.
+func TestSSHFailureKinds(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	zfstest.MustCreate(t, src+"/data")
+	zfstest.MustWriteFile(t, src+"/data", "f", 64)
+	zfstest.MustSnapshot(t, src+"/data@one")
+	zfstest.MustCreate(t, dst+"/laptop")
+
+	// forced authorizes the key for a forced command other than zsync's.
+	forced := func(command string) func(t *testing.T, c *sshClient) {
+		return func(t *testing.T, c *sshClient) {
+			marker := "zsync-e2e-" + zfstest.RandomSuffix(t, 12)
+			authorize(t, fmt.Sprintf(`command="%s",restrict %s %s`, command, c.pub, marker), marker)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		setup   func(t *testing.T, c *sshClient)
+		kind    string
+		message string
+	}{
+		{"key not authorized", func(*testing.T, *sshClient) {}, "ssh_auth", "ssh authentication as root@127.0.0.1:22 failed"},
+		{"no zsync on the far side", forced("/nonexistent/zsync serve --stdio"), "remote_not_zsync", "exited with status 127: "},
+		{"another protocol version", forced("printf 'ZSYNC-SERVE 999 9.9.9\\n'; cat >/dev/null"), "protocol_version", "the far side (zsync 9.9.9) speaks 999"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := newClientKey(t, "laptop", "/nonexistent.toml")
+			c.setup(t, cl)
+			cfg := writeConfig(t, fmt.Sprintf(`
+[[job]]
+name = "up"
+type = "push"
+datasets = ["%s/data"]
+root = "%s/laptop"
+%s`, src, dst, cl.remote("")))
+			before := listAll(t, dst)
+			code, _, errOut := zsyncRun(t, "--config", cfg, "push", "up")
+			if code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, errOut)
+			}
+			line := finalErrorLine(t, errOut)
+			if line.Kind != c.kind {
+				t.Errorf("error_kind %q, want %q (message %q)", line.Kind, c.kind, line.Message)
+			}
+			if !strings.Contains(line.Message, c.message) || strings.Contains(line.Message, "\n") {
+				t.Errorf("the error is not one clear line mentioning %q: %q", c.message, line.Message)
+			}
+			rep, err := state.ReadRunReport(filepath.Join(filepath.Dir(cfg), "state"), "up")
+			if err != nil {
+				t.Fatalf("run report: %v", err)
+			}
+			if rep.Result != "failed" || rep.ErrorKind != c.kind || !rep.LastSuccess.IsZero() {
+				t.Errorf("run report: result %q, error_kind %q, last success %v; want failed, %q, none",
+					rep.Result, rep.ErrorKind, rep.LastSuccess, c.kind)
+			}
+			if c.kind == "remote_not_zsync" && !strings.Contains(line.Message, "/nonexistent/zsync: ") {
+				t.Errorf("the error does not quote the far shell's complaint: %q", line.Message)
+			}
+			if after := listAll(t, dst); after != before {
+				t.Errorf("the far side changed:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+// errorLine is the final error log line of a run (JSON logs: stderr is not
+// a terminal).
+type errorLine struct {
+	Level   string `json:"level"`
+	Exit    int    `json:"exit"`
+	Kind    string `json:"error_kind"`
+	Message string `json:"message"`
+}
+
+func finalErrorLine(t *testing.T, stderr string) errorLine {
+	t.Helper()
+	var last *errorLine
+	for _, l := range strings.Split(stderr, "\n") {
+		var e errorLine
+		if json.Unmarshal([]byte(l), &e) == nil && e.Level == "error" && e.Exit != 0 {
+			last = &e
+		}
+	}
+	if last == nil {
+		t.Fatalf("no final error line in stderr:\n%s", stderr)
+	}
+	return *last
+}
