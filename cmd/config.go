@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/zsync-dev/zsync/sshtransport"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -174,6 +175,9 @@ func (c *Config) validate(ix *lineIndex) error {
 			}
 			if err := oneOf(r.HostKeyPolicy, "strict", "accept-new", "insecure"); err != nil {
 				bad(rp+".host_key_policy", err)
+			}
+			if _, err := sshtransport.ParseProxyJump(r.ProxyJump); err != nil {
+				bad(rp+".proxy_jump", err)
 			}
 		}
 		s := j.Snapshot

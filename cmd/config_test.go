@@ -41,6 +41,7 @@ root = "backup/laptop"
   user = "zsync"
   port = 22
   host_key_policy = "strict"
+  proxy_jump = "ops@bastion.example.net:2222"
   [job.snapshot]
   prefix = "zsync_"
   interval = "15m"
@@ -105,6 +106,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		"unknown rule":     {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ negate = true }]\n", "job[0].prune.source[0]: unknown or empty rule"},
 		"unknown rule key": {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ gird = \"1x1h\" }]\n", ":8: job.prune.source.gird: unknown key"},
 		"bad policy":       {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  host_key_policy = \"yolo\"\n", ":8: job[0].remote.host_key_policy"},
+		"bad proxy_jump":   {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  proxy_jump = \"bastion:99999\"\n", ":8: job[0].remote.proxy_jump"},
 		"duplicate job":    {base + "  interval = \"1h\"\n" + base + "  interval = \"1h\"\n", "duplicate job name"},
 		"bad job name":     {"[[job]]\nname = \"a b\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n", ":2: job[0].name"},
 		"toml syntax":      {"[[job]\nname = 1\n", "zsync.toml:2: expected end of table array"},

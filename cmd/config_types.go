@@ -43,6 +43,7 @@ type remoteConfig struct {
 	IdentityFile   string   `toml:"identity_file"`
 	KnownHosts     string   `toml:"known_hosts"`
 	HostKeyPolicy  string   `toml:"host_key_policy"`
+	ProxyJump      string   `toml:"proxy_jump"`
 	Command        string   `toml:"command"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
 }

@@ -90,7 +90,7 @@ func (f *farSide) dial(ctx context.Context) (*sshtransport.Conn, error) {
 	log := f.e.log
 	conn, err := sshtransport.Dial(ctx, sshtransport.DialOptions{
 		Host: r.Host, User: r.User, Port: r.Port, IdentityFiles: ids,
-		KnownHostsFile: r.KnownHosts, HostKeyPolicy: policy,
+		KnownHostsFile: r.KnownHosts, HostKeyPolicy: policy, ProxyJump: r.ProxyJump,
 		ConnectTimeout: r.ConnectTimeout.Duration,
 		Log: func(level, msg string, fields map[string]any) {
 			ev := log.Info()

@@ -72,6 +72,14 @@ type DialOptions struct {
 	// SSHConfigFile is the ssh_config file; "" = ~/.ssh/config. A missing
 	// file is fine.
 	SSHConfigFile string
+	// ProxyJump is a comma-separated list of jump hosts,
+	// "[user@]host[:port]" each, connected to in order, the next one (and
+	// finally Host) through the previous; "" = ssh_config ProxyJump, "none"
+	// = connect directly. Jump hosts are checked against the same
+	// known_hosts under the same policy; they are authenticated with their
+	// own ssh_config IdentityFile, else with IdentityFiles, plus the
+	// ssh-agent's keys. Their own ProxyJump settings are not followed.
+	ProxyJump string
 	// ConnectTimeout bounds the TCP connect, the SSH handshake and
 	// authentication together; 0 = 15s.
 	ConnectTimeout time.Duration
@@ -91,6 +99,7 @@ type DialOptions struct {
 type Conn struct {
 	client *ssh.Client
 	addr   string // host:port
+	via    *Conn  // the jump host's connection this one runs through, or nil
 	log    func(level, msg string, fields map[string]any)
 
 	done      chan struct{} // closed by Close
@@ -167,11 +176,56 @@ func (e *AuthError) Unwrap() []error {
 // ErrHostKeyUnknown, ErrHostKeyMismatch, ErrAuth or ErrConnect, except
 // for configuration errors (unreadable ssh_config or known_hosts).
 func Dial(ctx context.Context, o DialOptions) (*Conn, error) {
-	start := time.Now()
 	t, err := resolveTarget(o)
 	if err != nil {
 		return nil, err
 	}
+	if t.proxyCommand != "" {
+		return nil, fmt.Errorf("ssh config: host %s uses ProxyCommand, which zsync does not run (it never starts a shell); use ProxyJump, or set proxy_jump in the job's [job.remote]", o.Host)
+	}
+	hops, err := ParseProxyJump(t.proxyJump)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: host %s: %w", o.Host, err)
+	}
+	var via *Conn
+	for _, h := range hops {
+		ho := o
+		ho.Host, ho.User, ho.Port, ho.IdentityFiles, ho.ProxyJump = h.Host, h.User, h.Port, nil, "none"
+		ht, err := resolveTarget(ho)
+		if err == nil && ht.identitiesDefault && len(o.IdentityFiles) > 0 {
+			// no key named for the jump host: the job's own key
+			ht.identityFiles, ht.identitiesDefault = t.identityFiles, false
+		}
+		var c *Conn
+		if err == nil {
+			c, err = dialTarget(ctx, via, ht, ho)
+		}
+		if err != nil {
+			if via != nil {
+				via.Close()
+			}
+			return nil, fmt.Errorf("via jump host %s: %w", h, err)
+		}
+		via = c
+	}
+	c, err := dialTarget(ctx, via, t, o)
+	if err != nil {
+		if via != nil {
+			via.Close()
+		}
+		if via != nil {
+			return nil, fmt.Errorf("through jump host %s: %w", via.addr, err)
+		}
+		return nil, err
+	}
+	c.via = via
+	return c, nil
+}
+
+// dialTarget connects and authenticates to t, directly or, when via is
+// set, through a direct-tcpip channel of via.
+func dialTarget(ctx context.Context, via *Conn, t sshTarget, o DialOptions) (*Conn, error) {
+	start := time.Now()
 	addr := t.addr()
 	khFile, err := knownHostsPath(o.KnownHostsFile)
 	if err != nil {
@@ -195,17 +249,29 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, error) {
 		return nil, &AuthError{User: t.user, Addr: addr, Problems: auth.problems}
 	}
 
-	var d net.Dialer
-	nc, err := d.DialContext(dctx, "tcp", addr)
+	var nc net.Conn
+	if via != nil {
+		nc, err = via.client.DialContext(dctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(dctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, connectFailure(ctx, addr, "connect to", timeout, err)
 	}
 	// The handshake has no context: a deadline bounds it, and cancelling
-	// ctx moves the deadline to the past, which fails any blocked I/O.
+	// ctx moves the deadline to the past, which fails any blocked I/O. A
+	// channel through a jump host has no deadlines: it is closed instead.
 	if dl, ok := dctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(dctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(dctx, func() {
+		if via != nil {
+			_ = nc.Close()
+			return
+		}
+		_ = nc.SetDeadline(time.Unix(1, 0))
+	})
 	cfg := &ssh.ClientConfig{
 		Config:            ssh.Config{Ciphers: cipherPreference()},
 		User:              t.user,
@@ -380,6 +446,9 @@ func (c *Conn) Close() error {
 		err := c.client.Close()
 		if err != nil && !errors.Is(err, net.ErrClosed) && c.lostErr() == nil {
 			c.closeErr = fmt.Errorf("close ssh connection to %s: %w", c.addr, err)
+		}
+		if c.via != nil {
+			_ = c.via.Close()
 		}
 	})
 	return c.closeErr

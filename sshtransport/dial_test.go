@@ -41,6 +41,8 @@ type testSSHD struct {
 	conns      []net.Conn
 	execs      []string
 
+	forwards     []string    // direct-tcpip destinations, host:port
+	forwarding   atomic.Bool // accept direct-tcpip channels (a jump host)
 	keepalives   atomic.Int64
 	ignoreGlobal atomic.Bool  // never answer global requests (a dead peer)
 	maxAuthTries atomic.Int32 // ssh.ServerConfig.MaxAuthTries of new connections
@@ -144,6 +146,14 @@ func (s *testSSHD) handleConn(nc net.Conn, cfg *ssh.ServerConfig) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nch := range chans {
+		if nch.ChannelType() == "direct-tcpip" && s.forwarding.Load() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.forward(nch)
+			}()
+			continue
+		}
 		if nch.ChannelType() != "session" {
 			_ = nch.Reject(ssh.UnknownChannelType, "sessions only")
 			continue
@@ -158,6 +168,47 @@ func (s *testSSHD) handleConn(nc net.Conn, cfg *ssh.ServerConfig) {
 			s.handleSession(ch, creqs)
 		}()
 	}
+}
+
+// forward serves a direct-tcpip channel (RFC 4254 7.2), as a jump host
+// does: it connects to the requested host and port and copies both ways.
+func (s *testSSHD) forward(nch ssh.NewChannel) {
+	var req struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nch.ExtraData(), &req); err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, "bad direct-tcpip request")
+		return
+	}
+	dest := net.JoinHostPort(req.Host, strconv.Itoa(int(req.Port)))
+	s.mu.Lock()
+	s.forwards = append(s.forwards, dest)
+	s.mu.Unlock()
+	nc, err := net.Dial("tcp", dest)
+	if err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		_ = nc.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(nc, ch)
+		_ = nc.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	_, _ = io.Copy(ch, nc)
+	_ = ch.CloseWrite()
+	<-done
+	_ = ch.Close()
+	_ = nc.Close()
 }
 
 func (s *testSSHD) handleSession(ch ssh.Channel, reqs <-chan *ssh.Request) {

@@ -38,6 +38,9 @@ type sshTarget struct {
 	// identitiesDefault is true when identityFiles are the built-in defaults
 	// (only existing ones are listed, so none is reported as missing).
 	identitiesDefault bool
+	// proxyJump is DialOptions.ProxyJump or ssh_config's ProxyJump ("" when
+	// none); proxyCommand is ssh_config's ProxyCommand, which is refused.
+	proxyJump, proxyCommand string
 }
 
 // addr is the host:port to dial, also the name checked in known_hosts.
@@ -47,8 +50,9 @@ func (t sshTarget) addr() string {
 
 // resolveTarget combines o with the ssh_config file (o.SSHConfigFile, or
 // ~/.ssh/config; a missing file is fine). Explicit fields of o win; the
-// keys honoured are HostName, User, Port and IdentityFile, as the first
-// matching Host block gives them. Paths in IdentityFile expand "~" and the
+// keys honoured are HostName, User, Port, IdentityFile and ProxyJump, as
+// the first matching Host block gives them (ProxyCommand is noted, to be
+// refused). Paths in IdentityFile expand "~" and the
 // tokens %d (local home), %u (local user), %h (host name), %r (remote user)
 // and %%.
 func resolveTarget(o DialOptions) (sshTarget, error) {
@@ -107,6 +111,16 @@ func resolveTarget(o DialOptions) (sshTarget, error) {
 	}
 	if t.port < 1 || t.port > 65535 {
 		return sshTarget{}, fmt.Errorf("ssh: port %d for host %s is out of range", t.port, o.Host)
+	}
+
+	switch {
+	case strings.EqualFold(o.ProxyJump, "none"):
+	case o.ProxyJump != "":
+		t.proxyJump = o.ProxyJump
+	case get("ProxyJump") != "" && !strings.EqualFold(get("ProxyJump"), "none"):
+		t.proxyJump = get("ProxyJump")
+	case get("ProxyCommand") != "" && !strings.EqualFold(get("ProxyCommand"), "none"):
+		t.proxyCommand = get("ProxyCommand")
 	}
 
 	expand := func(p string) string {
@@ -297,4 +311,82 @@ func (a *sshAuth) close() {
 	if a.agent != nil {
 		_ = a.agent.Close()
 	}
+}
+
+// JumpHost is one hop of a ProxyJump list.
+type JumpHost struct {
+	User string // "" = ssh_config User for Host, else the current user
+	Host string // a host name, an address, or a Host alias of ssh_config
+	Port int    // 0 = ssh_config Port for Host, else 22
+}
+
+// String formats the hop as ProxyJump writes it.
+func (h JumpHost) String() string {
+	s := h.Host
+	if strings.Contains(s, ":") {
+		s = "[" + s + "]"
+	}
+	if h.User != "" {
+		s = h.User + "@" + s
+	}
+	if h.Port != 0 {
+		s += ":" + strconv.Itoa(h.Port)
+	}
+	return s
+}
+
+// ParseProxyJump parses a ProxyJump value: comma-separated hops of the form
+// [user@]host[:port] or ssh://[user@]host[:port], an IPv6 address in
+// brackets. "" and "none" are no hops.
+func ParseProxyJump(v string) ([]JumpHost, error) {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.EqualFold(v, "none") {
+		return nil, nil
+	}
+	var hops []JumpHost
+	for _, raw := range strings.Split(v, ",") {
+		h, err := parseJumpHost(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, fmt.Errorf("ProxyJump %q: %w", v, err)
+		}
+		hops = append(hops, h)
+	}
+	return hops, nil
+}
+
+func parseJumpHost(s string) (JumpHost, error) {
+	var h JumpHost
+	s = strings.TrimPrefix(s, "ssh://")
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		h.User, s = s[:i], s[i+1:]
+		if h.User == "" || strings.ContainsAny(h.User, " \t/:@") {
+			return h, fmt.Errorf("invalid user %q", h.User)
+		}
+	}
+	host, port := s, ""
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return h, fmt.Errorf("unclosed '[' in %q", s)
+		}
+		host, port = s[1:end], strings.TrimPrefix(s[end+1:], ":")
+		if rest := s[end+1:]; rest != "" && !strings.HasPrefix(rest, ":") {
+			return h, fmt.Errorf("unexpected %q after the address", rest)
+		}
+	case strings.Count(s, ":") == 1:
+		host, port, _ = strings.Cut(s, ":")
+	}
+	if host == "" || strings.ContainsAny(host, " \t\r\n/@") || strings.HasPrefix(host, "-") {
+		return h, fmt.Errorf("invalid host %q", host)
+	}
+	h.Host = host
+	if port != "" {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return h, fmt.Errorf("invalid port %q", port)
+		}
+		h.Port = p
+	}
+	return h, nil
 }
