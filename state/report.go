@@ -108,7 +108,8 @@ func ReadRunReport(dir, job string) (RunReport, error) {
 
 // Metrics renders run reports in the Prometheus text exposition format for
 // node_exporter's textfile collector: last run and last success time,
-// duration, bytes, datasets ok/failed, and lag per dataset.
+// whether it succeeded and why not, duration, bytes, datasets ok/failed,
+// and lag per dataset.
 func Metrics(reports []RunReport) []byte {
 	var b strings.Builder
 	help := func(name, typ, text string) {
@@ -123,6 +124,20 @@ func Metrics(reports []RunReport) []byte {
 	for _, r := range reports {
 		if !r.LastSuccess.IsZero() {
 			fmt.Fprintf(&b, "zsync_last_success_timestamp_seconds{job=%s} %d\n", q(r.Job), r.LastSuccess.Unix())
+		}
+	}
+	help("zsync_last_run_success", "gauge", "1 when the job's last run was fully successful, else 0.")
+	for _, r := range reports {
+		ok := 0
+		if r.Result == "ok" {
+			ok = 1
+		}
+		fmt.Fprintf(&b, "zsync_last_run_success{job=%s} %d\n", q(r.Job), ok)
+	}
+	help("zsync_last_run_error_info", "gauge", "The class of the last run's failure (error_kind), 1 when it failed.")
+	for _, r := range reports {
+		if r.Result != "ok" && r.ErrorKind != "" {
+			fmt.Fprintf(&b, "zsync_last_run_error_info{job=%s,error_kind=%s} 1\n", q(r.Job), q(r.ErrorKind))
 		}
 	}
 	help("zsync_last_run_duration_seconds", "gauge", "Duration of the job's last run.")
