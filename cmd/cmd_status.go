@@ -66,8 +66,15 @@ func statusCommand(e *env) *cli.Command {
 					fmt.Fprintf(e.stdout, ": last run %s %s, %s", js.LastRun.Start.Local().Format(time.DateTime), js.LastRun.Result, humanBytes(js.LastRun.Bytes))
 				}
 				fmt.Fprintln(e.stdout)
+				if r := js.LastRun; r != nil && r.Result != "ok" && r.Error != "" {
+					kind := ""
+					if r.ErrorKind != "" {
+						kind = " (" + r.ErrorKind + ")"
+					}
+					fmt.Fprintf(e.stdout, "  last run failed%s: %s\n", kind, r.Error)
+				}
 				if js.Error != "" {
-					fmt.Fprintf(e.stdout, "  error: %s\n", js.Error)
+					fmt.Fprintf(e.stdout, "  cannot look now: %s\n", js.Error)
 				}
 				for _, d := range js.Datasets {
 					fmt.Fprintf(e.stdout, "  %s -> %s\n", d.Source, d.Target)
