@@ -82,30 +82,14 @@ func TestSSHDelegatedUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newClientKey(t, "delegated", filepath.Join(dir, "serve.toml"))
-	serveBody := fmt.Sprintf(`[[serve.client]]
-name = "delegated"
-receive_root = "%s/laptop"
-send = ["%s/data<"]
-`, dst, src)
+	serveBody := serveClient("delegated", dst+"/laptop", []string{src + "/data<"}, "")
 	if err := os.WriteFile(c.serveCfg, []byte(serveBody), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	user := newDelegatedUser(t, c)
 	remote := strings.Replace(c.remote(""), `user = "root"`, fmt.Sprintf("user = %q", user), 1)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "up"
-type = "push"
-datasets = ["%[1]s/data<"]
-root = "%[2]s/laptop"
-%[3]s
-[[job]]
-name = "down"
-type = "pull"
-datasets = ["%[1]s/data<"]
-root = "%[2]s/pulled"
-%[3]s
-`, src, dst, remote))
+	cfg := writeConfig(t, replicationJob("up", "push", src+"/data<", dst+"/laptop", remote)+
+		replicationJob("down", "pull", src+"/data<", dst+"/pulled", remote))
 
 	// Without the delegation the far side, running as the user, can do
 	// nothing: proof that it is not root.

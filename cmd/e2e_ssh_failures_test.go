@@ -43,13 +43,7 @@ func TestSSHFailureKinds(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cl := newClientKey(t, "laptop", "/nonexistent.toml")
 			c.setup(t, cl)
-			cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "up"
-type = "push"
-datasets = ["%s/data"]
-root = "%s/laptop"
-%s`, src, dst, cl.remote("")))
+			cfg := writeConfig(t, replicationJob("up", "push", src+"/data", dst+"/laptop", cl.remote("")))
 			before := listAll(t, dst)
 			code, _, errOut := zsyncRun(t, "--config", cfg, "push", "up")
 			if code != 1 {

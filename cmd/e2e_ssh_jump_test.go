@@ -25,11 +25,7 @@ func TestSSHProxyJump(t *testing.T) {
 	zfstest.MustWriteFile(t, src+"/data", "f", 256)
 	zfstest.MustSnapshot(t, src+"/data@one")
 	zfstest.MustCreate(t, dst+"/laptop")
-	target := newSSHClient(t, "laptop", fmt.Sprintf(`
-[[serve.client]]
-name = "laptop"
-receive_root = "%s/laptop"
-`, dst))
+	target := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", nil, ""))
 	// The bastion key: no shell, no sessions, forwarding to 127.0.0.1:22 only.
 	jump := newClientKey(t, "bastion", "/nonexistent.toml")
 	marker := "zsync-e2e-" + zfstest.RandomSuffix(t, 12)
@@ -53,29 +49,12 @@ Host backup
 	if err := os.WriteFile(filepath.Join(sshDir, "config"), []byte(sshConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// the job names the ssh_config alias, not the address
 	remote := func(extra string) string {
-		return fmt.Sprintf(`  [job.remote]
-  host = "backup"
-  user = "root"
-  identity_file = %q
-  known_hosts = %q
-%s
-`, target.identity, target.knownHosts, extra)
+		return strings.Replace(target.remote(extra), `host = "127.0.0.1"`, `host = "backup"`, 1)
 	}
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "jumped"
-type = "push"
-datasets = ["%[1]s/data"]
-root = "%[2]s/laptop"
-%[3]s
-[[job]]
-name = "direct"
-type = "push"
-datasets = ["%[1]s/data"]
-root = "%[2]s/laptop"
-%[4]s
-`, src, dst, remote(""), remote(`  proxy_jump = "none"`)))
+	cfg := writeConfig(t, replicationJob("jumped", "push", src+"/data", dst+"/laptop", remote(""))+
+		replicationJob("direct", "push", src+"/data", dst+"/laptop", remote(`  proxy_jump = "none"`)))
 
 	replica := dst + "/laptop/" + src + "/data"
 	if code, _, errOut := zsyncRun(t, "--config", cfg, "push", "jumped"); code != 0 {

@@ -156,6 +156,27 @@ func (c *sshClient) remote(extra string) string {
 `, c.identity, c.knownHosts, extra)
 }
 
+// serveClient is a [[serve.client]] entry of the far side's config: the
+// root it may receive into, the datasets it may send (none: nothing) and
+// more lines (append_only = true).
+func serveClient(name, receiveRoot string, send []string, more string) string {
+	s := fmt.Sprintf("\n[[serve.client]]\nname = %q\nreceive_root = %q\n", name, receiveRoot)
+	if len(send) > 0 {
+		quoted := make([]string, len(send))
+		for i, d := range send {
+			quoted[i] = strconv.Quote(d)
+		}
+		s += "send = [" + strings.Join(quoted, ", ") + "]\n"
+	}
+	return s + more
+}
+
+// replicationJob is a [[job]] table of a push or pull job: one dataset
+// pattern, the root, then more (its [job.remote] and other tables).
+func replicationJob(name, typ, datasets, root, more string) string {
+	return fmt.Sprintf("\n[[job]]\nname = %q\ntype = %q\ndatasets = [%q]\nroot = %q\n%s", name, typ, datasets, root, more)
+}
+
 // farServePIDs lists the processes started by this client's forced command
 // (their command line names its unique serve config).
 func (c *sshClient) farServePIDs(t *testing.T) []int {
@@ -221,26 +242,9 @@ func TestSSHPushPull(t *testing.T) {
 	}
 	zfstest.Zfs(t, "snapshot", "-r", src+"/data@one")
 	zfstest.MustCreate(t, dst+"/laptop")
-	c := newSSHClient(t, "laptop", fmt.Sprintf(`
-[[serve.client]]
-name = "laptop"
-receive_root = "%s/laptop"
-send = ["%s/data<"]
-`, dst, src))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "up"
-type = "push"
-datasets = ["%[1]s/data<"]
-root = "%[2]s/laptop"
-%[3]s
-[[job]]
-name = "down"
-type = "pull"
-datasets = ["%[1]s/data<"]
-root = "%[2]s/pulled"
-%[3]s
-`, src, dst, c.remote("")))
+	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", []string{src + "/data<"}, ""))
+	cfg := writeConfig(t, replicationJob("up", "push", src+"/data<", dst+"/laptop", c.remote(""))+
+		replicationJob("down", "pull", src+"/data<", dst+"/pulled", c.remote("")))
 
 	if code, _, _ := zsyncRun(t, "--config", cfg, "push", "up"); code != 0 {
 		t.Fatalf("push over ssh: exit %d", code)
@@ -278,35 +282,12 @@ func TestSSHRefusals(t *testing.T) {
 	}
 	zfstest.MustSnapshot(t, src+"/data@zsync_1", src+"/secret@s1")
 	zfstest.MustCreate(t, dst+"/laptop")
-	c := newSSHClient(t, "laptop", fmt.Sprintf(`
-[[serve.client]]
-name = "laptop"
-receive_root = "%s/laptop"
-send = ["%s/data"]
-append_only = true
-`, dst, src))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "inside"
-type = "push"
-datasets = ["%[1]s/data"]
-root = "%[2]s/laptop"
-%[3]s
-  [job.prune]
-  target = [{ last_n = 1, regex = "^zsync_" }]
-[[job]]
-name = "outside"
-type = "push"
-datasets = ["%[1]s/data"]
-root = "%[2]s/elsewhere"
-%[3]s
-[[job]]
-name = "steal"
-type = "pull"
-datasets = ["%[1]s/secret"]
-root = "%[2]s/stolen"
-%[3]s
-`, src, dst, c.remote("")))
+	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", []string{src + "/data"}, "append_only = true\n"))
+	cfg := writeConfig(t,
+		replicationJob("inside", "push", src+"/data", dst+"/laptop", c.remote("")+
+			"  [job.prune]\n  target = [{ last_n = 1, regex = \"^zsync_\" }]\n")+
+			replicationJob("outside", "push", src+"/data", dst+"/elsewhere", c.remote(""))+
+			replicationJob("steal", "pull", src+"/secret", dst+"/stolen", c.remote("")))
 
 	t.Run("receive outside receive_root", func(t *testing.T) {
 		before := listAll(t, dst)
@@ -382,11 +363,7 @@ func TestSSHHostKeyPolicy(t *testing.T) {
 	zfstest.MustWriteFile(t, src+"/data", "f", 64)
 	zfstest.MustSnapshot(t, src+"/data@one")
 	zfstest.MustCreate(t, dst+"/laptop")
-	c := newSSHClient(t, "laptop", fmt.Sprintf(`
-[[serve.client]]
-name = "laptop"
-receive_root = "%s/laptop"
-`, dst))
+	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", nil, ""))
 	scanned, err := os.ReadFile(c.knownHosts)
 	if err != nil {
 		t.Fatal(err)
@@ -396,13 +373,7 @@ receive_root = "%s/laptop"
 		t.Fatal(err)
 	}
 	job := func(name, policy string) string {
-		return fmt.Sprintf(`
-[[job]]
-name = %q
-type = "push"
-datasets = ["%s/data"]
-root = "%s/laptop"
-%s`, name, src, dst, c.remote(fmt.Sprintf("  host_key_policy = %q", policy)))
+		return replicationJob(name, "push", src+"/data", dst+"/laptop", c.remote(fmt.Sprintf("  host_key_policy = %q", policy)))
 	}
 	cfg := writeConfig(t, job("strict", "strict")+job("tofu", "accept-new"))
 	target := dst + "/laptop/" + src + "/data"
@@ -552,21 +523,9 @@ func cutAndResume(t *testing.T, victims func(t *testing.T, serve []int) []int) {
 	zfstest.MustWriteFile(t, src+"/big", "f", 4<<10)
 	zfstest.MustSnapshot(t, src+"/big@one")
 	zfstest.MustCreate(t, dst+"/laptop")
-	c := newSSHClient(t, "cut", fmt.Sprintf(`
-[[serve.client]]
-name = "cut"
-receive_root = "%s/laptop"
-`, dst))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "big"
-type = "push"
-datasets = ["%s/big"]
-root = "%s/laptop"
-%s
-  [job.replication]
-  bandwidth_limit = "512KiB"
-`, src, dst, c.remote("")))
+	c := newSSHClient(t, "cut", serveClient("cut", dst+"/laptop", nil, ""))
+	cfg := writeConfig(t, replicationJob("big", "push", src+"/big", dst+"/laptop", c.remote("")+
+		"  [job.replication]\n  bandwidth_limit = \"512KiB\"\n"))
 	target := dst + "/laptop/" + src + "/big"
 
 	type result struct {
@@ -682,22 +641,9 @@ func TestSSHConcurrentZstd(t *testing.T) {
 	}
 	zfstest.Zfs(t, "snapshot", "-r", src+"/p@s1")
 	zfstest.MustCreate(t, dst+"/laptop")
-	c := newSSHClient(t, "laptop", fmt.Sprintf(`
-[[serve.client]]
-name = "laptop"
-receive_root = "%s/laptop"
-`, dst))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "par"
-type = "push"
-datasets = ["%[1]s/p<"]
-root = "%[2]s/laptop"
-%[3]s
-  [job.replication]
-  concurrency = 3
-  compression = "zstd"
-`, src, dst, c.remote("")))
+	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", nil, ""))
+	cfg := writeConfig(t, replicationJob("par", "push", src+"/p<", dst+"/laptop", c.remote("")+
+		"  [job.replication]\n  concurrency = 3\n  compression = \"zstd\"\n"))
 	for round, snap := range []string{"s1", "s2"} {
 		if round > 0 {
 			for _, ds := range names {
