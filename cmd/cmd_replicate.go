@@ -29,6 +29,7 @@ func oneOffFlags() []cli.Flag {
 		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "one-off: ssh port"},
 		&cli.StringFlag{Name: "known-hosts", Usage: "one-off: known_hosts `FILE` (default ~/.ssh/known_hosts)"},
 		&cli.StringFlag{Name: "host-key-policy", Value: "strict", Usage: "one-off: strict, accept-new or insecure"},
+		&cli.StringFlag{Name: "jump", Aliases: []string{"J"}, Usage: "one-off: jump `HOSTS`, [user@]host[:port],... as ssh -J takes them (none: ignore ~/.ssh/config's ProxyJump)"},
 		&cli.StringFlag{Name: "remote-command", Value: "zsync serve --stdio", Usage: "one-off: the far side's zsync command"},
 		&cli.StringFlag{Name: "raw", Value: "auto", Usage: "one-off: auto (raw for encrypted datasets), always or never"},
 		&cli.StringFlag{Name: "initial", Value: "most_recent", Usage: "one-off: most_recent, all or fail"},
@@ -319,9 +320,13 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 	j.Replication.BandwidthLimit.Bytes = bw
 	if jh != "" {
 		j.Remote = &remoteConfig{Host: jh, User: ju, Port: c.Int("port"), IdentityFile: c.String("identity"),
-			KnownHosts: c.String("known-hosts"), HostKeyPolicy: c.String("host-key-policy"), Command: c.String("remote-command")}
+			KnownHosts: c.String("known-hosts"), HostKeyPolicy: c.String("host-key-policy"), Command: c.String("remote-command"),
+			ProxyJump: c.String("jump")}
 		if err := oneOf(j.Remote.HostKeyPolicy, "strict", "accept-new", "insecure"); err != nil {
 			return usageErrorf("--host-key-policy: %v", err)
+		}
+		if _, err := sshtransport.ParseProxyJump(j.Remote.ProxyJump); err != nil {
+			return usageErrorf("--jump: %v", err)
 		}
 	}
 	h := sha256.Sum256([]byte(kind + "\x00" + srcArg + "\x00" + dstArg))

@@ -18,7 +18,8 @@ import (
 // administrators reach a backup host behind a bastion: the jump key may
 // only forward to the target's sshd, the target key only run zsync serve.
 // The data arrives intact; with proxy_jump = "none" the run connects
-// directly and no longer needs the bastion's key.
+// directly and no longer needs the bastion's key; a one-off push takes
+// the jump host from -J.
 func TestSSHProxyJump(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	zfstest.MustCreate(t, src+"/data")
@@ -85,6 +86,20 @@ Host backup
 	}
 	if n := sshdLogins(t, jump.pub); n != jumpLogins {
 		t.Errorf("the direct run logged in to the bastion (%d logins, was %d)", n, jumpLogins)
+	}
+
+	// One-off from a shell: -J names the jump host, whose ssh_config block
+	// gives the bastion key.
+	oneoff := dst + "/laptop/oneoff"
+	if code, _, errOut := zsyncRun(t, "push", "--state-dir", t.TempDir(), "-J", "bastion", "-i", target.identity,
+		"--known-hosts", target.knownHosts, src+"/data", "root@127.0.0.1:"+oneoff); code != 0 {
+		t.Fatalf("one-off push with -J: exit %d\n%s", code, errOut)
+	}
+	if got := snapshotsOf(t, oneoff); !equalStrings(got, []string{"two"}) {
+		t.Errorf("one-off replica snapshots %v, want [two]", got)
+	}
+	if n := sshdLogins(t, jump.pub); n != jumpLogins+1 {
+		t.Errorf("the one-off run logged in to the bastion %d times, want 1", n-jumpLogins)
 	}
 }
 
