@@ -13,6 +13,7 @@ build:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags realzfs ./...
+	$(GO) vet ./testdata/bench/zsyncbench
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 unit:
