@@ -209,13 +209,11 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, error) {
 		via = c
 	}
 	c, err := dialTarget(ctx, via, t, o)
+	if err != nil && via != nil {
+		via.Close()
+		return nil, fmt.Errorf("through jump host %s: %w", via.addr, err)
+	}
 	if err != nil {
-		if via != nil {
-			via.Close()
-		}
-		if via != nil {
-			return nil, fmt.Errorf("through jump host %s: %w", via.addr, err)
-		}
 		return nil, err
 	}
 	c.via = via
