@@ -143,7 +143,7 @@ func (e *env) replicateCommand(c *cli.Context, kind string) error {
 func (e *env) replicateJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bool, log zerolog.Logger) (*zsync.Report, error) {
 	job, cleanup, err := e.buildJob(cfg, j, dryRun, log)
 	if err != nil {
-		return nil, err
+		return &zsync.Report{Job: j.Name}, err // reported as a failed run
 	}
 	defer cleanup()
 	return e.runSyncJob(ctx, job, log)
