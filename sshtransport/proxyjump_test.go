@@ -156,10 +156,7 @@ func TestDialJumpHostFailures(t *testing.T) {
 		if !errors.Is(err, ErrHostKeyUnknown) || !strings.Contains(err.Error(), "via jump host zsync@127.0.0.1:") {
 			t.Fatalf("Dial: %v; want ErrHostKeyUnknown naming the jump host", err)
 		}
-		f.sshd.mu.Lock()
-		n := len(f.sshd.conns)
-		f.sshd.mu.Unlock()
-		if n != 0 {
+		if n := f.sshd.connections(); n != 0 {
 			t.Errorf("the target was contacted %d times although the jump host was refused", n)
 		}
 	})
@@ -181,10 +178,7 @@ func TestDialJumpHostFailures(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "ProxyCommand") || !strings.Contains(err.Error(), "ProxyJump") {
 			t.Fatalf("Dial: %v; want a refusal of ProxyCommand that points to ProxyJump", err)
 		}
-		f.sshd.mu.Lock()
-		n := len(f.sshd.conns)
-		f.sshd.mu.Unlock()
-		if n != 0 {
+		if n := f.sshd.connections(); n != 0 {
 			t.Errorf("the target was contacted directly %d times", n)
 		}
 	})
@@ -194,11 +188,15 @@ func TestDialJumpHostFailures(t *testing.T) {
 		o.ProxyJump = "none"
 		c := f.dial(t, o)
 		_ = c.Close()
-		f.jump.mu.Lock()
-		n := len(f.jump.conns)
-		f.jump.mu.Unlock()
-		if n != 0 || c.via != nil {
+		if n := f.jump.connections(); n != 0 || c.via != nil {
 			t.Errorf("the jump host was used (%d connections) although ProxyJump is none", n)
 		}
 	})
+}
+
+// connections counts the connections the server has accepted.
+func (s *testSSHD) connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
