@@ -75,16 +75,18 @@ func runCommand(e *env) *cli.Command {
 			dry := c.Bool("dry-run")
 			var reports []jobResult
 			err = e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
-				var errs []error
+				var errs, others []error // others: snap and prune, for the run report
 				if j.Type != "pull" {
 					if err := e.snapJob(ctx, e.newZFS(cfg), j, dry, time.Now(), log); err != nil {
 						errs = append(errs, fmt.Errorf("snap: %w", err))
+						others = append(others, errs[len(errs)-1])
 					}
 				}
+				var res *jobResult
 				if j.Type != "snap" {
 					rep, err := e.replicateJob(ctx, cfg, j, dry, log)
 					if rep != nil {
-						reports = append(reports, jobResult{rep, err})
+						res = &jobResult{rep: rep, err: err}
 					}
 					if err != nil {
 						errs = append(errs, err)
@@ -92,6 +94,11 @@ func runCommand(e *env) *cli.Command {
 				}
 				if err := e.pruneJob(ctx, cfg, j, dry, time.Now(), log); err != nil {
 					errs = append(errs, fmt.Errorf("prune: %w", err))
+					others = append(others, errs[len(errs)-1])
+				}
+				if res != nil {
+					res.others = others
+					reports = append(reports, *res)
 				}
 				return errors.Join(errs...)
 			})
@@ -131,7 +138,7 @@ func (e *env) replicateCommand(c *cli.Context, kind string) error {
 	err = e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
 		rep, err := e.replicateJob(ctx, cfg, j, c.Bool("dry-run"), log)
 		if rep != nil {
-			reports = append(reports, jobResult{rep, err})
+			reports = append(reports, jobResult{rep: rep, err: err})
 		}
 		return err
 	})
@@ -364,7 +371,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 		}
 		rep, err := e.runSyncJob(ctx, job, log)
 		if rep != nil {
-			reports = append(reports, jobResult{rep, err})
+			reports = append(reports, jobResult{rep: rep, err: err})
 		}
 		return err
 	})

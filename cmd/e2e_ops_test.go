@@ -5,9 +5,12 @@ package cmd
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/zsync-dev/zsync/state"
 	"github.com/zsync-dev/zsync/zfs/zfstest"
 )
 
@@ -207,5 +210,43 @@ func TestOneOffSnapshotFlag(t *testing.T) {
 	}
 	if got := snapshotsOf(t, src+"/d"); !equalStrings(got, s) {
 		t.Errorf("source %v, target %v", got, s)
+	}
+}
+
+// zsync run whose snapshot fails (a pre-hook refuses) but whose
+// replication works: the run report is not ok, names the snap failure and
+// keeps the previous last success; the textfile says the run failed.
+func TestRunReportCountsAFailedSnapshot(t *testing.T) {
+	e := newPushEnv(t, "  [job.snapshot]\n  prefix = \"zsync_\"\n  interval = \"1h\"\n  pre_hook = [\"/bin/false\"]\n")
+	metrics := filepath.Join(t.TempDir(), "zsync.prom")
+	text, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMetrics := strings.Replace(string(text), "[global]\n", "[global]\nmetrics_file = \""+metrics+"\"\n", 1)
+	if err := os.WriteFile(e.cfg, []byte(withMetrics), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := zsyncRun(t, "--config", e.cfg, "run", "push")
+	if code == 0 {
+		t.Fatalf("run with a failing pre-hook: exit 0")
+	}
+	if got := snapshotsOf(t, e.target("data")); !equalStrings(got, []string{"first snap"}) {
+		t.Fatalf("replica snapshots %v: the replication should still have run", got)
+	}
+	rep, err := state.ReadRunReport(filepath.Join(filepath.Dir(e.cfg), "state"), "push")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Result == "ok" || !strings.Contains(rep.Error, "snap: ") || !rep.LastSuccess.IsZero() {
+		t.Errorf("run report: result %q, error %q, last success %v; want not ok, the snap failure, none\n%s",
+			rep.Result, rep.Error, rep.LastSuccess, errOut)
+	}
+	prom, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(prom), `zsync_last_run_success{job="push"} 0`) {
+		t.Errorf("textfile does not say the run failed:\n%s", prom)
 	}
 }

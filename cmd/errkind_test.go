@@ -56,6 +56,7 @@ func TestRunReportOfAFailedJob(t *testing.T) {
 		name         string
 		datasets     []zsync.Result
 		jobErr       error
+		others       []error // zsync run's snap and prune
 		result, kind string
 		errorHas     []string
 	}{
@@ -68,9 +69,15 @@ func TestRunReportOfAFailedJob(t *testing.T) {
 			result: "partial", kind: "ssh_connection_lost", errorHas: []string{"reconcile"}},
 		{name: "the job and a dataset failed", datasets: []zsync.Result{noSpace}, jobErr: lost,
 			result: "failed", kind: "ssh_connection_lost", errorHas: []string{"reconcile", "tank/b: receive"}},
+		{name: "zsync run: replicated, but the snapshot failed", datasets: []zsync.Result{ok},
+			others: []error{fmt.Errorf("snap: %w", zfs.ErrNoSpace)},
+			result: "partial", kind: "zfs_no_space", errorHas: []string{"snap: "}},
+		{name: "zsync run: a dataset and the prune failed", datasets: []zsync.Result{noSpace},
+			jobErr: &PartialError{Failed: 1, Err: noSpace.Err}, others: []error{errors.New("prune: tank/b@x: dataset is busy")},
+			result: "failed", kind: "zfs_no_space", errorHas: []string{"prune: ", "tank/b: receive"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rr := toRunReport("push", &zsync.Report{Job: "up", Datasets: c.datasets}, c.jobErr)
+			rr := toRunReport("push", &zsync.Report{Job: "up", Datasets: c.datasets}, c.jobErr, c.others...)
 			if rr.Result != c.result || rr.ErrorKind != c.kind {
 				t.Errorf("result %q, error_kind %q; want %q, %q", rr.Result, rr.ErrorKind, c.result, c.kind)
 			}

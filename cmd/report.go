@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	stdsync "sync"
 	"time"
@@ -92,7 +93,7 @@ func (p *progress) done() {
 func (e *env) finishReports(c *cli.Context, cfg *Config, reports []jobResult, runErr error) {
 	var out []state.RunReport
 	for _, r := range reports {
-		rr := toRunReport(c.Command.Name, r.rep, r.err)
+		rr := toRunReport(c.Command.Name, r.rep, r.err, r.others...)
 		if prev, err := state.ReadRunReport(cfg.Global.StateDir, rr.Job); err == nil {
 			rr.LastSuccess = prev.LastSuccess
 		}
@@ -133,18 +134,29 @@ var reportStart = time.Now()
 type jobResult struct {
 	rep *zsync.Report
 	err error
+	// others are failures of the run's other phases (zsync run's snap and
+	// prune): the run is not ok when they failed.
+	others []error
 }
 
 // toRunReport turns a job's report and error into its run report. A job
 // that failed as a whole is "failed" (or "partial" when some datasets were
 // replicated before it failed) with its error, even when no dataset
 // recorded a failure: a run that could not connect must never look ok.
-func toRunReport(command string, r *zsync.Report, jobErr error) state.RunReport {
+// others (a failed snap or prune of the same run) count the same way.
+func toRunReport(command string, r *zsync.Report, jobErr error, others ...error) state.RunReport {
 	rr := state.RunReport{Job: r.Job, Command: command, Start: reportStart, Duration: time.Since(reportStart).Seconds(), TargetID: string(r.TargetID)}
 	failed, ok := r.Failed()
-	var pe *PartialError
-	whole := jobErr != nil && !errors.As(jobErr, &pe) // not just the datasets' failures
-	if whole {
+	var whole []error // failures beyond the datasets' own
+	if pe := (*PartialError)(nil); jobErr != nil && !errors.As(jobErr, &pe) {
+		whole = append(whole, jobErr)
+	}
+	for _, err := range others {
+		if err != nil {
+			whole = append(whole, err)
+		}
+	}
+	if len(whole) > 0 {
 		failed++
 	}
 	switch {
@@ -169,15 +181,18 @@ func toRunReport(command string, r *zsync.Report, jobErr error) state.RunReport 
 		rr.Bytes += d.Bytes
 		rr.Datasets = append(rr.Datasets, dr)
 	}
-	if whole {
-		errs = append([]string{jobErr.Error()}, errs...)
-		rr.ErrorKind = errorKind(jobErr)
-	} else if len(rr.Datasets) > 0 {
-		for _, d := range rr.Datasets {
-			if d.ErrorKind != "" {
-				rr.ErrorKind = d.ErrorKind
-				break
-			}
+	var kinds []string
+	for i, err := range whole {
+		errs = slices.Insert(errs, i, err.Error())
+		kinds = append(kinds, errorKind(err))
+	}
+	for _, d := range rr.Datasets {
+		kinds = append(kinds, d.ErrorKind)
+	}
+	for _, k := range kinds {
+		if k != "" {
+			rr.ErrorKind = k
+			break
 		}
 	}
 	rr.Error = strings.Join(errs, "; ")
