@@ -42,6 +42,7 @@ root = "backup/laptop"
   port = 22
   host_key_policy = "strict"
   proxy_jump = "ops@bastion.example.net:2222"
+  idle_timeout = "45m"
   [job.snapshot]
   prefix = "zsync_"
   interval = "15m"

@@ -46,6 +46,7 @@ type remoteConfig struct {
 	ProxyJump      string   `toml:"proxy_jump"`
 	Command        string   `toml:"command"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
 }
 
 type snapshotConfig struct {

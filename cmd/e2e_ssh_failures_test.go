@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/zsync-dev/zsync/state"
 	"github.com/zsync-dev/zsync/zfs/zfstest"
@@ -96,4 +99,85 @@ func finalErrorLine(t *testing.T, stderr string) errorLine {
 		t.Fatalf("no final error line in stderr:\n%s", stderr)
 	}
 	return *last
+}
+
+// A far zfs recv that hangs (SIGSTOP) while the push waits on it: after
+// idle_timeout the run gives up with a clear far_side_idle error instead of
+// hanging with its lock, and the next run completes the transfer.
+func TestSSHIdleTimeoutOnAHungReceiver(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	zfstest.MustCreate(t, src+"/big")
+	zfstest.MustWriteFile(t, src+"/big", "f", 8<<10)
+	zfstest.MustSnapshot(t, src+"/big@one")
+	zfstest.MustCreate(t, dst+"/laptop")
+	c := newSSHClient(t, "hang", serveClient("hang", dst+"/laptop", nil, ""))
+	cfg := writeConfig(t, replicationJob("big", "push", src+"/big", dst+"/laptop", c.remote(`  idle_timeout = "5s"`)+
+		"  [job.replication]\n  bandwidth_limit = \"1MiB\"\n"))
+	target := dst + "/laptop/" + src + "/big"
+
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, errOut := zsyncRun(t, "--config", cfg, "push")
+		done <- result{code, errOut}
+	}()
+	// Stop the far zfs recv once it has read 1 MiB.
+	var stopped []int
+	deadline := time.Now().Add(60 * time.Second)
+	for len(stopped) == 0 {
+		if recvBytes() >= 1<<20 {
+			out, _, _ := zfstest.Exec(t, "pgrep", "-f", "^zfs recv .*"+target)
+			for _, f := range strings.Fields(out) {
+				if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGSTOP) == nil {
+					stopped = append(stopped, pid)
+				}
+			}
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("the push ended (exit %d) before its zfs recv could be stopped", r.code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("zfs recv did not read 1 MiB within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("stopped zfs recv %v", stopped)
+	defer func() {
+		for _, pid := range stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(120 * time.Second):
+		t.Fatal("the push still hangs 120s after its far zfs recv stopped (idle_timeout is 5s)")
+	}
+	if r.code == 0 {
+		t.Fatal("the push succeeded although its far zfs recv hung")
+	}
+	line := finalErrorLine(t, r.stderr)
+	if line.Kind != "far_side_idle" || !strings.Contains(line.Message, "nothing moved to or from it for 5s") {
+		t.Errorf("error_kind %q, message %q; want far_side_idle saying nothing moved for 5s", line.Kind, line.Message)
+	}
+	for _, pid := range stopped {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+
+	// The next run finishes the job (resuming, or from the start when the
+	// stopped receive left nothing to resume).
+	if code, _, errOut := zsyncRun(t, "--config", cfg, "push"); code != 0 {
+		t.Fatalf("the next push: exit %d\n%s", code, errOut)
+	}
+	if got := snapshotsOf(t, target); !equalStrings(got, []string{"one"}) {
+		t.Errorf("target snapshots %v", got)
+	}
+	if got, want := sumOf(t, target, true), sumOf(t, src+"/big", false); got != want {
+		t.Errorf("replica checksum %s != source %s", got, want)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	stdsync "sync"
+	"time"
 
 	"github.com/zsync-dev/zsync/sshtransport"
 	zsync "github.com/zsync-dev/zsync/sync"
@@ -28,8 +29,18 @@ type farSide struct {
 	clients []*sshtransport.Client
 }
 
+// defaultIdleTimeout closes the far side's connection when a call has
+// waited this long with nothing moving (a hung far zfs or serve), so a
+// cron run cannot hang forever holding its lock. idle_timeout in
+// [job.remote] overrides it; "0" disables it.
+const defaultIdleTimeout = 30 * time.Minute
+
 func (e *env) newFarSide(j *jobConfig) *farSide {
 	f := &farSide{e: e, remote: j.Remote}
+	f.copts.IdleTimeout = defaultIdleTimeout
+	if j.Remote != nil && j.Remote.IdleTimeout.IsSet() {
+		f.copts.IdleTimeout = j.Remote.IdleTimeout.Duration
+	}
 	// one bucket for every stream of the job: bandwidth_limit is per job
 	f.copts.Limiter = sshtransport.NewLimiter(j.Replication.BandwidthLimit.Bytes)
 	if j.Replication.Compression == "zstd" {

@@ -24,6 +24,7 @@ var errorKinds = []struct {
 	{"ssh_auth", is(sshtransport.ErrAuth)},
 	{"ssh_connect", is(sshtransport.ErrConnect)},
 	{"remote_not_zsync", is(sshtransport.ErrNotZsync)},
+	{"far_side_idle", is(sshtransport.ErrIdleTimeout)},
 	{"protocol_version", func(err error) bool {
 		var vm *sshtransport.VersionMismatchError
 		return errors.As(err, &vm)

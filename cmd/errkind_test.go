@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zsync-dev/zsync/sshtransport"
 	"github.com/zsync-dev/zsync/state"
@@ -36,6 +37,7 @@ func TestErrorKind(t *testing.T) {
 		{wrap(zfs.ErrNoSpace), "zfs_no_space"},
 		{wrap(zfs.ErrPermissionDenied), "zfs_permission_denied"},
 		{wrap(sshtransport.ErrClosed), "ssh_connection_lost"},
+		{wrap(&sshtransport.IdleTimeoutError{Timeout: time.Minute}), "far_side_idle"},
 		// Several failures joined: the first class in errorKinds' order.
 		{errors.Join(wrap(zfs.ErrNoSpace), wrap(sshtransport.ErrHostKeyMismatch)), "ssh_host_key_mismatch"},
 		{&PartialError{Failed: 1, Succeeded: 2, Err: wrap(zfs.ErrBusy)}, "zfs_busy"},

@@ -31,6 +31,13 @@ type ClientOptions struct {
 	// HandshakeTimeout bounds the wait for the far side's banner; 0 means
 	// 30 seconds. The context passed to NewClient can only shorten it.
 	HandshakeTimeout time.Duration
+	// IdleTimeout, when positive, closes the connection when a call has
+	// waited that long on the far side with nothing moving in either
+	// direction; the call fails with an *IdleTimeoutError. It must exceed
+	// the longest silent far operation: a large destroy, or the far zfs
+	// recv working through the few MiB the far side buffers after the last
+	// byte was sent. 0 means no idle timeout.
+	IdleTimeout time.Duration
 	// Stderr, when set, receives a copy of the child's standard error
 	// (StartLocal only; the last 64 KiB are kept for error messages
 	// either way).
@@ -90,6 +97,9 @@ func NewClient(ctx context.Context, rw io.ReadWriteCloser, o ClientOptions) (*Cl
 	if _, _, err := codecFor(o.Compression); err != nil {
 		_ = rw.Close()
 		return nil, err
+	}
+	if o.IdleTimeout > 0 {
+		rw = newIdleConn(rw, o.IdleTimeout)
 	}
 	c := &Client{
 		rw:   rw,

@@ -290,6 +290,24 @@ func (s *ExecSession) CloseWrite() error {
 	return nil
 }
 
+// abort tears down the whole SSH connection the session runs on, after a
+// client's idle timeout fired. Closing the session alone would not do: a
+// Write waiting for window space returns only once the far sshd closes
+// the channel, and OpenSSH's sshd waits for the command to exit first,
+// which a hung command never does (nor can a forced command be signalled).
+// The job's other sessions on the connection fail too; the next run
+// resumes them.
+func (s *ExecSession) abort(reason error) {
+	s.conn.mu.Lock()
+	if s.conn.lost == nil {
+		s.conn.lost = &ConnectError{Addr: s.conn.addr, cause: reason,
+			msg: fmt.Sprintf("ssh connection to %s closed: %v", s.conn.addr, reason)}
+	}
+	s.conn.mu.Unlock()
+	s.conn.logf("warn", "ssh connection closed: the far side stopped responding", map[string]any{"host": s.conn.addr})
+	_ = s.conn.client.Close()
+}
+
 // Close closes the command's stdin, discards what it still writes, and
 // waits up to 30s for it to exit, then closes the session (after sending
 // SIGTERM if it had not exited). It returns nil if the command exited 0,

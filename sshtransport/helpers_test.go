@@ -46,8 +46,11 @@ type fakeHandler struct {
 	// recvCountOnly makes Receive only count the bytes (into recvCount).
 	recvCountOnly bool
 	recvCount     int
-	recvResult    error // returned by Receive
-	recvDone      chan struct{}
+	// recvPace makes the counting Receive read 64 KiB at a time and wait
+	// this long after each read (a slow but steady far zfs recv).
+	recvPace   time.Duration
+	recvResult error // returned by Receive
+	recvDone   chan struct{}
 
 	// block makes List wait for its context.
 	block bool
@@ -183,6 +186,9 @@ func (f *fakeHandler) Receive(ctx context.Context, o zfs.RecvOptions, stream io.
 	}()
 	if f.recvCountOnly {
 		buf := make([]byte, 1<<20)
+		if f.recvPace > 0 {
+			buf = buf[:64<<10]
+		}
 		var n int
 		var err error
 		for {
@@ -192,6 +198,7 @@ func (f *fakeHandler) Receive(ctx context.Context, o zfs.RecvOptions, stream io.
 			if err != nil {
 				break
 			}
+			time.Sleep(f.recvPace)
 		}
 		if errors.Is(err, io.EOF) {
 			err = nil
