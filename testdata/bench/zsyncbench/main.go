@@ -150,7 +150,8 @@ func benchClient(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := sshtransport.NewClient(ctx, rw, sshtransport.ClientOptions{SoftwareVersion: "bench"})
+	// idle timeout on, as in every zsync job (30m by default)
+	c, err := sshtransport.NewClient(ctx, rw, sshtransport.ClientOptions{SoftwareVersion: "bench", IdleTimeout: 30 * time.Minute})
 	if err != nil {
 		return fmt.Errorf("%w (remote stderr: %s)", err, sshtransport.StderrOf(rw))
 	}
