@@ -115,52 +115,28 @@ func TestSSHIdleTimeoutOnAHungReceiver(t *testing.T) {
 		"  [job.replication]\n  bandwidth_limit = \"1MiB\"\n"))
 	target := dst + "/laptop/" + src + "/big"
 
-	type result struct {
-		code   int
-		stderr string
-	}
-	done := make(chan result, 1)
-	go func() {
-		code, _, errOut := zsyncRun(t, "--config", cfg, "push")
-		done <- result{code, errOut}
-	}()
+	done := runInBackground(t, "--config", cfg, "push")
 	// Stop the far zfs recv once it has read 1 MiB.
 	var stopped []int
-	deadline := time.Now().Add(60 * time.Second)
-	for len(stopped) == 0 {
-		if recvBytes() >= 1<<20 {
-			out, _, _ := zfstest.Exec(t, "pgrep", "-f", "^zfs recv .*"+target)
-			for _, f := range strings.Fields(out) {
-				if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGSTOP) == nil {
-					stopped = append(stopped, pid)
-				}
+	waitUntil(t, done, "a zfs recv that had read 1 MiB to stop", func() bool {
+		if recvBytes() < 1<<20 {
+			return false
+		}
+		out, _, _ := zfstest.Exec(t, "pgrep", "-f", "^zfs recv .*"+target)
+		for _, f := range strings.Fields(out) {
+			if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGSTOP) == nil {
+				stopped = append(stopped, pid)
 			}
 		}
-		select {
-		case r := <-done:
-			t.Fatalf("the push ended (exit %d) before its zfs recv could be stopped", r.code)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("zfs recv did not read 1 MiB within 60s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(stopped) > 0
+	})
 	t.Logf("stopped zfs recv %v", stopped)
 	defer func() {
 		for _, pid := range stopped {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(120 * time.Second):
-		t.Fatal("the push still hangs 120s after its far zfs recv stopped (idle_timeout is 5s)")
-	}
-	if r.code == 0 {
-		t.Fatal("the push succeeded although its far zfs recv hung")
-	}
+	r := mustFailWithin(t, done, 120*time.Second, "its far zfs recv hung (idle_timeout 5s)")
 	line := finalErrorLine(t, r.stderr)
 	if line.Kind != "far_side_idle" || !strings.Contains(line.Message, "nothing moved to or from it for 5s") {
 		t.Errorf("error_kind %q, message %q; want far_side_idle saying nothing moved for 5s", line.Kind, line.Message)

@@ -484,6 +484,58 @@ func TestSSHCutMidStreamResumes(t *testing.T) {
 	})
 }
 
+// runResult is the outcome of a zsync run started by runInBackground.
+type runResult struct {
+	code   int
+	stderr string
+}
+
+// runInBackground starts zsync with args; its result arrives on the
+// channel.
+func runInBackground(t *testing.T, args ...string) <-chan runResult {
+	done := make(chan runResult, 1)
+	go func() {
+		code, _, errOut := zsyncRunCtx(t, context.Background(), args...)
+		done <- runResult{code, errOut}
+	}()
+	return done
+}
+
+// mustFailWithin waits up to d for the background run to end and fails the
+// test unless it ended with a non-zero exit; why says what should have
+// made it fail.
+func mustFailWithin(t *testing.T, run <-chan runResult, d time.Duration, why string) runResult {
+	t.Helper()
+	select {
+	case r := <-run:
+		if r.code == 0 {
+			t.Fatalf("the run succeeded although %s", why)
+		}
+		return r
+	case <-time.After(d):
+		t.Fatalf("the run did not end within %v although %s", d, why)
+	}
+	return runResult{}
+}
+
+// waitUntil polls cond every 50ms until it holds. The test fails when the
+// background run ends first or after 60s; what names the awaited event.
+func waitUntil(t *testing.T, run <-chan runResult, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		select {
+		case r := <-run:
+			t.Fatalf("the run ended (exit %d) before %s", r.code, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 60s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // sshdAncestor returns the nearest ancestor of pid that is an sshd process
 // (the session's), or 0.
 func sshdAncestor(t *testing.T, pid int) int {
@@ -528,46 +580,15 @@ func cutAndResume(t *testing.T, victims func(t *testing.T, serve []int) []int) {
 		"  [job.replication]\n  bandwidth_limit = \"512KiB\"\n"))
 	target := dst + "/laptop/" + src + "/big"
 
-	type result struct {
-		code   int
-		stderr string
-	}
-	done := make(chan result, 1)
 	start := time.Now()
-	go func() {
-		code, _, errOut := zsyncRunCtx(t, context.Background(), "--config", cfg, "push")
-		done <- result{code, errOut}
-	}()
-	// Wait for the stream: the far zfs recv into the target is running.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	done := runInBackground(t, "--config", cfg, "push")
+	waitUntil(t, done, "a zfs recv into the target", func() bool {
 		out, _, _ := zfstest.Exec(t, "pgrep", "-f", "zfs recv .*"+target)
-		if strings.TrimSpace(out) != "" {
-			break
-		}
-		select {
-		case r := <-done:
-			t.Fatalf("the push ended (exit %d) before its stream was seen", r.code)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no zfs recv into the target within 60s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return strings.TrimSpace(out) != ""
+	})
 	// then until it has really read part of the stream (a receive killed
 	// before any data arrived leaves nothing to resume)
-	for recvBytes() < 1<<20 {
-		select {
-		case r := <-done:
-			t.Fatalf("the push ended (exit %d) before 1 MiB reached zfs recv", r.code)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("zfs recv did not read 1 MiB within 60s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitUntil(t, done, "1 MiB read by zfs recv", func() bool { return recvBytes() >= 1<<20 })
 	serve := c.farServePIDs(t)
 	if len(serve) == 0 {
 		t.Fatal("no far zsync serve process found")
@@ -582,15 +603,7 @@ func cutAndResume(t *testing.T, victims func(t *testing.T, serve []int) []int) {
 			t.Errorf("kill %d: %v", pid, err)
 		}
 	}
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(90 * time.Second):
-		t.Fatal("the push did not end within 90s of the far side being killed")
-	}
-	if r.code == 0 {
-		t.Fatalf("the push succeeded although its far side was killed mid-stream")
-	}
+	mustFailWithin(t, done, 90*time.Second, "its far side was killed mid-stream")
 
 	// The far zfs recv sees the end of its input and keeps the partial state.
 	var token string
