@@ -186,9 +186,6 @@ func (f *fakeHandler) Receive(ctx context.Context, o zfs.RecvOptions, stream io.
 	}()
 	if f.recvCountOnly {
 		buf := make([]byte, 1<<20)
-		if f.recvPace > 0 {
-			buf = buf[:64<<10]
-		}
 		var n int
 		var err error
 		for {
@@ -198,7 +195,6 @@ func (f *fakeHandler) Receive(ctx context.Context, o zfs.RecvOptions, stream io.
 			if err != nil {
 				break
 			}
-			time.Sleep(f.recvPace)
 		}
 		if errors.Is(err, io.EOF) {
 			err = nil

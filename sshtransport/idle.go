@@ -52,40 +52,59 @@ type idleConn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	now func() time.Time // the clock (tests use a fake one)
 }
 
 func newIdleConn(rw io.ReadWriteCloser, timeout time.Duration) *idleConn {
-	c := &idleConn{rw: rw, timeout: timeout, last: time.Now(), stop: make(chan struct{})}
-	go c.watch()
+	c := newIdleConnClock(rw, timeout, time.Now)
+	tick := time.NewTicker(max(timeout/8, time.Millisecond))
+	go func() {
+		defer tick.Stop()
+		c.watch(tick.C)
+	}()
 	return c
 }
 
-// watch checks a few times per timeout whether a blocked call has waited
-// too long.
-func (c *idleConn) watch() {
-	tick := time.NewTicker(max(c.timeout/8, time.Millisecond))
-	defer tick.Stop()
+// newIdleConnClock returns an idleConn on the clock now, without the
+// goroutine that checks it: the caller calls watch or check.
+func newIdleConnClock(rw io.ReadWriteCloser, timeout time.Duration, now func() time.Time) *idleConn {
+	return &idleConn{rw: rw, timeout: timeout, last: now(), stop: make(chan struct{}), now: now}
+}
+
+// watch checks, at every tick (a few per timeout), whether a blocked call
+// has waited too long, until the timeout fires or the conn is closed.
+func (c *idleConn) watch(tick <-chan time.Time) {
 	for {
 		select {
 		case <-c.stop:
 			return
-		case now := <-tick.C:
-			c.mu.Lock()
-			fire := c.fired == nil && c.busy > 0 && now.Sub(c.last) >= c.timeout
-			if fire {
-				c.fired = &IdleTimeoutError{Timeout: c.timeout}
-			}
-			c.mu.Unlock()
-			if fire {
-				// unblock the waiting call: tear down what it waits on
-				if a, ok := c.rw.(interface{ abort(error) }); ok {
-					a.abort(c.fired)
-				}
-				_ = c.closeRW()
+		case <-tick:
+			if c.check() {
 				return
 			}
 		}
 	}
+}
+
+// check fires the timeout when a call is blocked and nothing has moved
+// for timeout: it tears down what the call waits on, so it returns.
+func (c *idleConn) check() bool {
+	c.mu.Lock()
+	fire := c.fired == nil && c.busy > 0 && c.now().Sub(c.last) >= c.timeout
+	if fire {
+		c.fired = &IdleTimeoutError{Timeout: c.timeout}
+	}
+	reason := c.fired
+	c.mu.Unlock()
+	if !fire {
+		return false
+	}
+	if a, ok := c.rw.(interface{ abort(error) }); ok {
+		a.abort(reason)
+	}
+	_ = c.closeRW()
+	return true
 }
 
 // begin marks a call in progress; it fails at once after the timeout fired.
@@ -96,7 +115,7 @@ func (c *idleConn) begin() error {
 		return c.fired
 	}
 	if c.busy == 0 {
-		c.last = time.Now()
+		c.last = c.now()
 	}
 	c.busy++
 	return nil
@@ -109,7 +128,7 @@ func (c *idleConn) end(n int, err error) error {
 	defer c.mu.Unlock()
 	c.busy--
 	if n > 0 {
-		c.last = time.Now()
+		c.last = c.now()
 	}
 	if c.fired != nil && err != nil {
 		return c.fired
@@ -140,7 +159,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 		p = p[n:]
 		if n > 0 {
 			c.mu.Lock()
-			c.last = time.Now()
+			c.last = c.now()
 			c.mu.Unlock()
 		}
 	}

@@ -1,15 +1,19 @@
 package sshtransport
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/zsync-dev/zsync/zfs"
 )
 
+// A far side that never answers: the real watch goroutine fires the
+// timeout and the call fails with it (no upper bound on when: the test
+// only needs it to happen).
 func TestIdleTimeoutClosesAHungFarSide(t *testing.T) {
 	h := newFake()
 	h.block = true // List never answers
@@ -25,34 +29,156 @@ func TestIdleTimeoutClosesAHungFarSide(t *testing.T) {
 	}
 }
 
-func TestIdleTimeoutSparesSlowSteadyStreams(t *testing.T) {
-	h := newFake()
-	h.recvCountOnly = true
-	h.recvPace = 5 * time.Millisecond // 64 KiB per 5 ms: at most 12 MiB/s
-	// The timeout must cover the far side draining what it has buffered
-	// (about 3 MiB, a quarter second at this pace) after the last byte
-	// left; 1.5s leaves a wide margin on a loaded machine. The whole stream
-	// takes almost twice that at least.
-	s := newSession(t, h, ServeOptions{}, ClientOptions{IdleTimeout: 1500 * time.Millisecond})
-	data := testData(32 << 20)
-	if err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/a"}, bytes.NewReader(data)); err != nil {
-		t.Fatalf("slow but moving receive: %v", err)
-	}
-	h.mu.Lock()
-	got := h.recvCount
-	h.mu.Unlock()
-	if got != len(data) {
-		t.Fatalf("far side received %d bytes, want %d", got, len(data))
+// The tests below drive idleConn on a fake clock and call its check by
+// hand, so nothing depends on how fast this machine is.
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// scriptedPipe is the far side of an idleConn: Read returns what the test
+// queues (and blocks until then), Write calls onWrite, and both fail once
+// the pipe is closed.
+type scriptedPipe struct {
+	reads     chan []byte
+	onWrite   func([]byte)
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newScriptedPipe() *scriptedPipe {
+	return &scriptedPipe{reads: make(chan []byte, 4), closed: make(chan struct{})}
+}
+
+func (p *scriptedPipe) Read(b []byte) (int, error) {
+	select {
+	case data := <-p.reads:
+		return copy(b, data), nil
+	case <-p.closed:
+		return 0, io.ErrClosedPipe
 	}
 }
 
-func TestIdleTimeoutIgnoresPausesBetweenCalls(t *testing.T) {
-	h := newFake()
-	s := newSession(t, h, ServeOptions{}, ClientOptions{IdleTimeout: 100 * time.Millisecond})
-	for i := range 2 {
-		if _, err := s.c.List(context.Background(), []string{"tank"}, zfs.ListOptions{}); err != nil {
-			t.Fatalf("List %d: %v", i, err)
+func (p *scriptedPipe) Write(b []byte) (int, error) {
+	select {
+	case <-p.closed:
+		return 0, io.ErrClosedPipe
+	default:
+	}
+	if p.onWrite != nil {
+		p.onWrite(b)
+	}
+	return len(b), nil
+}
+
+func (p *scriptedPipe) Close() error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return nil
+}
+
+// waitBusy waits until a call of c has begun.
+func waitBusy(c *idleConn) {
+	for {
+		c.mu.Lock()
+		busy := c.busy
+		c.mu.Unlock()
+		if busy > 0 {
+			return
 		}
-		time.Sleep(300 * time.Millisecond) // the client busy elsewhere: not the far side's fault
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestIdleConnFiresOnlyAfterTheTimeout(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	p := newScriptedPipe()
+	c := newIdleConnClock(p, time.Minute, clk.now)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 10))
+		done <- err
+	}()
+	waitBusy(c)
+	clk.advance(59 * time.Second)
+	if c.check() {
+		t.Fatal("fired after 59s of a 1m timeout")
+	}
+	clk.advance(time.Second)
+	if !c.check() {
+		t.Fatal("did not fire after 1m with a Read blocked")
+	}
+	var ie *IdleTimeoutError
+	if err := <-done; !errors.As(err, &ie) || ie.Timeout != time.Minute {
+		t.Fatalf("blocked Read returned %v, want an *IdleTimeoutError of 1m", err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, ErrIdleTimeout) {
+		t.Fatalf("Write after the timeout: %v, want ErrIdleTimeout", err)
+	}
+}
+
+func TestIdleConnCountsSlowWritesAsProgress(t *testing.T) {
+	for _, c := range []struct {
+		perChunk time.Duration // fake time each 128 KiB piece takes
+		fire     bool
+	}{
+		{40 * time.Second, false}, // slow but moving: 8 pieces take 5m20s
+		{61 * time.Second, true},  // one piece takes longer than the timeout
+	} {
+		clk := &fakeClock{t: time.Unix(1000, 0)}
+		p := newScriptedPipe()
+		ic := newIdleConnClock(p, time.Minute, clk.now)
+		fired := false
+		p.onWrite = func([]byte) {
+			clk.advance(c.perChunk)
+			fired = fired || ic.check() // the watch looks while the piece is in flight
+		}
+		n, err := ic.Write(make([]byte, 1<<20))
+		switch {
+		case c.fire && (!fired || !errors.Is(err, ErrIdleTimeout)):
+			t.Errorf("%v per piece: fired %v, Write %d, %v; want the timeout", c.perChunk, fired, n, err)
+		case !c.fire && (fired || err != nil || n != 1<<20):
+			t.Errorf("%v per piece: fired %v, Write %d, %v; want all 1 MiB written", c.perChunk, fired, n, err)
+		}
+	}
+}
+
+func TestIdleConnIgnoresTimeBetweenCalls(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	p := newScriptedPipe()
+	c := newIdleConnClock(p, time.Minute, clk.now)
+	p.reads <- []byte("answer")
+	if _, err := c.Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(10 * time.Minute) // the client busy elsewhere: no call waits on the far side
+	if c.check() {
+		t.Fatal("fired with no call in progress")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 10))
+		done <- err
+	}()
+	waitBusy(c)
+	if c.check() {
+		t.Fatal("fired at once on a new call: the pause before it was counted")
+	}
+	clk.advance(30 * time.Second)
+	p.reads <- []byte("late answer") // bytes move: the call returns
+	if err := <-done; err != nil {
+		t.Fatalf("Read: %v", err)
 	}
 }
