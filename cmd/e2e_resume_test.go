@@ -55,8 +55,19 @@ func killAfter(t *testing.T, cmd *exec.Cmd, d time.Duration) {
 		cmd.Process.Kill()
 		<-done
 	}
-	// give the orphaned serve child and zfs recv a moment to notice
-	time.Sleep(1500 * time.Millisecond)
+	// wait for the orphaned serve child and zfs recv to notice and exit
+	// (the next run must not meet a receive that is still running)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-f", "^zfs (recv|receive) |serve --stdio").Output()
+		if strings.TrimSpace(string(out)) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("60s after zsync was killed these still run: %s", strings.Fields(string(out)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // killWhenReceived kills zsync once the far `zfs recv` has read at least n

@@ -357,7 +357,7 @@ func TestContextCancelUnblocksACall(t *testing.T) {
 	select {
 	case err := <-s.serveErr:
 		s.serveErr <- err // for the cleanup
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Error("Serve did not end after the client dropped the connection")
 	}
 }
@@ -379,7 +379,7 @@ func TestClosedClient(t *testing.T) {
 			t.Errorf("Serve after a clean close: %v", err)
 		}
 		s.serveErr <- nil
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Serve did not return")
 	}
 }

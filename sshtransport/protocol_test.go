@@ -80,7 +80,8 @@ func TestBannerSilence(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	// well below the 30s default: the context's 200ms deadline was used
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("took %v", d)
 	}
 	// HandshakeTimeout bounds it without a context deadline.
@@ -121,7 +122,7 @@ func TestServeHandshake(t *testing.T) {
 			if !tc.check(err) {
 				t.Errorf("hello %q: Serve = %v", tc.hello, err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatalf("hello %q: Serve did not return", tc.hello)
 		}
 	}
@@ -146,7 +147,7 @@ func TestServeContextCancel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Serve = %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Serve ignored its context")
 	}
 }

@@ -133,7 +133,7 @@ func TestSendCloseBeforeTheEnd(t *testing.T) {
 			}
 			select {
 			case <-h.sendCtxDone:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the far send was not stopped")
 			}
 			if _, err := rc.Read(make([]byte, 1)); err == nil {
@@ -167,7 +167,7 @@ func TestSendContextCancelUnblocksRead(t *testing.T) {
 	_ = rc.Close()
 	select {
 	case <-h.sendCtxDone:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the far send was not stopped after the connection dropped")
 	}
 }
@@ -306,7 +306,7 @@ func TestReceiveContextCancel(t *testing.T) {
 	}
 	select {
 	case <-h.recvDone:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("far receive did not end")
 	}
 	if h.recvReadErr == nil {
@@ -549,7 +549,7 @@ func TestCallDuringOpenSendFailsFast(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "open send stream") {
 			t.Fatalf("err = %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Receive on the client holding the stream deadlocked")
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil {
