@@ -50,11 +50,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintf(stderr, "zsync: %s\n", strings.ReplaceAll(msg, "\n", "\nzsync: "))
 		} else {
 			if e.logsErrors() {
-				ev := e.log.Error().Int("exit", code)
-				if k := errorKind(err); k != "" {
-					ev = ev.Str("error_kind", k)
-				}
-				ev.Msg(msg)
+				withErrorKind(e.log.Error().Int("exit", code), err).Msg(msg)
 			} else {
 				fmt.Fprintf(stderr, "zsync: %s\n", msg)
 			}

@@ -61,7 +61,10 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 			// must allow it with prune_send = true)
 			ep, closeEP, err := e.openTargetEndpoint(ctx, cfg, j)
 			if err != nil {
-				return fmt.Errorf("source: %w", err)
+				// the local target's prune below still runs: a far side
+				// that is down must not let the backup disk fill up
+				total.failed = append(total.failed, fmt.Errorf("prune far source: %w", err))
+				break
 			}
 			defer closeEP()
 			total.add(e.pruneSide(ctx, ep, filter.Roots(), filter.Match, pol, sourceSide, dryRun, now, log))
@@ -76,7 +79,7 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 		if j.Type == "push" {
 			ep, closeEP, err := e.openTargetEndpoint(ctx, cfg, j)
 			if err != nil {
-				return fmt.Errorf("target: %w", err)
+				return fmt.Errorf("prune far target: %w", err)
 			}
 			defer closeEP()
 			d = ep

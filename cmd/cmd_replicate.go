@@ -173,11 +173,7 @@ func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger
 		l := log.With().Str("dataset", d.Source).Str("target", d.Target).Logger()
 		switch d.Status {
 		case zsync.StatusFailed, zsync.StatusSkipped:
-			ev := l.Error().Err(d.Err)
-			if k := errorKind(d.Err); k != "" {
-				ev = ev.Str("error_kind", k)
-			}
-			ev.Msg(string(d.Status))
+			withErrorKind(l.Error().Err(d.Err), d.Err).Msg(string(d.Status))
 			failures = append(failures, fmt.Errorf("%s: %w", d.Source, d.Err))
 		default:
 			ok++

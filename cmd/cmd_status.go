@@ -74,7 +74,7 @@ func statusCommand(e *env) *cli.Command {
 					fmt.Fprintf(e.stdout, "  last run failed%s: %s\n", kind, r.Error)
 				}
 				if js.Error != "" {
-					fmt.Fprintf(e.stdout, "  cannot look now: %s\n", js.Error)
+					fmt.Fprintf(e.stdout, "  cannot list its datasets now: %s\n", js.Error)
 				}
 				for _, d := range js.Datasets {
 					fmt.Fprintf(e.stdout, "  %s -> %s\n", d.Source, d.Target)

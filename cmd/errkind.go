@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/rs/zerolog"
+
 	"github.com/zsync-dev/zsync/sshtransport"
 	"github.com/zsync-dev/zsync/state"
 	zsync "github.com/zsync-dev/zsync/sync"
@@ -22,9 +24,9 @@ var errorKinds = []struct {
 	{"ssh_host_key_mismatch", is(sshtransport.ErrHostKeyMismatch)},
 	{"ssh_host_key_unknown", is(sshtransport.ErrHostKeyUnknown)},
 	{"ssh_auth", is(sshtransport.ErrAuth)},
+	{"far_side_idle", is(sshtransport.ErrIdleTimeout)}, // also the connection it closed
 	{"ssh_connect", is(sshtransport.ErrConnect)},
 	{"remote_not_zsync", is(sshtransport.ErrNotZsync)},
-	{"far_side_idle", is(sshtransport.ErrIdleTimeout)},
 	{"protocol_version", func(err error) bool {
 		var vm *sshtransport.VersionMismatchError
 		return errors.As(err, &vm)
@@ -66,4 +68,13 @@ func errorKind(err error) string {
 		}
 	}
 	return ""
+}
+
+// withErrorKind adds the error_kind field of err to a log event, when err
+// has a class.
+func withErrorKind(ev *zerolog.Event, err error) *zerolog.Event {
+	if k := errorKind(err); k != "" {
+		return ev.Str("error_kind", k)
+	}
+	return ev
 }

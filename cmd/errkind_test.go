@@ -38,6 +38,8 @@ func TestErrorKind(t *testing.T) {
 		{wrap(zfs.ErrPermissionDenied), "zfs_permission_denied"},
 		{wrap(sshtransport.ErrClosed), "ssh_connection_lost"},
 		{wrap(&sshtransport.IdleTimeoutError{Timeout: time.Minute}), "far_side_idle"},
+		// a sibling stream whose connection the idle timeout closed
+		{wrap(fmt.Errorf("%w: %w", sshtransport.ErrConnect, &sshtransport.IdleTimeoutError{Timeout: time.Minute})), "far_side_idle"},
 		// Several failures joined: the first class in errorKinds' order.
 		{errors.Join(wrap(zfs.ErrNoSpace), wrap(sshtransport.ErrHostKeyMismatch)), "ssh_host_key_mismatch"},
 		{&PartialError{Failed: 1, Succeeded: 2, Err: wrap(zfs.ErrBusy)}, "zfs_busy"},

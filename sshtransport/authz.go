@@ -155,7 +155,7 @@ func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error
 		case p.inSend(a.Dataset) && p.PruneSend:
 			return nil
 		case p.inSend(a.Dataset):
-			return p.forbid(action, "it may send but not prune its send datasets")
+			return p.forbid(action, "it may send but not prune its send datasets (set prune_send = true in its [[serve.client]] on this host, or drop prune.source from the pull job)")
 		}
 		return p.forbid(action, p.outside())
 	case destroyBookmarksArgs:
