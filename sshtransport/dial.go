@@ -206,6 +206,7 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, error) {
 			}
 			return nil, fmt.Errorf("via jump host %s: %w", h, err)
 		}
+		c.via = via // closing a hop closes the hops before it
 		via = c
 	}
 	c, err := dialTarget(ctx, via, t, o)

@@ -105,7 +105,7 @@ func (p *childPipe) Close() error {
 		<-p.exited
 	}
 	if p.err != nil {
-		return fmt.Errorf("%s", p.describe())
+		return &childError{msg: p.describe(), err: p.err}
 	}
 	return nil
 }
@@ -163,3 +163,13 @@ func (t *tailBuffer) String() string {
 	}
 	return string(t.buf)
 }
+
+// childError is a local serve child that failed: the message says how it
+// ended and what it wrote to stderr; it unwraps to the *exec.ExitError.
+type childError struct {
+	msg string
+	err error
+}
+
+func (e *childError) Error() string { return e.msg }
+func (e *childError) Unwrap() error { return e.err }

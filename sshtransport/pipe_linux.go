@@ -26,5 +26,9 @@ func growPipe(v any) {
 	if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
 		return
 	}
-	_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+	// through SyscallConn: f.Fd() would switch the file to blocking mode,
+	// after which Close no longer unblocks a pending Read or Write
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 }

@@ -200,3 +200,47 @@ func (s *testSSHD) connections() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// Two hops: the target through the second jump host, reached through the
+// first. Closing the connection closes both hops.
+func TestDialThroughTwoJumpHosts(t *testing.T) {
+	f := newJumpFixture(t)
+	second := startTestSSHD(t, nil)
+	for k := range f.sshd.authorized {
+		second.authorized[k] = true
+	}
+	second.forwarding.Store(true)
+	appendFile(t, f.knownHosts, knownhosts.Line([]string{second.addr()}, second.hostKeys[0].PublicKey())+"\n")
+	o := f.opts()
+	o.ProxyJump = fmt.Sprintf("zsync@127.0.0.1:%d,zsync@127.0.0.1:%d", f.jump.port, second.port)
+	c := f.dial(t, o)
+	rw, err := c.Exec(context.Background(), RemoteCommand("echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, rw, []byte("two hops\n"))
+	_ = rw.Close()
+	if n := f.sshd.connections(); n != 1 {
+		t.Errorf("target connections: %d, want 1", n)
+	}
+	f.jump.mu.Lock()
+	firstForwards := f.jump.forwards
+	f.jump.mu.Unlock()
+	if len(firstForwards) != 1 || firstForwards[0] != second.addr() {
+		t.Errorf("the first hop forwarded to %v, want [%s]", firstForwards, second.addr())
+	}
+	hop2, hop1 := c.via, c.via.via
+	if hop1 == nil || hop1.via != nil {
+		t.Fatalf("hop chain: second %v, first %v", hop2, hop1)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range []*Conn{hop2, hop1} {
+		select {
+		case <-h.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("hop %d is still open after Close", 2-i)
+		}
+	}
+}

@@ -13,5 +13,9 @@ import (
 const pipeSize = 1 << 20
 
 func growPipe(f *os.File) {
-	_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+	// through SyscallConn: f.Fd() would switch the file to blocking mode,
+	// after which Close no longer unblocks a pending Read or Write
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 }
