@@ -68,6 +68,7 @@ const maxListBytes = 256 << 20
 // sees the connection drop and stops what it was doing.
 type Client struct {
 	rw   io.ReadWriteCloser
+	idle *idleConn // rw's idle watch, nil without an idle timeout
 	br   *bufio.Reader
 	opts ClientOptions
 	peer PeerInfo
@@ -98,11 +99,14 @@ func NewClient(ctx context.Context, rw io.ReadWriteCloser, o ClientOptions) (*Cl
 		_ = rw.Close()
 		return nil, err
 	}
+	var idle *idleConn
 	if o.IdleTimeout > 0 {
-		rw = newIdleConn(rw, o.IdleTimeout)
+		idle = newIdleConn(rw, o.IdleTimeout)
+		rw = idle
 	}
 	c := &Client{
 		rw:   rw,
+		idle: idle,
 		br:   bufio.NewReaderSize(rw, 64<<10),
 		opts: o,
 		lim:  clientLimiter(o),
@@ -592,7 +596,10 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 		return c.ioError(ctx, opReceive, fmt.Errorf("%w: continued response to receive", ErrProtocol))
 	}
 	// From here on the far side may answer early (its zfs recv ended
-	// before the stream did): read its final response concurrently.
+	// before the stream did): read its final response concurrently. That
+	// read is not a wait on the far side until the stream is sent.
+	c.passiveReads(true)
+	defer c.passiveReads(false)
 	final := make(chan frameResult, 1)
 	go func() {
 		t, p, err := readFrame(c.br, nil)
@@ -647,6 +654,7 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 	if err := writeFrame(c.rw, frameEnd, p); err != nil && got == nil {
 		return c.writeFailed(ctx, err, final)
 	}
+	c.passiveReads(false) // now zsync waits for the far side's answer
 	if got == nil {
 		f := <-final
 		got = &f
@@ -706,4 +714,12 @@ func clientLimiter(o ClientOptions) *Limiter {
 		return o.Limiter
 	}
 	return NewLimiter(o.BandwidthLimit)
+}
+
+// passiveReads marks whether the connection's reads count as waiting for
+// the idle timeout (see idleConn.setPassive).
+func (c *Client) passiveReads(p bool) {
+	if c.idle != nil {
+		c.idle.setPassive(p)
+	}
 }

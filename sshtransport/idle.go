@@ -22,7 +22,7 @@ type IdleTimeoutError struct {
 
 // Error implements error.
 func (e *IdleTimeoutError) Error() string {
-	return fmt.Sprintf("%v: nothing moved to or from it for %v while zsync waited (idle_timeout); the connection was closed",
+	return fmt.Sprintf("%v: nothing moved to or from it for %v while zsync waited (idle_timeout); the connection was closed and the next run resumes. Check the far host's zfs and zsync serve; if it is legitimately that slow (a very large destroy), raise idle_timeout in [job.remote]",
 		ErrIdleTimeout, e.Timeout)
 }
 
@@ -38,17 +38,22 @@ const idleChunk = 128 << 10
 // pipe: the blocked call and every later one fail with an
 // *IdleTimeoutError. Time the client spends elsewhere (feeding a slow
 // local zfs recv, reading a slow local zfs send) never counts: the clock
-// starts when a call starts while none was in progress.
+// starts when a call starts while none was in progress, and a Read only
+// listening while the client sends (setPassive) is no wait.
 type idleConn struct {
 	rw      io.ReadWriteCloser
 	timeout time.Duration
 
 	mu    sync.Mutex
-	busy  int       // Read and Write calls in progress
-	last  time.Time // when bytes last moved, or the idle wait began
-	fired error     // set once the timeout fired
-	stop  chan struct{}
-	once  sync.Once
+	busy  int // Read and Write calls in progress
+	reads int // of which Reads
+	// passive: Reads do not count as waiting (the client is itself
+	// sending; a Read only listens for an early answer meanwhile).
+	passive bool
+	last    time.Time // when bytes last moved, or the idle wait began
+	fired   error     // set once the timeout fired
+	stop    chan struct{}
+	once    sync.Once
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,7 +96,8 @@ func (c *idleConn) watch(tick <-chan time.Time) {
 // for timeout: it tears down what the call waits on, so it returns.
 func (c *idleConn) check() bool {
 	c.mu.Lock()
-	fire := c.fired == nil && c.busy > 0 && c.now().Sub(c.last) >= c.timeout
+	waiting := c.busy > c.reads || (c.reads > 0 && !c.passive)
+	fire := c.fired == nil && waiting && c.now().Sub(c.last) >= c.timeout
 	if fire {
 		c.fired = &IdleTimeoutError{Timeout: c.timeout}
 	}
@@ -108,7 +114,7 @@ func (c *idleConn) check() bool {
 }
 
 // begin marks a call in progress; it fails at once after the timeout fired.
-func (c *idleConn) begin() error {
+func (c *idleConn) begin(read bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fired != nil {
@@ -118,15 +124,35 @@ func (c *idleConn) begin() error {
 		c.last = c.now()
 	}
 	c.busy++
+	if read {
+		c.reads++
+	}
 	return nil
+}
+
+// setPassive says whether Reads count as waiting on the far side. The
+// client's receive sets it while it sends the stream (a Read then only
+// listens for an early answer, and time spent reading a slow local zfs
+// send must not count) and clears it once the stream is sent: the wait
+// for the final answer starts then.
+func (c *idleConn) setPassive(p bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.passive && !p {
+		c.last = c.now()
+	}
+	c.passive = p
 }
 
 // end marks a call done after it moved n bytes; it replaces the call's
 // error with the timeout's once that fired.
-func (c *idleConn) end(n int, err error) error {
+func (c *idleConn) end(read bool, n int, err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.busy--
+	if read {
+		c.reads--
+	}
 	if n > 0 {
 		c.last = c.now()
 	}
@@ -138,16 +164,16 @@ func (c *idleConn) end(n int, err error) error {
 
 // Read implements io.Reader.
 func (c *idleConn) Read(p []byte) (int, error) {
-	if err := c.begin(); err != nil {
+	if err := c.begin(true); err != nil {
 		return 0, err
 	}
 	n, err := c.rw.Read(p)
-	return n, c.end(n, err)
+	return n, c.end(true, n, err)
 }
 
 // Write implements io.Writer, in pieces of at most idleChunk bytes.
 func (c *idleConn) Write(p []byte) (int, error) {
-	if err := c.begin(); err != nil {
+	if err := c.begin(false); err != nil {
 		return 0, err
 	}
 	total := 0
@@ -163,7 +189,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 			c.mu.Unlock()
 		}
 	}
-	return total, c.end(0, err)
+	return total, c.end(false, 0, err)
 }
 
 // Close stops the watch and closes the pipe (once, whoever is first).

@@ -17,11 +17,12 @@ import (
 func TestIdleTimeoutClosesAHungFarSide(t *testing.T) {
 	h := newFake()
 	h.block = true // List never answers
-	s := newSession(t, h, ServeOptions{}, ClientOptions{IdleTimeout: 200 * time.Millisecond})
+	// 2s: well above what the handshake needs even on a loaded machine
+	s := newSession(t, h, ServeOptions{}, ClientOptions{IdleTimeout: 2 * time.Second})
 	_, err := s.c.List(context.Background(), []string{"tank"}, zfs.ListOptions{})
 	var ie *IdleTimeoutError
-	if !errors.Is(err, ErrIdleTimeout) || !errors.As(err, &ie) || ie.Timeout != 200*time.Millisecond {
-		t.Fatalf("List on a hung far side: %v; want an *IdleTimeoutError of 200ms", err)
+	if !errors.Is(err, ErrIdleTimeout) || !errors.As(err, &ie) || ie.Timeout != 2*time.Second {
+		t.Fatalf("List on a hung far side: %v; want an *IdleTimeoutError of 2s", err)
 	}
 	// The client is unusable afterwards, and says so at once.
 	if _, err := s.c.List(context.Background(), []string{"tank"}, zfs.ListOptions{}); err == nil {
@@ -180,5 +181,36 @@ func TestIdleConnIgnoresTimeBetweenCalls(t *testing.T) {
 	p.reads <- []byte("late answer") // bytes move: the call returns
 	if err := <-done; err != nil {
 		t.Fatalf("Read: %v", err)
+	}
+}
+
+// While the client sends a stream, its listening Read is no wait on the
+// far side (reading a slow local zfs send must not count); the wait for
+// the final answer starts once the stream is sent.
+func TestIdleConnPassiveReadsDoNotCount(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	p := newScriptedPipe()
+	c := newIdleConnClock(p, time.Minute, clk.now)
+	c.setPassive(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 10))
+		done <- err
+	}()
+	waitBusy(c)
+	clk.advance(10 * time.Minute) // a slow local source, limiter waits...
+	if c.check() {
+		t.Fatal("fired on a listening Read while the client was sending")
+	}
+	c.setPassive(false) // stream sent: now zsync waits
+	if c.check() {
+		t.Fatal("fired at once when the wait for the answer began")
+	}
+	clk.advance(time.Minute)
+	if !c.check() {
+		t.Fatal("did not fire 1m into the wait for the answer")
+	}
+	if err := <-done; !errors.Is(err, ErrIdleTimeout) {
+		t.Fatalf("Read: %v, want ErrIdleTimeout", err)
 	}
 }
