@@ -581,16 +581,25 @@ func (s *server) receive(a receiveArgs) error {
 				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
 				break
 			}
+			var aborted error
 			switch {
 			case st.Error != nil:
-				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.decode()))
+				aborted = fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.decode())
 			case st.Bytes != received && !finished:
-				pw.CloseWithError(fmt.Errorf("%w: %w: the client sent %d stream bytes, %d arrived",
-					ErrStreamAborted, ErrProtocol, st.Bytes, received))
-			default:
+				aborted = fmt.Errorf("%w: %w: the client sent %d stream bytes, %d arrived (cut in transit; nothing was committed, the next run resumes)",
+					ErrStreamAborted, ErrProtocol, st.Bytes, received)
+			}
+			if aborted != nil {
+				pw.CloseWithError(aborted)
+			} else {
 				_ = pw.Close()
 			}
 			finish()
+			if recvErr == nil && aborted != nil && !responded {
+				// never report success for a stream that did not arrive
+				// whole, whatever the handler made of it
+				recvErr = aborted
+			}
 			if !responded {
 				s.log(opReceive, logArgs(a), recvErr)
 				return s.respond(nil, recvErr)

@@ -575,7 +575,11 @@ func TestStreamLengthIsChecked(t *testing.T) {
 	if err := writeFrame(r.conn, frameEnd, []byte(`{"bytes":20}`)); err != nil {
 		t.Fatal(err)
 	}
-	_ = r.readResponse()
+	// the fake handler returns nil whatever it read: serve itself must not
+	// report a short stream as received
+	if resp := r.readResponse(); resp.Error == nil || !errors.Is(resp.Error.decode(), ErrStreamAborted) {
+		t.Fatalf("response to a short stream: %+v, want an ErrStreamAborted error", resp)
+	}
 	if !errors.Is(h.recvReadErr, ErrProtocol) || string(h.recvData) != "0123456789" {
 		t.Fatalf("handler read %q, %v", h.recvData, h.recvReadErr)
 	}
