@@ -219,7 +219,14 @@ func TestKillConverges(t *testing.T) {
 	}
 	e := newPushEnv(t, "  [job.replication]\n  bandwidth_limit = \"2MiB\"\n")
 	all := []string{"data", "data/child", "data/with space"}
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	// Kill points are random on purpose (every point must converge); the
+	// seed is logged, and ZSYNC_KILL_SEED replays a run.
+	seed := time.Now().UnixNano()
+	if v, err := strconv.ParseInt(os.Getenv("ZSYNC_KILL_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("kill seed %d (ZSYNC_KILL_SEED=%d replays it)", seed, seed)
+	rng := rand.New(rand.NewSource(seed))
 	for i := 0; i < rounds; i++ {
 		for _, ds := range all {
 			zfstest.MustWriteFile(t, e.src+"/"+ds, fmt.Sprintf("r%d", i), 256+rng.Intn(1024))

@@ -141,8 +141,23 @@ func TestSSHIdleTimeoutOnAHungReceiver(t *testing.T) {
 	if line.Kind != "far_side_idle" || !strings.Contains(line.Message, "nothing moved to or from it for 5s") {
 		t.Errorf("error_kind %q, message %q; want far_side_idle saying nothing moved for 5s", line.Kind, line.Message)
 	}
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
 	for _, pid := range stopped {
 		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	// The next run must not meet the continued receive still running.
+	if left := waitNone(func() []int {
+		var alive []int
+		for _, pid := range stopped {
+			if syscall.Kill(pid, 0) == nil {
+				alive = append(alive, pid)
+			}
+		}
+		return alive
+	}); len(left) != 0 {
+		t.Fatalf("the stopped zfs recv %v still runs 60s after SIGCONT", left)
 	}
 
 	// The next run finishes the job (resuming, or from the start when the

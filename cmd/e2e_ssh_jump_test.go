@@ -112,6 +112,10 @@ func sshdLogins(t *testing.T, pub string) int {
 		t.Fatal(err)
 	}
 	fp := ssh.FingerprintSHA256(k)
+	// journald writes asynchronously: flush what it has before counting
+	if _, errOut, err := zfstest.Exec(t, "journalctl", "--sync"); err != nil {
+		t.Fatalf("journalctl --sync: %v: %s", err, errOut)
+	}
 	out, errOut, err := zfstest.Exec(t, "journalctl", "--no-pager", "-o", "cat", "-u", "ssh.service")
 	if err != nil {
 		t.Fatalf("journalctl: %v: %s", err, errOut)

@@ -492,12 +492,21 @@ type runResult struct {
 
 // runInBackground starts zsync with args; its result arrives on the
 // channel.
+// A test that fails early cancels the run and waits for it, so it never
+// outlives the test.
 func runInBackground(t *testing.T, args ...string) <-chan runResult {
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan runResult, 1)
+	finished := make(chan struct{})
 	go func() {
-		code, _, errOut := zsyncRunCtx(t, context.Background(), args...)
+		defer close(finished)
+		code, _, errOut := zsyncRunCtx(t, ctx, args...)
 		done <- runResult{code, errOut}
 	}()
+	t.Cleanup(func() {
+		cancel()
+		<-finished
+	})
 	return done
 }
 
@@ -556,7 +565,8 @@ func sshdAncestor(t *testing.T, pid int) int {
 			return 0
 		}
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", ppid))
-		if strings.TrimSpace(string(comm)) == "sshd" {
+		// OpenSSH 9.8 and later name the per-session process sshd-session
+		if c := strings.TrimSpace(string(comm)); c == "sshd" || c == "sshd-session" {
 			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid))
 			t.Logf("sshd session of pid %d: pid %d %q", pid, ppid, strings.ReplaceAll(string(cmdline), "\x00", " "))
 			return ppid
@@ -637,9 +647,23 @@ func cutAndResume(t *testing.T, victims func(t *testing.T, serve []int) []int) {
 	if got, want := sumOf(t, target, true), sumOf(t, src+"/big", false); got != want {
 		t.Errorf("replica checksum %s != source %s", got, want)
 	}
-	if pids := c.farServePIDs(t); len(pids) != 0 {
-		// the cut run's serve must not linger either
-		t.Errorf("far zsync serve processes left over: %v", pids)
+	// the cut run's serve must not linger either (it may take a moment to
+	// see its connection gone)
+	if pids := waitNone(func() []int { return c.farServePIDs(t) }); len(pids) != 0 {
+		t.Errorf("far zsync serve processes still running 60s after the run: %v", pids)
+	}
+}
+
+// waitNone polls list until it is empty or 60s have passed, and returns
+// what it last listed.
+func waitNone(list func() []int) []int {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := list()
+		if len(got) == 0 || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
