@@ -64,7 +64,7 @@ func (p *progress) event(ev zsync.Event) {
 		p.start[ev.Dataset] = time.Now()
 		p.clearLine()
 		l.Info().Str("target", ev.Target).Int64("estimate", ev.Total).Msg(ev.Message)
-	case "abort-resume", "rotate":
+	case "abort-resume", "rotate", "warning":
 		p.clearLine()
 		l.Warn().Str("target", ev.Target).Msg(ev.Message)
 	case "dry-run":
@@ -169,7 +169,7 @@ func toRunReport(command string, r *zsync.Report, jobErr error, others ...error)
 	}
 	var errs []string
 	for _, d := range r.Datasets {
-		dr := state.DatasetReport{Source: d.Source, Target: d.Target, Status: string(d.Status), Steps: d.Steps, Bytes: d.Bytes, AbortedResume: d.AbortedResume, Rotated: d.Rotated}
+		dr := state.DatasetReport{Source: d.Source, Target: d.Target, Status: string(d.Status), Steps: d.Steps, Bytes: d.Bytes, AbortedResume: d.AbortedResume, Rotated: d.Rotated, Warnings: d.Warnings}
 		if !d.Last.Creation.IsZero() {
 			dr.LagSeconds = time.Since(d.Last.Creation).Seconds()
 		}

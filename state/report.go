@@ -72,8 +72,10 @@ type DatasetReport struct {
 	Bytes         int64    `json:"bytes"`
 	AbortedResume string   `json:"aborted_resume,omitempty"`
 	Rotated       string   `json:"rotated,omitempty"`
-	Error         string   `json:"error,omitempty"`
-	ErrorKind     string   `json:"error_kind,omitempty"`
+	// Warnings are housekeeping failures after a good receive.
+	Warnings  []string `json:"warnings,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	ErrorKind string   `json:"error_kind,omitempty"`
 	// LagSeconds is the age of the newest snapshot the target has, when known.
 	LagSeconds float64 `json:"lag_seconds,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -71,8 +72,15 @@ func (d *datasetRun) run(ctx context.Context) {
 		recv = append(recv, tinfo) // the planner takes the token text from here
 	}
 
-	tok, tokReason := d.decodeToken(ctx, tinfo)
-	opts := PlanOptions{Initial: j.Initial, SnapshotFilter: j.SnapshotFilter, Raw: raw}
+	tok, tokReason, err := d.decodeToken(ctx, tinfo)
+	if err != nil {
+		d.fail(err)
+		return
+	}
+	// The kernel marks a stream raw only when the dataset is encrypted
+	// (send -w of an unencrypted dataset is a plain stream), and so is the
+	// resume token of its receive: compare raw-ness the way it sets it.
+	opts := PlanOptions{Initial: j.Initial, SnapshotFilter: j.SnapshotFilter, Raw: raw && d.srcInfo.Encrypted()}
 	plan, err := PlanDataset(d.srcVersions, recv, tok, opts)
 	if tokReason != "" {
 		plan.AbortResume, plan.AbortReason = true, tokReason
@@ -121,14 +129,26 @@ func (d *datasetRun) run(ctx context.Context) {
 			base = plan.Base.GUID
 			d.res.Last = *plan.Base
 		}
-		if err := d.reconcile(ctx, tid, target, base, false); err != nil {
-			d.fail(err)
-		}
+		d.afterData(ctx, target, tinfo)
+		d.housekeeping(ctx, tid, target, base, false)
 		return
 	}
-	force := false
-	if exists && IsPlaceholder(tinfo) && len(recv) == 0 {
-		force = true // a placeholder we created: a full receive replaces it (zrepl does the same)
+	force, converted := false, false
+	if exists && IsPlaceholder(tinfo) && len(recv) == 0 && plan.Steps[0].Full() {
+		// A placeholder we created becomes the real replica: its source
+		// joined the job. recv -F onto it keeps its children (zrepl does
+		// the same), but OpenZFS refuses -F for raw streams and for
+		// encrypted placeholders: those are set aside, received fresh, and
+		// the children moved back in (adoptChildren). Nothing is destroyed.
+		if plan.Steps[0].ResumeToken == "" && (opts.Raw || tinfo.Encrypted()) {
+			if err := d.setAside(ctx, target); err != nil {
+				d.fail(err)
+				return
+			}
+			exists, tinfo = false, zfs.Entry{}
+		} else {
+			force, converted = true, true
+		}
 	}
 	if !exists {
 		if err := d.ensureParents(ctx, target); err != nil {
@@ -149,9 +169,151 @@ func (d *datasetRun) run(ctx context.Context) {
 		d.res.Last = s.To
 	}
 	d.res.Status = StatusReplicated
-	if err := d.reconcile(ctx, tid, target, last.To.GUID, true); err != nil {
-		d.fail(err)
+	if !exists {
+		// children of this run must see it (no placeholder for it)
+		d.mu.Lock()
+		d.dstInfo[target] = zfs.Entry{Name: target, Type: d.srcInfo.Type}
+		d.mu.Unlock()
 	}
+	if converted {
+		tinfo.User = map[string]string{PlaceholderProperty: target}
+	}
+	d.afterData(ctx, target, tinfo)
+	d.housekeeping(ctx, tid, target, last.To.GUID, true)
+}
+
+// afterData finishes a placeholder's conversion into the real replica, on
+// every run that finds it unfinished (so a kill in between is repaired):
+// the zsync:placeholder marker of a replica that has snapshots is cleared
+// (else prune and cascaded pulls would skip it), and the children of a
+// placeholder set aside are moved back in. Failures are warnings: the data
+// is in place.
+func (d *datasetRun) afterData(ctx context.Context, target string, tinfo zfs.Entry) {
+	if IsPlaceholder(tinfo) && tinfo.Name == target {
+		if err := d.dst.Set(ctx, target, map[string]string{PlaceholderProperty: ""}); err != nil {
+			d.warn(target, fmt.Errorf("clear %s of %s, which is a replica now: %w", PlaceholderProperty, target, err))
+		} else {
+			d.mu.Lock()
+			if e, ok := d.dstInfo[target]; ok {
+				e.User = nil
+				d.dstInfo[target] = e
+			}
+			d.mu.Unlock()
+		}
+	}
+	if err := d.adoptChildren(ctx, target); err != nil {
+		d.warn(target, err)
+	}
+}
+
+// asidePrefix starts the name a placeholder is renamed to while its real
+// replica is received in its place: <target>.zsync-placeholder-<time>.
+const asidePrefix = ".zsync-placeholder-"
+
+// setAside renames the placeholder target to a sibling, with its children,
+// so that a fresh full receive can create target.
+func (d *datasetRun) setAside(ctx context.Context, target string) error {
+	aside := target + asidePrefix + d.job.now().UTC().Format("20060102T150405Z")
+	d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("the placeholder %s becomes the replica of %s: setting it aside as %s, its children move back after the receive", target, d.source, aside)})
+	if err := d.dst.Rename(ctx, target, aside); err != nil {
+		return fmt.Errorf("set the placeholder %s aside to receive %s in its place: %w", target, d.source, err)
+	}
+	d.mu.Lock()
+	delete(d.dstInfo, target)
+	d.dstInfo[aside] = zfs.Entry{Name: aside, Type: zfs.Filesystem, User: map[string]string{PlaceholderProperty: target}}
+	d.mu.Unlock()
+	return nil
+}
+
+// adoptChildren moves the children of every placeholder set aside for
+// target (named target+asidePrefix+..., still marked as target's
+// placeholder) into target. A child whose name is taken in target stays
+// where it is and is reported. The emptied placeholder is left in place: it
+// holds no data.
+func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
+	var asides []string
+	d.mu.Lock()
+	for name, e := range d.dstInfo {
+		if strings.HasPrefix(name, target+asidePrefix) && !strings.Contains(name[len(target):], "/") && e.User[PlaceholderProperty] == target {
+			asides = append(asides, name)
+		}
+	}
+	d.mu.Unlock()
+	slices.Sort(asides)
+	var errs []error
+	for _, aside := range asides {
+		kids, err := d.dst.List(ctx, []string{aside}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list the children of %s: %w", aside, err))
+			continue
+		}
+		for _, k := range kids {
+			if k.Name == aside || parentOf(k.Name) != aside {
+				continue
+			}
+			to := target + k.Name[len(aside):]
+			d.mu.Lock()
+			_, taken := d.dstInfo[to]
+			d.mu.Unlock()
+			if taken {
+				errs = append(errs, fmt.Errorf("cannot move %s back into %s: %s exists", k.Name, target, to))
+				continue
+			}
+			if err := d.dst.Rename(ctx, k.Name, to); err != nil {
+				errs = append(errs, fmt.Errorf("move %s back into %s: %w", k.Name, target, err))
+				continue
+			}
+			d.moveInMaps(k.Name, to)
+		}
+		d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("moved the children of %s into %s; %s is empty now (no data) and may be destroyed", aside, target, aside)})
+	}
+	return errors.Join(errs...)
+}
+
+// moveInMaps renames dataset from (and its descendants) to to in the run's
+// view of the target, so children planned later see where they are now.
+func (d *datasetRun) moveInMaps(from, to string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rename := func(name string) string {
+		if name == from || strings.HasPrefix(name, from+"/") || strings.HasPrefix(name, from+"@") || strings.HasPrefix(name, from+"#") {
+			return to + name[len(from):]
+		}
+		return name
+	}
+	for ds, e := range d.dstInfo {
+		if n := rename(ds); n != ds {
+			delete(d.dstInfo, ds)
+			e.Name = n
+			d.dstInfo[n] = e
+		}
+	}
+	for ds, es := range d.byTarget {
+		if n := rename(ds); n != ds {
+			delete(d.byTarget, ds)
+			moved := make([]zfs.Entry, len(es))
+			for i, e := range es {
+				e.Name = rename(e.Name)
+				moved[i] = e
+			}
+			d.byTarget[n] = moved
+		}
+	}
+}
+
+// housekeeping reconciles after the data path succeeded. A failure here
+// leaves the data safe (the next run repairs abstractions idempotently), so
+// it is a warning on the dataset, never a failure that would skip its
+// children.
+func (d *datasetRun) housekeeping(ctx context.Context, tid TargetID, target string, cursorGUID uint64, fresh bool) {
+	if err := d.reconcile(ctx, tid, target, cursorGUID, fresh); err != nil {
+		d.warn(target, err)
+	}
+}
+
+func (d *datasetRun) warn(target string, err error) {
+	d.res.Warnings = append(d.res.Warnings, err.Error())
+	d.job.emit(Event{Dataset: d.source, Target: target, Kind: "warning", Message: err.Error()})
 }
 
 func snapshotsOnly(es []zfs.Entry) []zfs.Entry {
@@ -164,16 +326,21 @@ func snapshotsOnly(es []zfs.Entry) []zfs.Entry {
 	return out
 }
 
-// decodeToken decodes the target's resume token. A token that cannot be
-// decoded, or that names another dataset, is returned as nil with the reason
-// to abort it.
-func (d *datasetRun) decodeToken(ctx context.Context, t zfs.Entry) (*zfs.ResumeToken, string) {
+// decodeToken decodes the target's resume token. A token proven corrupt
+// (zfs cannot decode it), or one that names another dataset, is returned as
+// nil with the reason to abort it. Any other failure (a dropped connection,
+// a timeout, a refusal) is an error: the partial receive may still be good,
+// so it is kept for the next run.
+func (d *datasetRun) decodeToken(ctx context.Context, t zfs.Entry) (*zfs.ResumeToken, string, error) {
 	if t.ResumeToken == "" {
-		return nil, ""
+		return nil, "", nil
 	}
 	tok, err := d.dst.DecodeResumeToken(ctx, t.ResumeToken)
+	if errors.Is(err, zfs.ErrResumeTokenCorrupt) || errors.Is(err, zfs.ErrResumeTokenStale) {
+		return nil, fmt.Sprintf("its resume token cannot be decoded (%v)", err), nil
+	}
 	if err != nil {
-		return nil, fmt.Sprintf("its resume token cannot be decoded (%v)", err)
+		return nil, "", fmt.Errorf("decode the resume token of %s (the partial receive is kept): %w", t.Name, err)
 	}
 	if tok.ToName != "" {
 		if ds, _, _ := zfs.SplitName(tok.ToName); ds != d.source {
@@ -186,11 +353,11 @@ func (d *datasetRun) decodeToken(ctx context.Context, t zfs.Entry) (*zfs.ResumeT
 				}
 			}
 			if !found {
-				return nil, fmt.Sprintf("its resume token is for %s, not %s", tok.ToName, d.source)
+				return nil, fmt.Sprintf("its resume token is for %s, not %s", tok.ToName, d.source), nil
 			}
 		}
 	}
-	return &tok, ""
+	return &tok, "", nil
 }
 
 // checkPlainIntoEncrypted refuses to store an encrypted dataset's data
@@ -214,7 +381,11 @@ func (d *datasetRun) ensureParents(ctx context.Context, target string) error {
 	}
 	existing[d.job.TargetRoot] = true
 	for _, p := range Placeholders(d.job.TargetRoot, []string{target}, existing) {
-		if err := d.dst.Create(ctx, p, placeholderProps(p, zfs.Filesystem), false); err != nil && !errors.Is(err, zfs.ErrExists) {
+		err := d.dst.Create(ctx, p, placeholderProps(p, zfs.Filesystem), false)
+		if errors.Is(err, zfs.ErrExists) {
+			continue // made meanwhile by someone else: not ours to call a placeholder
+		}
+		if err != nil {
 			return fmt.Errorf("create placeholder %s: %w", p, err)
 		}
 		d.dstInfo[p] = zfs.Entry{Name: p, Type: zfs.Filesystem, User: map[string]string{PlaceholderProperty: p}}
@@ -235,17 +406,33 @@ func (d *datasetRun) rotate(ctx context.Context, tid TargetID, target, rotated s
 	if err := d.dst.Rename(ctx, target, rotated); err != nil {
 		return fmt.Errorf("rotate %s to %s: %w", target, rotated, err)
 	}
-	tag := LastReceivedHoldTag(tid)
-	var held []string
+	// The whole subtree moved: children planned later in this run must see
+	// their targets gone, and the last-received holds of this relationship
+	// and of the children's relationships now sit on the rotated copies,
+	// which belong to no relationship any more.
+	held := map[string][]string{} // tag -> snapshots on the rotated copies
 	d.mu.Lock()
-	for _, e := range d.byTarget[target] {
-		if slices.Contains(d.dstHolds[e.Name], tag) {
-			held = append(held, rotated+"@"+e.Short())
+	for ds, es := range d.byTarget {
+		if ds != target && !zfs.IsDescendant(ds, target) {
+			continue
+		}
+		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, ds))
+		moved := rotated + strings.TrimPrefix(ds, target)
+		for _, e := range es {
+			if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[e.Name], tag) {
+				held[tag] = append(held[tag], moved+"@"+e.Short())
+			}
+		}
+		delete(d.byTarget, ds)
+	}
+	for ds := range d.dstInfo {
+		if ds == target || zfs.IsDescendant(ds, target) {
+			delete(d.dstInfo, ds)
 		}
 	}
 	d.mu.Unlock()
-	if len(held) > 0 {
-		if err := d.dst.Release(ctx, tag, held); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+	for _, tag := range slices.Sorted(maps.Keys(held)) {
+		if err := d.dst.Release(ctx, tag, held[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
 			return fmt.Errorf("release holds on rotated %s: %w", rotated, err)
 		}
 	}
@@ -314,19 +501,29 @@ func (d *datasetRun) recvOptions(target string, force bool) zfs.RecvOptions {
 func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target string, raw, force bool) (int64, error) {
 	j := d.job
 	level := j.Protection
+	// Everything the step may deliver to the target (with -I that is every
+	// snapshot after From up to To, each committed on the target as it
+	// arrives) stays protected on the source until the cursor passes it:
+	// a step killed anywhere must find its base again, whatever prune runs
+	// in between.
+	delivered := d.delivers(s)
 	var stepSnaps []string
 	if level == ProtectionResumability {
-		stepSnaps = append(stepSnaps, s.To.Name)
 		if s.From.Type == zfs.Snapshot {
 			stepSnaps = append(stepSnaps, s.From.Name)
+		}
+		for _, e := range delivered {
+			stepSnaps = append(stepSnaps, e.Name)
 		}
 		if err := d.hold(ctx, d.src, StepHoldTag(tid), stepSnaps, d.srcHolds); err != nil {
 			return 0, fmt.Errorf("step hold: %w", err)
 		}
-	} else if level.Allows(Tentative) && s.From.Type == zfs.Snapshot {
-		bm := d.source + "#" + TentativeName(tid, s.From.GUID)
-		if err := d.src.Bookmark(ctx, s.From.Name, bm); err != nil && !errors.Is(err, zfs.ErrExists) {
-			return 0, fmt.Errorf("tentative cursor: %w", err)
+	} else if level.Allows(Tentative) {
+		for _, e := range delivered {
+			bm := d.source + "#" + TentativeName(tid, e.GUID)
+			if err := d.src.Bookmark(ctx, e.Name, bm); err != nil && !errors.Is(err, zfs.ErrExists) {
+				return 0, fmt.Errorf("tentative cursor: %w", err)
+			}
 		}
 	}
 
@@ -396,6 +593,23 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		}
 	}
 	return pr.n, nil
+}
+
+// delivers returns the sender snapshots that step s may leave on the
+// target, oldest first: To, and with -I every snapshot between From and To.
+// A resumed step delivers only To (the token's stream).
+func (d *datasetRun) delivers(s Step) []zfs.Entry {
+	if !s.Intermediates || s.ResumeToken != "" {
+		return []zfs.Entry{s.To}
+	}
+	var out []zfs.Entry
+	for _, e := range d.srcVersions {
+		if e.Type == zfs.Snapshot && e.CreateTXG > s.From.CreateTXG && e.CreateTXG < s.To.CreateTXG {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, compareVersions)
+	return append(out, s.To)
 }
 
 // hold places tag on the snapshots that do not carry it yet (known from the

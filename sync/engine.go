@@ -59,7 +59,7 @@ type Job struct {
 type Event struct {
 	Dataset string // source dataset
 	Target  string // target dataset
-	Kind    string // "plan", "step", "progress", "abort-resume", "rotate", "placeholder", "reconcile", "dry-run"
+	Kind    string // "plan", "step", "progress", "abort-resume", "rotate", "placeholder", "reconcile", "warning", "dry-run"
 	Message string
 	Step    *Step
 	Bytes   int64 // progress: bytes so far; step: bytes of the step
@@ -76,7 +76,10 @@ type Result struct {
 	Rotated        string // where a diverged target was renamed to
 	// Last is the newest source version the target has after the run (the
 	// last step's To, or the common base when up to date); zero when unknown.
-	Last     zfs.Entry
+	Last zfs.Entry
+	// Warnings are housekeeping failures after a good receive (reconciling
+	// cursors and holds): the data is safe and the next run repairs them.
+	Warnings []string
 	Err      error
 	Duration time.Duration
 }
