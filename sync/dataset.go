@@ -216,7 +216,7 @@ func (d *datasetRun) setAside(ctx context.Context, target string) error {
 	aside := target + asidePrefix + d.job.now().UTC().Format("20060102T150405Z")
 	d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("the placeholder %s becomes the replica of %s: setting it aside as %s, its children move back after the receive", target, d.source, aside)})
 	if err := d.dst.Rename(ctx, target, aside); err != nil {
-		return fmt.Errorf("set the placeholder %s aside to receive %s in its place: %w", target, d.source, err)
+		return fmt.Errorf("set the placeholder %s aside to receive %s in its place (the placeholder and its children are unchanged; where the far side refuses renames, as under append_only, rename it by hand to %s<anything>: the next run receives in its place and moves the children back): %w", target, d.source, target+asidePrefix, err)
 	}
 	d.mu.Lock()
 	delete(d.dstInfo, target)

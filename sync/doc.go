@@ -41,12 +41,16 @@
 // chain. A bookmark whose name's GUID differs from its actual guid was
 // copied or tinkered with: it is reported and never trusted.
 //
-// Step holds keep a step's from and to snapshots on the source while the
-// step is in progress, so an interrupted receive can always be resumed
-// (zfs send -t) in a later run. The tentative cursor replaces them when
-// resumability is not wanted: a bookmark of the step's to, made before the
-// send, that keeps an incremental base if the run dies after the receive but
-// before the cursor moved. The last-received hold keeps the target's newest
+// Step holds keep a step's from snapshot and every snapshot the step may
+// deliver on the source while the step is in progress: its to and, for a
+// batched -I step, every snapshot in between, since the target commits each
+// of them as it arrives. An interrupted receive can then always be resumed
+// (zfs send -t) in a later run, and whatever prune runs in between, the
+// target's newest snapshot stays known to the sender, so the next run never
+// meets a divergence of its own making. Tentative cursors replace them when
+// resumability is not wanted: bookmarks of the same delivered snapshots,
+// made before the send, that keep an incremental base wherever the run dies
+// (after a kill mid-stream, after the receive, before the cursor moved). The last-received hold keeps the target's newest
 // received snapshot, which is the next step's incremental base on the target.
 //
 // # Protection levels
@@ -61,8 +65,9 @@
 //
 // The execution side performs every step in this order:
 //
-//  1. create the step holds on from (if a snapshot) and to, or at level
-//     incremental the tentative cursor of to;
+//  1. create the step holds on from (if a snapshot) and on every snapshot
+//     the step delivers (to, and with -I those in between), in one call; or
+//     at level incremental a tentative cursor of each delivered snapshot;
 //  2. zfs send | zfs recv -s (zfs send -t when the step resumes a token);
 //  3. verify that the target's newest snapshot has to's GUID;
 //  4. move the last-received hold: place it on the received to, then
