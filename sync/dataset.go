@@ -242,6 +242,7 @@ func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 	slices.Sort(asides)
 	var errs []error
 	for _, aside := range asides {
+		moved := 0
 		kids, err := d.dst.List(ctx, []string{aside}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list the children of %s: %w", aside, err))
@@ -264,6 +265,10 @@ func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 				continue
 			}
 			d.moveInMaps(k.Name, to)
+			moved++
+		}
+		if moved == 0 {
+			continue
 		}
 		d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("moved the children of %s into %s; %s is empty now (no data) and may be destroyed", aside, target, aside)})
 	}
