@@ -101,7 +101,7 @@ func killAt(t *testing.T, kp killPoint, cfg string) {
 	if !hit {
 		t.Fatalf("the push ended before the kill point %q", kp.name)
 	}
-	killAfter(t, cmd, 0) // waits for the orphaned receive to end
+	waitReceiversGone(t)
 }
 
 type discard struct{}

@@ -55,8 +55,14 @@ func killAfter(t *testing.T, cmd *exec.Cmd, d time.Duration) {
 		cmd.Process.Kill()
 		<-done
 	}
-	// wait for the orphaned serve child and zfs recv to notice and exit
-	// (the next run must not meet a receive that is still running)
+	waitReceiversGone(t)
+}
+
+// waitReceiversGone waits for the orphaned serve child and zfs recv of a
+// killed zsync to notice and exit (the next run must not meet a receive
+// that is still running).
+func waitReceiversGone(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, _ := exec.Command("pgrep", "-f", "^zfs (recv|receive) |serve --stdio").Output()
