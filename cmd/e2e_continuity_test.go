@@ -3,110 +3,144 @@
 package cmd
 
 import (
-	"bufio"
+	"context"
+	"errors"
 	"fmt"
-	"os"
-	"os/exec"
+	"io"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	zsync "github.com/zsync-dev/zsync/sync"
+	"github.com/zsync-dev/zsync/zfs"
 	"github.com/zsync-dev/zsync/zfs/zfstest"
 )
 
-// killPoint says where in a run zsync is killed: at the first debug log line
-// for which match is true, or (when match is nil) once the far zfs recv has
-// read recvBytes bytes.
+// killPoint says where in a step's lifecycle a push ends: a real kill once
+// the far zfs recv has read recvBytes bytes (mid-stream), or, for the points
+// between two zfs calls, a deterministic stop: the source endpoint fails
+// the first call that stop matches, so the run ends for the dataset right
+// there and nothing after it in the lifecycle runs, exactly the state a
+// kill at that point leaves (a kill timed from outside could not hit the
+// few hundred milliseconds between the receive and the cursor reliably).
 type killPoint struct {
 	name      string
-	match     func(line string) bool
+	stop      func(call string) bool
 	recvBytes int64
 }
 
-// zfsTrace reports whether line is the debug trace of a local zfs call whose
-// argv contains every one of parts.
-func zfsTrace(line string, parts ...string) bool {
-	if !strings.Contains(line, `"message":"zfs"`) {
-		return false
-	}
-	for _, p := range parts {
-		if !strings.Contains(line, p) {
-			return false
-		}
-	}
-	return true
-}
-
-// The kill points of a batched step's lifecycle. The source side of a local
-// push runs in zsync itself, so its zfs calls show in its debug log: the
-// step's protection (step holds or tentative cursors) comes before the
-// send, the `zfs send` stream is traced when it ends (after the receive
-// returned, before the GUID check and the cursor), and the cursor bookmark
-// comes before the step holds are released.
+// The kill points of a batched step's lifecycle (sync/doc.go): after the
+// step's protection and before the send; mid-stream; after the receive (the
+// GUID verified, the last-received hold moved) before the cursor; after the
+// cursor moved, before the step holds are released (or, at level
+// incremental, before the old cursor and the tentative cursors go).
 func killPoints(protection string) []killPoint {
-	protect := func(l string) bool { return zfsTrace(l, `"hold"`, `"zsync_step_T`) }
+	afterCursor := func(c string) bool { return strings.HasPrefix(c, "release zsync_step_T") }
 	if protection == "incremental" {
-		protect = func(l string) bool { return zfsTrace(l, `"bookmark"`, `#zsync_tentative_T`) }
+		afterCursor = func(c string) bool { return strings.HasPrefix(c, "destroy-bookmarks ") }
 	}
 	return []killPoint{
-		{name: "before recv", match: protect},
+		{name: "before recv", stop: func(c string) bool { return strings.HasPrefix(c, "send ") }},
 		{name: "mid-stream", recvBytes: 1536 << 10},
-		{name: "after recv before cursor", match: func(l string) bool {
-			return zfsTrace(l, `"send"`, `"-I"`) && !strings.Contains(l, `"-n"`) // the stream, not its size estimate
+		{name: "after recv before cursor", stop: func(c string) bool {
+			return strings.HasPrefix(c, "bookmark ") && strings.Contains(c, "#zsync_cursor_T")
 		}},
-		{name: "after cursor move", match: func(l string) bool { return zfsTrace(l, `"bookmark"`, `#zsync_cursor_T`) }},
+		{name: "after cursor move", stop: afterCursor},
 	}
 }
 
-// killAt runs `zsync push` as a process and kills it at kp; it fails the
-// test when the run ends before the kill point was reached.
-func killAt(t *testing.T, kp killPoint, cfg string) {
+var errInjectedStop = errors.New("injected stop: the run ends here, as if killed")
+
+// stoppingEndpoint fails the first call its stop function matches (and
+// every call after it, as a dead process makes none).
+type stoppingEndpoint struct {
+	zsync.Endpoint
+	stop    func(call string) bool
+	stopped *bool
+}
+
+func (s stoppingEndpoint) check(call string) error {
+	if *s.stopped || s.stop(call) {
+		*s.stopped = true
+		return fmt.Errorf("%s: %w", call, errInjectedStop)
+	}
+	return nil
+}
+
+func (s stoppingEndpoint) Send(ctx context.Context, v zfs.ValidatedSend) (io.ReadCloser, error) {
+	if err := s.check("send"); err != nil {
+		return nil, err
+	}
+	return s.Endpoint.Send(ctx, v)
+}
+
+func (s stoppingEndpoint) Bookmark(ctx context.Context, snap, bm string) error {
+	if err := s.check("bookmark " + snap + " " + bm); err != nil {
+		return err
+	}
+	return s.Endpoint.Bookmark(ctx, snap, bm)
+}
+
+func (s stoppingEndpoint) Hold(ctx context.Context, tag string, snaps []string) error {
+	if err := s.check("hold " + tag); err != nil {
+		return err
+	}
+	return s.Endpoint.Hold(ctx, tag, snaps)
+}
+
+func (s stoppingEndpoint) Release(ctx context.Context, tag string, snaps []string) error {
+	if err := s.check("release " + tag); err != nil {
+		return err
+	}
+	return s.Endpoint.Release(ctx, tag, snaps)
+}
+
+func (s stoppingEndpoint) DestroyBookmarks(ctx context.Context, bms []string) error {
+	if err := s.check("destroy-bookmarks " + strings.Join(bms, " ")); err != nil {
+		return err
+	}
+	return s.Endpoint.DestroyBookmarks(ctx, bms)
+}
+
+// killAt ends a push of the config's only job at kp.
+func killAt(t *testing.T, kp killPoint, cfgPath string) {
 	t.Helper()
-	if kp.match == nil {
-		killWhenReceived(t, startZsync(t, "--config", cfg, "push"), kp.recvBytes)
+	if kp.stop == nil {
+		killWhenReceived(t, startZsync(t, "--config", cfgPath, "push"), kp.recvBytes)
 		return
 	}
-	bin := os.Getenv("ZSYNC_BIN")
-	if bin == "" {
-		t.Fatal("ZSYNC_BIN is not set: the harness passes the built zsync binary")
-	}
-	cmd := exec.Command(bin, "--config", cfg, "--log-format", "json", "--log-level", "debug", "push")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, log: zerolog.Nop()}
+	job, cleanup, err := e.buildJob(cfg, &cfg.Jobs[0], false, zerolog.Nop())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
+	defer cleanup()
+	stopped := false
+	open := job.Source
+	job.Source = func(ctx context.Context) (zsync.Endpoint, error) {
+		ep, err := open(ctx)
+		if err != nil {
+			return nil, err
 		}
-	})
-	sc := bufio.NewScanner(stderr)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	hit := false
-	for sc.Scan() {
-		if kp.match(sc.Text()) {
-			cmd.Process.Kill() // zsync only: its serve child must notice by itself
-			hit = true
-			t.Logf("killed at %q: %s", kp.name, tail(sc.Text(), 300))
-			break
-		}
+		return stoppingEndpoint{Endpoint: ep, stop: kp.stop, stopped: &stopped}, nil
 	}
-	go func() { _, _ = bufio.NewReader(stderr).WriteTo(discard{}) }()
-	cmd.Wait()
-	if !hit {
-		t.Fatalf("the push ended before the kill point %q", kp.name)
+	rep, err := job.Run(context.Background())
+	if err != nil {
+		t.Fatalf("push to %q: %v", kp.name, err)
 	}
-	waitReceiversGone(t)
+	if !stopped {
+		t.Fatalf("the push never reached the kill point %q: %+v", kp.name, rep.Datasets)
+	}
+	if d := rep.Datasets[0]; !errors.Is(d.Err, errInjectedStop) {
+		t.Fatalf("the push ended with %v, not at the kill point %q", d.Err, kp.name)
+	}
+	t.Logf("stopped at %q: %v", kp.name, rep.Datasets[0].Err)
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // batchEnv makes src/big with one replicated snapshot, then four new
 // snapshots of 1 MiB each: the next push sends them in one -I step.
