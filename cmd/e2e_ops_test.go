@@ -191,6 +191,9 @@ func TestPlaceholderReplacedWhenParentJoins(t *testing.T) {
 	if g := zfstest.GUID(t, e.target("data/child")+"@first snap"); g != childGUID {
 		t.Errorf("the child's replica changed: guid %s -> %s", childGUID, g)
 	}
+	if v := zfstest.Get(t, e.target("data"), "zsync:placeholder"); v == e.target("data") {
+		t.Errorf("the parent replica is still marked as a placeholder (prune and cascaded pulls would skip it)")
+	}
 	e.checkSame(t, "data")
 	e.checkSame(t, "data/child")
 	e.checkInvariants(t, "data", "data/child", "data/with space")
