@@ -29,7 +29,24 @@ type datasetStatus struct {
 	Cursors       int     `json:"cursor_bookmarks"`
 	StepHolds     int     `json:"step_holds"`
 	LastHolds     int     `json:"last_received_holds"`
-	Error         string  `json:"error,omitempty"`
+	// StaleRelations are the other relationships on the dataset (its
+	// source, or its target) that no configured job uses (orphaned) or that
+	// cannot be checked from here (unknown), with what they pin.
+	StaleRelations []relationStatus `json:"stale_relations,omitempty"`
+	Error          string           `json:"error,omitempty"`
+}
+
+// relationStatus is a relationship that is not this job's and not known to
+// be used, found on one of the job's datasets.
+type relationStatus struct {
+	ID                 string   `json:"relation_id"`
+	Dataset            string   `json:"dataset"`
+	Side               string   `json:"side"`  // source | target
+	State              string   `json:"state"` // orphaned | unknown
+	Reason             string   `json:"reason"`
+	Objects            []string `json:"objects"`
+	Protects           []string `json:"protects"`             // snapshots prune never destroys because of it
+	NotReplicatedKeeps []string `json:"not_replicated_keeps"` // snapshots not_replicated keeps only because of its cursor
 }
 
 type jobStatus struct {
@@ -51,9 +68,10 @@ func statusCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			lv := e.liveness(c.Context, cfg)
 			var all []jobStatus
 			for _, j := range jobs {
-				all = append(all, e.jobStatus(c.Context, cfg, j, time.Now()))
+				all = append(all, e.jobStatus(c.Context, cfg, j, time.Now(), lv))
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(e.stdout)
@@ -88,6 +106,11 @@ func statusCommand(e *env) *cli.Command {
 					}
 					fmt.Fprintf(e.stdout, "    last replicated: %s, lag %s, resumable: %v\n", last, time.Duration(d.LagSeconds*float64(time.Second)).Round(time.Second), d.Resumable)
 					fmt.Fprintf(e.stdout, "    owned: %d cursor, %d step hold, %d last-received hold\n", d.Cursors, d.StepHolds, d.LastHolds)
+					for _, r := range d.StaleRelations {
+						fmt.Fprintf(e.stdout, "    %s relationship %s on %s (%s side): %s\n", r.State, r.ID, r.Dataset, r.Side, r.Reason)
+						fmt.Fprintf(e.stdout, "      owns: %s\n", strings.Join(r.Objects, ", "))
+						fmt.Fprintf(e.stdout, "      pins: %s\n", describePins(r.Protects, r.NotReplicatedKeeps))
+					}
 				}
 			}
 			return nil
@@ -95,8 +118,9 @@ func statusCommand(e *env) *cli.Command {
 	}
 }
 
-// jobStatus lists both sides of a job once and describes each dataset.
-func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time) jobStatus {
+// jobStatus lists both sides of a job once and describes each dataset. With
+// lv it also judges the other relationships found on the datasets.
+func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time, lv *liveness) jobStatus {
 	js := jobStatus{Job: j.Name, Type: j.Type}
 	if r, err := state.ReadRunReport(cfg.Global.StateDir, j.Name); err == nil {
 		js.LastRun = &r
@@ -112,7 +136,7 @@ func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time
 		var dst zsync.Endpoint
 		dst, err = job.Target(ctx)
 		if err == nil {
-			js.Datasets, err = describe(ctx, j, job, src, dst, now)
+			js.Datasets, err = describe(ctx, j, job, src, dst, now, lv)
 		}
 	}
 	if err != nil {
@@ -121,7 +145,7 @@ func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time
 	return js
 }
 
-func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.Endpoint, now time.Time) ([]datasetStatus, error) {
+func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.Endpoint, now time.Time, lv *liveness) ([]datasetStatus, error) {
 	sl, err := src.List(ctx, job.Datasets.Roots(), zfs.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list source: %w", err)
@@ -142,6 +166,7 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 	}
 	sabs, _ := zsync.ListAbstractions(sl, sh)
 	dabs, _ := zsync.ListAbstractions(dl, dh)
+	srels, drels := zsync.Relations(sabs), zsync.Relations(dabs)
 	var out []datasetStatus
 	for _, x := range sl {
 		if !x.IsDataset() || !job.Datasets.Match(x.Name) {
@@ -193,10 +218,33 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 				d.LastHolds++
 			}
 		}
+		if lv != nil {
+			d.StaleRelations = append(staleRelations(x.Name, zsync.SenderSide, tid, srels, sabs, sl, lv, j),
+				staleRelations(t, zsync.ReceiverSide, tid, drels, dabs, dl, lv, j)...)
+		}
 		out = append(out, d)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Source < out[b].Source })
 	return out, nil
+}
+
+// staleRelations judges the relationships other than own found on one side
+// of one dataset and describes those not known to be in use.
+func staleRelations(ds string, side zsync.RelationSide, own zsync.TargetID, rels []zsync.Relation, abs []zsync.Abstraction, list []zfs.Entry, lv *liveness, j *jobConfig) []relationStatus {
+	var out []relationStatus
+	for _, r := range rels {
+		if r.Dataset != ds || r.Side != side || r.ID == own {
+			continue
+		}
+		verdict, why := zsync.Judge(r, lv.live, lv.claimsAt(j, side))
+		if verdict == zsync.Live {
+			continue
+		}
+		protects, keeps := relationPins(r, abs, list)
+		out = append(out, relationStatus{ID: string(r.ID), Dataset: ds, Side: side.String(), State: verdict.String(), Reason: why,
+			Objects: describeObjects(r), Protects: protects, NotReplicatedKeeps: keeps})
+	}
+	return out
 }
 
 // checkError carries a Nagios exit code through the one exit point.
@@ -229,7 +277,7 @@ func checkCommand(e *env) *cli.Command {
 			for _, j := range jobs {
 				warnL, critL := thresholds(j, j.Check.LagWarning, j.Check.LagCritical)
 				warnS, critS := thresholds(j, j.Check.SnapshotWarning, j.Check.SnapshotCritical)
-				js := e.jobStatus(c.Context, cfg, j, now)
+				js := e.jobStatus(c.Context, cfg, j, now, nil)
 				if js.Error != "" {
 					worst = max(worst, 3)
 					lines = append(lines, fmt.Sprintf("%s: %s", j.Name, js.Error))

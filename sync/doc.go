@@ -20,6 +20,10 @@
 //     time.
 //   - names.go builds and parses the names of zsync's bookmarks and hold
 //     tags; reconcile.go finds them in a listing and decides which are stale.
+//   - liveness.go groups them into relationships (Relations) and decides
+//     whether a relationship is still used by a configured job (Judge):
+//     live, orphaned (no job uses it; released only on request) or unknown
+//     (something that could own it cannot be checked, so it is kept).
 //
 // # Continuity model
 //
@@ -86,5 +90,6 @@
 // an interrupted step. Because a new cursor or hold is always created before
 // the old one goes, the reconciler never declares the old one stale while
 // the new one is missing. StaleAll applies conservative rules to everything
-// found, for `zsync holds release-stale`.
+// found, for `zsync holds release-stale`; a relationship no configured job
+// uses any more (Judge says Orphaned) is released whole only on request.
 package sync
