@@ -240,6 +240,18 @@ func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 	}
 	d.mu.Unlock()
 	slices.Sort(asides)
+	if len(asides) == 0 {
+		return nil
+	}
+	// what target holds now (the run's listing predates the set-aside)
+	present, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
+	if err != nil {
+		return fmt.Errorf("list the children of %s: %w", target, err)
+	}
+	taken := map[string]bool{}
+	for _, e := range present {
+		taken[e.Name] = true
+	}
 	var errs []error
 	for _, aside := range asides {
 		moved := 0
@@ -253,10 +265,7 @@ func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 				continue
 			}
 			to := target + k.Name[len(aside):]
-			d.mu.Lock()
-			_, taken := d.dstInfo[to]
-			d.mu.Unlock()
-			if taken {
+			if taken[to] {
 				errs = append(errs, fmt.Errorf("cannot move %s back into %s: %s exists", k.Name, target, to))
 				continue
 			}
