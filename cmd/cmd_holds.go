@@ -235,6 +235,11 @@ func (e *env) releaseStale(c *cli.Context) error {
 		e.log.Warn().Err(err).Msg("cannot learn which relationships this job uses: what it could own is kept as unknown")
 	}
 	var failures []error
+	if orphaned {
+		// asked to release orphans but some jobs could not be asked: what
+		// they could own was kept, and the exit code says the work is partial
+		failures = append(failures, lv.unchecked...)
+	}
 	ok, kept := 0, 0
 	for _, s := range e.holdsScans(ctx, cfg, jobs, lv) {
 		if s.openErr != nil {

@@ -49,6 +49,12 @@ func (e *env) liveness(ctx context.Context, cfg *Config) *liveness {
 		}
 	}
 	lv.local = append(lv.local, serveClaims(cfg)...)
+	// A last-received hold on this host may belong to a push from another
+	// host (a shared root, a far side without [[serve.client]]), which no
+	// configuration here names: never judge one orphaned. They pin one
+	// snapshot of a replica each; the source side is what pins retention.
+	lv.local = append(lv.local, zsync.Claim{Side: zsync.ReceiverSide,
+		Reason: "a last-received hold on a replica: a push from another host may own it, which cannot be checked from here (release it by hand with zfs release if that relationship is gone)"})
 	return lv
 }
 

@@ -3,6 +3,7 @@ package sync
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,6 +154,10 @@ func Judge(r Relation, live map[TargetID]string, claims []Claim) (Liveness, stri
 	return Orphaned, OrphanReason
 }
 
+// ErrRelationsUnknown is wrapped by LiveRelations when the job's target root
+// cannot tell which relationships it has.
+var ErrRelationsUnknown = errors.New("the job's relationships cannot be known")
+
 // LiveRelation is one relationship a job uses now.
 type LiveRelation struct {
 	ID             TargetID
@@ -163,7 +168,8 @@ type LiveRelation struct {
 // selected source dataset (placeholders excluded, as Run does), the id
 // RelationID(target root's id, Map(source)). It only reads: it opens the
 // job's Source and Target, reads the target root's id (a root or id that
-// does not exist yet means no relationship), lists the source and closes
+// does not exist is an error wrapping ErrRelationsUnknown: the root may be
+// on a pool that is not imported right now), lists the source and closes
 // both. Any error means the job's relationships are not known; the caller
 // must then treat whatever the job could own as Unknown.
 func (j *Job) LiveRelations(ctx context.Context) ([]LiveRelation, error) {
@@ -184,7 +190,10 @@ func (j *Job) LiveRelations(ctx context.Context) ([]LiveRelation, error) {
 		return nil, err
 	}
 	if rootTID == "" {
-		return nil, nil
+		// a root that is missing (an exported backup pool, a far pool not
+		// imported yet) or has no id yet tells nothing about the
+		// relationships that exist: they must not look orphaned
+		return nil, fmt.Errorf("the target root %s does not exist or has no %s (yet): %w", j.TargetRoot, TargetIDProperty, ErrRelationsUnknown)
 	}
 	roots := j.Datasets.Roots()
 	list, err := src.List(ctx, roots, zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume}, UserProps: []string{PlaceholderProperty}})

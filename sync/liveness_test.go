@@ -115,8 +115,10 @@ func TestLiveRelations(t *testing.T) {
 	}{
 		{name: "selected sources, placeholders and excluded ones left out", dst: &liveEP{props: withID}, src: &liveEP{list: sources},
 			want: []string{"tank/a -> backup/r/tank/a", "tank/a/ph/kid -> backup/r/tank/a/ph/kid"}},
-		{name: "target root without id: no relationship yet", dst: &liveEP{props: map[string]map[string]string{"backup/r": {TargetIDProperty: "-"}}}, src: &liveEP{list: sources}},
-		{name: "no target root: no relationship yet", dst: &liveEP{getErr: fmt.Errorf("get: %w", zfs.ErrDatasetNotFound)}, src: &liveEP{list: sources}},
+		// a missing root (a pool not imported now) or id tells nothing: the
+		// job's relationships must not look orphaned
+		{name: "target root without id: unknown", dst: &liveEP{props: map[string]map[string]string{"backup/r": {TargetIDProperty: "-"}}}, src: &liveEP{list: sources}, wantErr: true},
+		{name: "no target root: unknown", dst: &liveEP{getErr: fmt.Errorf("get: %w", zfs.ErrDatasetNotFound)}, src: &liveEP{list: sources}, wantErr: true},
 		{name: "target unreadable", dst: &liveEP{getErr: errors.New("connection reset")}, src: &liveEP{list: sources}, wantErr: true},
 		{name: "malformed id", dst: &liveEP{props: map[string]map[string]string{"backup/r": {TargetIDProperty: "XYZ"}}}, src: &liveEP{list: sources}, wantErr: true},
 		{name: "source unlistable", dst: &liveEP{props: withID}, src: &liveEP{listErr: errors.New("connection reset")}, wantErr: true},

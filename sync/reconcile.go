@@ -243,7 +243,7 @@ func Stale(tid TargetID, level Protection, dataset string, abs []Abstraction, cu
 // target). With known false nothing is known about the target (release-stale
 // without planning): the newest cursor is live, tentatives are stale only
 // when the live cursor is at or after them, and step holds only when their
-// snapshot is at or before the live cursor.
+// snapshot is before the live cursor.
 func staleSource(level Protection, mine []Abstraction, cursorGUID uint64, inFlight *InFlight, known bool) []Abstraction {
 	var live *Abstraction
 	for i, a := range mine {
@@ -275,7 +275,7 @@ func staleSource(level Protection, mine []Abstraction, cursorGUID uint64, inFlig
 			if known {
 				isStale = !inFlight.covers(a.GUID)
 			} else {
-				isStale = live != nil && a.CreateTXG <= live.CreateTXG
+				isStale = live != nil && a.CreateTXG < live.CreateTXG
 			}
 		}
 		if isStale {
@@ -339,8 +339,9 @@ func staleReceived(level Protection, mine []Abstraction, receivedGUID uint64) []
 //
 //   - the newest cursor is live, older ones are stale;
 //   - a tentative cursor is stale when the newest cursor is at or after it;
-//   - a step hold is stale when its snapshot is at or before the newest
-//     cursor (with no cursor, an interrupted initial step keeps its holds);
+//   - a step hold is stale when its snapshot is before the newest cursor
+//     (the cursor's own snapshot may be the from of a step in flight; with
+//     no cursor, an interrupted initial step keeps its holds);
 //   - the newest last-received hold is live, older ones are stale.
 //
 // The result is sorted like ListAbstractions' output.

@@ -209,7 +209,9 @@ func TestStaleTarget(t *testing.T) {
 
 func TestStaleAll(t *testing.T) {
 	for _, line := range []string{
-		"| C:a C:b T:a T:c S:a S:b S:c L:x L:y => C:a T:a S:a S:b L:x",
+		// a step hold on the newest cursor's own snapshot stays: it may be
+		// the from of a step in flight
+		"| C:a C:b T:a T:c S:a S:b S:c L:x L:y => C:a T:a S:a L:x",
 		"| S:a S:b => ", // no cursor: an interrupted initial step keeps its holds
 		"| C:a C:b C:a! C:c! => C:a C:a!",
 		"| C:a C:b~ C:c => C:a", // per dataset
