@@ -134,15 +134,21 @@ func (d *datasetRun) run(ctx context.Context) {
 		return
 	}
 	force, converted := false, false
-	if exists && IsPlaceholder(tinfo) && len(recv) == 0 && plan.Steps[0].Full() {
+	if exists && IsPlaceholder(tinfo) && len(snapshotsOnly(recv)) == 0 && plan.Steps[0].Full() {
 		// A placeholder we created becomes the real replica: its source
 		// joined the job. recv -F onto it keeps its children (zrepl does
 		// the same), but OpenZFS refuses -F for raw streams and for
 		// encrypted placeholders: those are set aside, received fresh, and
 		// the children moved back in (adoptChildren). Nothing is destroyed.
+		// A conversion that cannot be done leaves the placeholder as it is,
+		// so its children keep replicating into it.
 		if plan.Steps[0].ResumeToken == "" && (opts.Raw || tinfo.Encrypted()) {
+			if err := d.checkMovable(target); err != nil {
+				d.failKeepingChildren(err)
+				return
+			}
 			if err := d.setAside(ctx, target); err != nil {
-				d.fail(err)
+				d.failKeepingChildren(err)
 				return
 			}
 			exists, tinfo = false, zfs.Entry{}
@@ -161,6 +167,12 @@ func (d *datasetRun) run(ctx context.Context) {
 		n, err := d.step(ctx, s, tid, target, raw, force && s.Full())
 		d.res.Bytes += n
 		if err != nil {
+			if converted {
+				// recv -F into the placeholder failed (refused under
+				// append_only, or cut): it and its children are intact
+				d.failKeepingChildren(fmt.Errorf("%s: %w (the placeholder %s and its children are unchanged and keep replicating; to convert it, run one push with append_only off on the far side)", s, err, target))
+				return
+			}
 			d.fail(fmt.Errorf("%s: %w", s, err))
 			return
 		}
@@ -175,6 +187,9 @@ func (d *datasetRun) run(ctx context.Context) {
 		d.dstInfo[target] = zfs.Entry{Name: target, Type: d.srcInfo.Type}
 		d.mu.Unlock()
 	}
+	if d.res.Rotated != "" {
+		d.rotateBack(ctx, target, d.res.Rotated)
+	}
 	if converted {
 		tinfo.User = map[string]string{PlaceholderProperty: target}
 	}
@@ -185,9 +200,10 @@ func (d *datasetRun) run(ctx context.Context) {
 // afterData finishes a placeholder's conversion into the real replica, on
 // every run that finds it unfinished (so a kill in between is repaired):
 // the zsync:placeholder marker of a replica that has snapshots is cleared
-// (else prune and cascaded pulls would skip it), and the children of a
-// placeholder set aside are moved back in. Failures are warnings: the data
-// is in place.
+// (else prune and cascaded pulls would skip it; failing that is a warning),
+// and the children of a placeholder set aside are moved back in (failing
+// that fails the dataset, so that its children are skipped rather than
+// received afresh beside their old replicas).
 func (d *datasetRun) afterData(ctx context.Context, target string, tinfo zfs.Entry) {
 	if IsPlaceholder(tinfo) && tinfo.Name == target {
 		if err := d.dst.Set(ctx, target, map[string]string{PlaceholderProperty: ""}); err != nil {
@@ -202,7 +218,9 @@ func (d *datasetRun) afterData(ctx context.Context, target string, tinfo zfs.Ent
 		}
 	}
 	if err := d.adoptChildren(ctx, target); err != nil {
-		d.warn(target, err)
+		// a child left in the aside would be received afresh below target
+		// and its history split: skip the children until it is resolved
+		d.fail(err)
 	}
 }
 
@@ -216,20 +234,48 @@ func (d *datasetRun) setAside(ctx context.Context, target string) error {
 	aside := target + asidePrefix + d.job.now().UTC().Format("20060102T150405Z")
 	d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("the placeholder %s becomes the replica of %s: setting it aside as %s, its children move back after the receive", target, d.source, aside)})
 	if err := d.dst.Rename(ctx, target, aside); err != nil {
-		return fmt.Errorf("set the placeholder %s aside to receive %s in its place (the placeholder and its children are unchanged; where the far side refuses renames, as under append_only, rename it by hand to %s<anything>: the next run receives in its place and moves the children back): %w", target, d.source, target+asidePrefix, err)
+		return fmt.Errorf("set the placeholder %s aside to receive %s in its place (the placeholder and its children are unchanged; where the far side refuses renames, as under append_only, run one push with append_only off on the far side): %w", target, d.source, err)
 	}
+	d.moveInMaps(target, aside)
 	d.mu.Lock()
-	delete(d.dstInfo, target)
 	d.dstInfo[aside] = zfs.Entry{Name: aside, Type: zfs.Filesystem, User: map[string]string{PlaceholderProperty: target}}
 	d.mu.Unlock()
 	return nil
 }
 
+// checkMovable refuses to set the placeholder target aside when one of its
+// children could not be moved back below the new replica: OpenZFS moves an
+// encrypted dataset to another encryption root only when it is its own
+// encryption root.
+func (d *datasetRun) checkMovable(target string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var stuck []string
+	for name, e := range d.dstInfo {
+		if parentOf(name) == target && e.Encrypted() && e.EncryptionRoot != "" && e.EncryptionRoot != name {
+			stuck = append(stuck, name)
+		}
+	}
+	if len(stuck) == 0 {
+		return nil
+	}
+	slices.Sort(stuck)
+	return fmt.Errorf("cannot make the placeholder %s the replica of %s: its children %s inherit their encryption from above, and OpenZFS cannot move them below a new encryption root; the placeholder and its children are unchanged and keep replicating (to replicate %s, give it another target, or recreate those children as their own encryption roots)", target, d.source, strings.Join(stuck, ", "), d.source)
+}
+
+// failKeepingChildren fails the dataset but lets its children run: the
+// target subtree is intact and usable as it is.
+func (d *datasetRun) failKeepingChildren(err error) {
+	d.fail(err)
+	d.res.ChildrenMayRun = true
+}
+
 // adoptChildren moves the children of every placeholder set aside for
 // target (named target+asidePrefix+..., still marked as target's
-// placeholder) into target. A child whose name is taken in target stays
-// where it is and is reported. The emptied placeholder is left in place: it
-// holds no data.
+// placeholder) into target, and then marks each emptied aside as a
+// placeholder of its own (so prune and cascaded pulls skip it); it holds no
+// data and may be destroyed. A child that cannot be moved (its name is
+// taken in target, the far side refuses) is an error naming it.
 func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 	var asides []string
 	d.mu.Lock()
@@ -240,48 +286,63 @@ func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 	}
 	d.mu.Unlock()
 	slices.Sort(asides)
-	if len(asides) == 0 {
-		return nil
+	var errs []error
+	for _, aside := range asides {
+		left, err := d.moveChildren(ctx, aside, target)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(left) > 0 {
+			errs = append(errs, fmt.Errorf("the placeholder %s set aside for %s still holds %s: move them below %s by hand (zfs rename) or resolve the conflict; until then the children of %s are skipped", aside, target, strings.Join(left, ", "), target, d.source))
+			continue
+		}
+		if err := d.dst.Set(ctx, aside, map[string]string{PlaceholderProperty: aside}); err != nil {
+			errs = append(errs, fmt.Errorf("mark the emptied %s as a placeholder: %w", aside, err))
+			continue
+		}
+		d.mu.Lock()
+		d.dstInfo[aside] = zfs.Entry{Name: aside, Type: zfs.Filesystem, User: map[string]string{PlaceholderProperty: aside}}
+		d.mu.Unlock()
+		d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("the children of %s are below %s again; %s is an empty placeholder now (no data, no children) and may be destroyed", aside, target, aside)})
 	}
-	// what target holds now (the run's listing predates the set-aside)
-	present, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
+	return errors.Join(errs...)
+}
+
+// moveChildren renames every direct child of from to the same name below
+// to, unless that name is taken, updating the run's view. It returns the
+// children it could not move (with why); err is a failed listing.
+func (d *datasetRun) moveChildren(ctx context.Context, from, to string) (left []string, err error) {
+	kids, err := d.dst.List(ctx, []string{from}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
 	if err != nil {
-		return fmt.Errorf("list the children of %s: %w", target, err)
+		return nil, fmt.Errorf("list the children of %s: %w", from, err)
+	}
+	// what to holds now (the run's listing predates the renames)
+	present, err := d.dst.List(ctx, []string{to}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
+	if err != nil {
+		return nil, fmt.Errorf("list the children of %s: %w", to, err)
 	}
 	taken := map[string]bool{}
 	for _, e := range present {
 		taken[e.Name] = true
 	}
-	var errs []error
-	for _, aside := range asides {
-		moved := 0
-		kids, err := d.dst.List(ctx, []string{aside}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list the children of %s: %w", aside, err))
+	for _, k := range kids {
+		if k.Name == from || parentOf(k.Name) != from {
 			continue
 		}
-		for _, k := range kids {
-			if k.Name == aside || parentOf(k.Name) != aside {
-				continue
-			}
-			to := target + k.Name[len(aside):]
-			if taken[to] {
-				errs = append(errs, fmt.Errorf("cannot move %s back into %s: %s exists", k.Name, target, to))
-				continue
-			}
-			if err := d.dst.Rename(ctx, k.Name, to); err != nil {
-				errs = append(errs, fmt.Errorf("move %s back into %s: %w", k.Name, target, err))
-				continue
-			}
-			d.moveInMaps(k.Name, to)
-			moved++
-		}
-		if moved == 0 {
+		dest := to + k.Name[len(from):]
+		if taken[dest] {
+			left = append(left, fmt.Sprintf("%s (%s exists)", k.Name, dest))
 			continue
 		}
-		d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("moved the children of %s into %s; %s is empty now (no data) and may be destroyed", aside, target, aside)})
+		if err := d.dst.Rename(ctx, k.Name, dest); err != nil {
+			left = append(left, fmt.Sprintf("%s (%v)", k.Name, err))
+			continue
+		}
+		taken[dest] = true
+		d.moveInMaps(k.Name, dest)
 	}
-	return errors.Join(errs...)
+	return left, nil
 }
 
 // moveInMaps renames dataset from (and its descendants) to to in the run's
@@ -420,37 +481,63 @@ func (d *datasetRun) rotate(ctx context.Context, tid TargetID, target, rotated s
 	if err := d.dst.Rename(ctx, target, rotated); err != nil {
 		return fmt.Errorf("rotate %s to %s: %w", target, rotated, err)
 	}
-	// The whole subtree moved: children planned later in this run must see
-	// their targets gone, and the last-received holds of this relationship
-	// and of the children's relationships now sit on the rotated copies,
-	// which belong to no relationship any more.
-	held := map[string][]string{} // tag -> snapshots on the rotated copies
+	// The whole subtree moved. This relationship's last-received holds now
+	// sit on the rotated copy, which belongs to no relationship any more.
+	// The children's entries follow them in the run's view; rotated children
+	// come back below the fresh replica after its receive (rotateBack).
+	tag := LastReceivedHoldTag(tid)
+	var held []string
+	d.mu.Lock()
+	for _, e := range d.byTarget[target] {
+		if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[e.Name], tag) {
+			held = append(held, rotated+"@"+e.Short())
+		}
+	}
+	d.mu.Unlock()
+	d.moveInMaps(target, rotated)
+	if len(held) > 0 {
+		if err := d.dst.Release(ctx, tag, held); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+			return fmt.Errorf("release holds on rotated %s: %w", rotated, err)
+		}
+	}
+	return nil
+}
+
+// rotateBack moves the children of the rotated copy (they did not diverge;
+// a child that did is rotated in its own turn) back below the fresh replica
+// target, so they go on incrementally, other jobs' replicas below a shared
+// root included. A child that cannot be moved (OpenZFS refuses to move an
+// encrypted dataset that inherits its key to another encryption root)
+// stays in the rotated copy and is received afresh: its zsync last-received
+// holds there are released, as they belong to no relationship any more.
+func (d *datasetRun) rotateBack(ctx context.Context, target, rotated string) {
+	left, err := d.moveChildren(ctx, rotated, target)
+	if err != nil {
+		d.warn(target, err)
+	}
+	if len(left) > 0 {
+		d.job.emit(Event{Dataset: d.source, Target: target, Kind: "rotate", Message: fmt.Sprintf("children stay in the rotated %s and are replicated afresh: %s", rotated, strings.Join(left, "; "))})
+	}
+	held := map[string][]string{} // tag -> snapshots in the rotated copy
 	d.mu.Lock()
 	for ds, es := range d.byTarget {
-		if ds != target && !zfs.IsDescendant(ds, target) {
+		if !zfs.IsDescendant(ds, rotated) || ds == rotated {
 			continue
 		}
-		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, ds))
-		moved := rotated + strings.TrimPrefix(ds, target)
+		orig := target + ds[len(rotated):]
+		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, orig))
 		for _, e := range es {
-			if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[e.Name], tag) {
-				held[tag] = append(held[tag], moved+"@"+e.Short())
+			if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[orig+"@"+e.Short()], tag) {
+				held[tag] = append(held[tag], e.Name)
 			}
-		}
-		delete(d.byTarget, ds)
-	}
-	for ds := range d.dstInfo {
-		if ds == target || zfs.IsDescendant(ds, target) {
-			delete(d.dstInfo, ds)
 		}
 	}
 	d.mu.Unlock()
 	for _, tag := range slices.Sorted(maps.Keys(held)) {
 		if err := d.dst.Release(ctx, tag, held[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
-			return fmt.Errorf("release holds on rotated %s: %w", rotated, err)
+			d.warn(target, fmt.Errorf("release holds in the rotated %s: %w", rotated, err))
 		}
 	}
-	return nil
 }
 
 func (d *datasetRun) dryRun(ctx context.Context, plan Plan, raw bool, target string) {
@@ -529,11 +616,19 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		for _, e := range delivered {
 			stepSnaps = append(stepSnaps, e.Name)
 		}
-		if err := d.hold(ctx, d.src, StepHoldTag(tid), stepSnaps, d.srcHolds); err != nil {
+		// not d.srcHolds: the run-start listing is stale once an earlier
+		// step of this run released its holds
+		if err := d.hold(ctx, d.src, StepHoldTag(tid), stepSnaps, nil); err != nil {
 			return 0, fmt.Errorf("step hold: %w", err)
 		}
 	} else if level.Allows(Tentative) {
-		for _, e := range delivered {
+		marks := delivered
+		if s.From.Type == zfs.Snapshot {
+			// the base too: it may have no cursor of this relationship yet
+			// (the first run after protection = "nothing", a lost cursor)
+			marks = append([]zfs.Entry{s.From}, delivered...)
+		}
+		for _, e := range marks {
 			bm := d.source + "#" + TentativeName(tid, e.GUID)
 			if err := d.src.Bookmark(ctx, e.Name, bm); err != nil && !errors.Is(err, zfs.ErrExists) {
 				return 0, fmt.Errorf("tentative cursor: %w", err)

@@ -80,8 +80,12 @@ type Result struct {
 	// Warnings are housekeeping failures after a good receive (reconciling
 	// cursors and holds): the data is safe and the next run repairs them.
 	Warnings []string
-	Err      error
-	Duration time.Duration
+	// ChildrenMayRun is set on a failure that left the target's subtree
+	// intact and usable (a refused placeholder conversion): the children
+	// are not skipped.
+	ChildrenMayRun bool
+	Err            error
+	Duration       time.Duration
 }
 
 // Status of one dataset after a run.
@@ -292,7 +296,7 @@ func (w *worker) open(ctx context.Context, j *Job) error {
 
 func failedAncestor(ds string, results map[string]*Result) string {
 	for p := parentOf(ds); p != ""; p = parentOf(p) {
-		if r, ok := results[p]; ok && (r.Status == StatusFailed || r.Status == StatusSkipped) {
+		if r, ok := results[p]; ok && (r.Status == StatusFailed && !r.ChildrenMayRun || r.Status == StatusSkipped) {
 			return p
 		}
 	}

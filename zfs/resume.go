@@ -96,14 +96,14 @@ func parseResumeToken(out string) (ResumeToken, error) {
 			rt.Embedded, err = parseTokenBool(val)
 		}
 		if err != nil {
-			return ResumeToken{}, fmt.Errorf("resume token field %s=%q: %w", key, val, err)
+			return ResumeToken{}, fmt.Errorf("resume token field %s=%q: %v: %w", key, val, err, ErrResumeTokenCorrupt)
 		}
 	}
 	if !haveTo || !haveName || rt.ToGUID == 0 {
 		return ResumeToken{}, fmt.Errorf("resume token without toguid/toname: %w", ErrResumeTokenCorrupt)
 	}
 	if err := ValidateSnapshot(rt.ToName); err != nil {
-		return ResumeToken{}, fmt.Errorf("resume token toname: %w", err)
+		return ResumeToken{}, fmt.Errorf("resume token toname: %v: %w", err, ErrResumeTokenCorrupt)
 	}
 	return rt, nil
 }
