@@ -329,9 +329,10 @@ func TestEncryptedParentJoinsLater(t *testing.T) {
 }
 
 // on_diverged = "rotate" of a dataset with children renames the subtree
-// aside; the children are replicated fresh in the same run (no stale view
-// of the moved children), no zsync hold stays on the rotated copies, and
-// nothing is reported as a placeholder that was received in the run.
+// aside, receives the diverged dataset afresh and moves the children, which
+// did not diverge, back below it: they go on incrementally, with their
+// history. No zsync hold stays on the rotated copy, and nothing is reported
+// as a created placeholder that was received in the run.
 func TestRotateSubtree(t *testing.T) {
 	e := newPushEnv(t, "  [job.replication]\n  on_diverged = \"rotate\"\n")
 	if code, _, errOut := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
@@ -339,6 +340,7 @@ func TestRotateSubtree(t *testing.T) {
 	} else if strings.Contains(errOut, "created placeholder "+e.target("data")) {
 		t.Errorf("the log calls the received %s a created placeholder", e.target("data"))
 	}
+	childGUID := zfstest.GUID(t, e.target("data/child")+"@first snap")
 	// the parent's replica diverges: a snapshot taken on the target
 	zfstest.MustSnapshot(t, e.target("data")+"@local change")
 	zfstest.MustWriteFile(t, e.src+"/data", "f2", 64)
@@ -351,16 +353,26 @@ func TestRotateSubtree(t *testing.T) {
 	if rotated == "" {
 		t.Fatalf("no rotation reported: %+v", reps[0].Datasets[0])
 	}
-	for _, ds := range []string{rotated, rotated + "/child", rotated + "/with space"} {
-		if !zfstest.Exists(t, ds) {
-			t.Errorf("rotated copy %s is missing", ds)
-			continue
+	if s := snapshotsOf(t, rotated); !equalStrings(s, []string{"first snap", "local change"}) {
+		t.Errorf("rotated copy snapshots %v, want the diverged history", s)
+	}
+	for _, h := range holdsOn(t, rotated) {
+		if strings.Contains(h, "zsync_") {
+			t.Errorf("zsync hold left on the rotated copy: %s", h)
 		}
-		for _, h := range holdsOn(t, ds) {
-			if strings.Contains(h, "zsync_") {
-				t.Errorf("zsync hold left on the rotated copy %s: %s", ds, h)
+	}
+	if kids := strings.TrimSpace(zfstest.Zfs(t, "list", "-H", "-o", "name", "-d", "1", "-t", "filesystem", rotated)); kids != rotated {
+		t.Errorf("children left in the rotated copy:\n%s", kids)
+	}
+	for _, d := range reps[0].Datasets[1:] {
+		for _, st := range d.Steps {
+			if strings.HasPrefix(st, "full ") {
+				t.Errorf("%s was resent in full after its parent's rotation: %v", d.Source, d.Steps)
 			}
 		}
+	}
+	if g := zfstest.GUID(t, e.target("data/child")+"@first snap"); g != childGUID {
+		t.Errorf("the child's replica history changed: guid %s -> %s", childGUID, g)
 	}
 	for _, ds := range []string{"data", "data/child", "data/with space"} {
 		e.checkSame(t, ds)
