@@ -148,26 +148,10 @@ func killAt(t *testing.T, kp killPoint, cfgPath string) {
 // snapshots of 1 MiB each: the next push sends them in one -I step.
 func batchEnv(t *testing.T, protection string) (src, dst, cfg string) {
 	t.Helper()
-	src, dst = zfstest.NewPool(t, 192), zfstest.NewPool(t, 192)
-	zfstest.MustCreate(t, src+"/big")
-	zfstest.MustWriteFile(t, src+"/big", "base", 256)
-	zfstest.MustSnapshot(t, src+"/big@zsync_1")
-	cfg = writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "b"
-type = "push"
-datasets = ["%s/big"]
-root = "%s/backup"
-  [job.replication]
-  protection = %q
-  bandwidth_limit = "1MiB"
+	src, dst, cfg = bigPushEnv(t, "zsync_1", fmt.Sprintf(`  protection = %q
   [job.prune]
   source = [{ last_n = 1, regex = "^zsync_" }]
-  target = [{ last_n = 1, regex = "^zsync_" }]
-`, src, dst, protection))
-	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
-		t.Fatalf("initial push: exit %d", code)
-	}
+  target = [{ last_n = 1, regex = "^zsync_" }]`, protection))
 	for i := 2; i <= 5; i++ {
 		zfstest.MustWriteFile(t, src+"/big", fmt.Sprintf("f%d", i), 1024)
 		zfstest.MustSnapshot(t, fmt.Sprintf("%s/big@zsync_%d", src, i))
@@ -235,23 +219,7 @@ func TestKilledBatchedStepPruneConverges(t *testing.T) {
 // stream (nor its resume token) raw, so a killed push must resume, not
 // abort its partial receive as "not raw".
 func TestRawAlwaysUnencryptedResumes(t *testing.T) {
-	src, dst := zfstest.NewPool(t, 192), zfstest.NewPool(t, 192)
-	zfstest.MustCreate(t, src+"/big")
-	zfstest.MustWriteFile(t, src+"/big", "base", 64)
-	zfstest.MustSnapshot(t, src+"/big@s1")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "r"
-type = "push"
-datasets = ["%s/big"]
-root = "%s/backup"
-  [job.replication]
-  raw = "always"
-  bandwidth_limit = "1MiB"
-`, src, dst))
-	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
-		t.Fatalf("initial push: exit %d", code)
-	}
+	src, dst, cfg := bigPushEnv(t, "s1", `  raw = "always"`)
 	zfstest.MustWriteFile(t, src+"/big", "more", 4096)
 	zfstest.MustSnapshot(t, src+"/big@s2")
 	killWhenReceived(t, startZsync(t, "--config", cfg, "push"), 1<<20)

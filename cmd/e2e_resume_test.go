@@ -123,12 +123,16 @@ func pushJSON(t *testing.T, cfg string, args ...string) (int, []state.RunReport,
 	return code, reps, errOut
 }
 
-func resumeEnv(t *testing.T, sizeKiB int) (src, dst, cfg string) {
+// bigPushEnv makes src/big with 64 KiB and one snapshot named first, and a
+// push job into dst/backup limited to 1 MiB/s; extra is appended to its
+// [job.replication] table (more keys, then other tables). It runs the
+// initial push.
+func bigPushEnv(t *testing.T, first, extra string) (src, dst, cfg string) {
 	t.Helper()
 	src, dst = zfstest.NewPool(t, 192), zfstest.NewPool(t, 192)
 	zfstest.MustCreate(t, src+"/big")
 	zfstest.MustWriteFile(t, src+"/big", "base", 64)
-	zfstest.MustSnapshot(t, src+"/big@s1")
+	zfstest.MustSnapshot(t, src+"/big@"+first)
 	cfg = writeConfig(t, fmt.Sprintf(`
 [[job]]
 name = "r"
@@ -137,10 +141,17 @@ datasets = ["%s/big"]
 root = "%s/backup"
   [job.replication]
   bandwidth_limit = "1MiB"
-`, src, dst))
+%s
+`, src, dst, extra))
 	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
 		t.Fatalf("initial push: exit %d", code)
 	}
+	return src, dst, cfg
+}
+
+func resumeEnv(t *testing.T, sizeKiB int) (src, dst, cfg string) {
+	t.Helper()
+	src, dst, cfg = bigPushEnv(t, "s1", "")
 	zfstest.MustWriteFile(t, src+"/big", "more", sizeKiB)
 	zfstest.MustSnapshot(t, src+"/big@s2")
 	return src, dst, cfg
