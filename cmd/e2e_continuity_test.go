@@ -350,3 +350,58 @@ func TestRotateSubtree(t *testing.T) {
 		t.Fatalf("push after rotate: exit %d", code)
 	}
 }
+
+// Under append_only the far side refuses to turn a placeholder into the
+// real replica (recv -F is a rollback there): the parent fails with a
+// message naming the way out, the placeholder stays as it was, and its
+// children go on replicating into it instead of being skipped.
+func TestSSHAppendOnlyPlaceholderKeepsChildren(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	for _, ds := range []string{"data", "data/child"} {
+		zfstest.MustCreate(t, src+"/"+ds)
+		zfstest.MustWriteFile(t, src+"/"+ds, "f", 64)
+	}
+	zfstest.Zfs(t, "snapshot", "-r", src+"/data@s1")
+	zfstest.MustCreate(t, dst+"/laptop")
+	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", []string{src + "/data<"}, "append_only = true\n"))
+	cfg := writeConfig(t,
+		replicationJob("kids", "push", src+"/data/child", dst+"/laptop", c.remote(""))+
+			replicationJob("all", "push", src+"/data<", dst+"/laptop", c.remote("")))
+	if code, _, _ := zsyncRun(t, "--config", cfg, "push", "kids"); code != 0 {
+		t.Fatalf("child-only push: exit %d", code)
+	}
+	parent := dst + "/laptop/" + src + "/data"
+	if v := zfstest.Get(t, parent, "zsync:placeholder"); v != parent {
+		t.Fatalf("the parent is not a placeholder: %q", v)
+	}
+	zfstest.MustWriteFile(t, src+"/data/child", "g", 64)
+	zfstest.Zfs(t, "snapshot", "-r", src+"/data@s2")
+	code, reps, errOut := pushJSON(t, cfg, "all")
+	if code != 3 {
+		t.Fatalf("push with the parent under append_only: exit %d, want 3 (partial)", code)
+	}
+	if !strings.Contains(errOut, "append_only") || !strings.Contains(errOut, "keep replicating") {
+		t.Errorf("the refusal does not say why and what to do:\n%s", tail(errOut, 3000))
+	}
+	for _, d := range reps[0].Datasets {
+		switch d.Source {
+		case src + "/data":
+			if d.Status != "failed" {
+				t.Errorf("parent status %s, want failed", d.Status)
+			}
+		case src + "/data/child":
+			if d.Status != "replicated" {
+				t.Errorf("child status %s (%s), want replicated", d.Status, d.Error)
+			}
+		}
+	}
+	if s := snapshotsOf(t, parent+"/child"); !equalStrings(s, []string{"s1", "s2"}) {
+		t.Errorf("child replica snapshots %v, want s1 s2", s)
+	}
+	if s := snapshotsOf(t, parent); len(s) != 0 {
+		t.Errorf("the placeholder got snapshots %v", s)
+	}
+	if v := zfstest.Get(t, parent, "zsync:placeholder"); v != parent {
+		t.Errorf("the placeholder lost its marker: %q", v)
+	}
+}
