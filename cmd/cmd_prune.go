@@ -151,7 +151,7 @@ func (e *env) ownTargets(ctx context.Context, z *zfs.CLI, far *lazyFar, j *jobCo
 			if strip != 0 {
 				return nil, fmt.Errorf("the far side's datasets cannot be listed, and with strip_components = %d the source of a dataset below %s cannot be told from its name, so nothing there is pruned: %w", strip, j.Root, err)
 			}
-			log.Warn().Err(err).Msg("the far side's datasets cannot be listed: pruning the datasets below root whose names below root the job's datasets select")
+			log.Warn().Err(err).Msg("the far side's datasets cannot be listed: the target prune selects this job's replicas by their names below root (strip_components = 0)")
 			return targetsByName(filter, j.Root), nil
 		}
 	} else {
