@@ -24,6 +24,12 @@ func pruneCommand(e *env) *cli.Command {
 		Description: "A snapshot is destroyed only when no rule keeps it; no rules destroy nothing.\n" +
 			"Never destroyed: held snapshots, the snapshots replication cursors point at, snapshots\n" +
 			"outside every rule's regex, anything outside the job's datasets, bookmarks.\n" +
+			"The target prune touches only the replicas of the job's own selected sources (where\n" +
+			"replication puts them below root): never another job's replicas below a shared root,\n" +
+			"never copies renamed aside by on_diverged = \"rotate\" (*.zsync-rotated-*), never other\n" +
+			"datasets below root. A pull job lists its sources on the far side; when that side is\n" +
+			"down, the target is still pruned if strip_components = 0 (a replica's source is its\n" +
+			"name below root), and not at all (an error) otherwise.\n" +
 			"--dry-run prints every decision with the rule that kept or condemned each snapshot.",
 		Flags: []cli.Flag{dryRunFlag, waitFlag},
 		Action: func(c *cli.Context) error {
@@ -38,11 +44,37 @@ func pruneCommand(e *env) *cli.Command {
 	}
 }
 
+// lazyFar opens the far endpoint of a job once, on first use, and
+// remembers a failure to open it.
+type lazyFar struct {
+	open   func(ctx context.Context) (zsync.Endpoint, func(), error)
+	tried  bool
+	ep     zsync.Endpoint
+	err    error
+	closer func()
+}
+
+func (f *lazyFar) get(ctx context.Context) (zsync.Endpoint, error) {
+	if !f.tried {
+		f.tried = true
+		f.ep, f.closer, f.err = f.open(ctx)
+	}
+	return f.ep, f.err
+}
+
+func (f *lazyFar) close() {
+	if f.closer != nil {
+		f.closer()
+	}
+}
+
 // pruneJob prunes the sides of a job that have rules: the source (local for
 // push and snap jobs) and the target (through the endpoint for push jobs,
 // local for pull jobs).
 func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bool, now time.Time, log zerolog.Logger) error {
 	z := e.newZFS(cfg)
+	far := &lazyFar{open: func(ctx context.Context) (zsync.Endpoint, func(), error) { return e.openTargetEndpoint(ctx, cfg, j) }}
+	defer far.close()
 	var total pruneTotals
 	if len(j.Prune.Source) > 0 {
 		pol, err := buildPrunePolicy(j.Prune.Source)
@@ -59,14 +91,13 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 		case "pull":
 			// the far side's snapshots, through serve (its [[serve.client]]
 			// must allow it with prune_send = true)
-			ep, closeEP, err := e.openTargetEndpoint(ctx, cfg, j)
+			ep, err := far.get(ctx)
 			if err != nil {
 				// the local target's prune below still runs: a far side
 				// that is down must not let the backup disk fill up
 				total.failed = append(total.failed, fmt.Errorf("prune far source: %w", err))
 				break
 			}
-			defer closeEP()
 			total.add(e.pruneSide(ctx, ep, filter.Roots(), filter.Match, pol, sourceSide, dryRun, now, log))
 		}
 	}
@@ -77,17 +108,85 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 		}
 		var d prune.Destroyer = z
 		if j.Type == "push" {
-			ep, closeEP, err := e.openTargetEndpoint(ctx, cfg, j)
+			ep, err := far.get(ctx)
 			if err != nil {
 				return fmt.Errorf("prune far target: %w", err)
 			}
-			defer closeEP()
 			d = ep
 		}
-		inRoot := func(ds string) bool { return zfs.IsDescendant(ds, j.Root) && ds != j.Root }
-		total.add(e.pruneSide(ctx, d, []string{j.Root}, inRoot, pol, targetSide, dryRun, now, log))
+		own, err := e.ownTargets(ctx, z, far, j, log)
+		if err != nil {
+			total.failed = append(total.failed, fmt.Errorf("prune target: %w", err))
+			return total.err()
+		}
+		total.add(e.pruneSide(ctx, d, []string{j.Root}, own, pol, targetSide, dryRun, now, log))
 	}
 	return total.err()
+}
+
+// ownTargets returns which datasets the target prune of job j may touch:
+// the targets its own selected sources map to, as replication maps them
+// (sync.TargetName below root, after strip_components; sources that are
+// zsync placeholders are not replicated and do not count). The sources of
+// a push job are local; a pull job's are listed on the far side. When a
+// pull job's far side cannot be opened or listed and strip_components is
+// 0, a dataset's source is its name below root: it is selected when the
+// job's datasets select that name and no component of it is a rotated copy.
+// With strip_components > 0 that cannot be told, and ownTargets fails.
+func (e *env) ownTargets(ctx context.Context, z *zfs.CLI, far *lazyFar, j *jobConfig, log zerolog.Logger) (func(string) bool, error) {
+	filter, err := zfs.ParseFilter(j.Datasets)
+	if err != nil {
+		return nil, err
+	}
+	strip := j.Replication.StripComponents
+	opts := zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume}, UserProps: []string{zsync.PlaceholderProperty}}
+	roots := filter.Roots()
+	var sources []zfs.Entry
+	if j.Type == "pull" {
+		ep, err := far.get(ctx)
+		if err == nil {
+			sources, err = ep.List(ctx, roots, opts)
+		}
+		if err != nil {
+			if strip != 0 {
+				return nil, fmt.Errorf("the far side's datasets cannot be listed, and with strip_components = %d the source of a dataset below %s cannot be told from its name, so nothing there is pruned: %w", strip, j.Root, err)
+			}
+			log.Warn().Err(err).Msg("the far side's datasets cannot be listed: the target prune selects this job's replicas by their names below root (strip_components = 0)")
+			return targetsByName(filter, j.Root), nil
+		}
+	} else {
+		sources, err = z.List(ctx, roots, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list the job's sources %s: %w", strings.Join(roots, ", "), err)
+		}
+	}
+	return targetsOf(sources, filter, j.Root, strip), nil
+}
+
+// targetsOf returns the set of targets below root that the selected,
+// non-placeholder datasets of sources map to.
+func targetsOf(sources []zfs.Entry, filter zfs.Filter, root string, strip int) func(string) bool {
+	own := map[string]bool{}
+	for _, x := range sources {
+		if !x.IsDataset() || !filter.Match(x.Name) || zsync.IsPlaceholder(x) {
+			continue
+		}
+		// a source that cannot be mapped is not replicated either
+		if t, err := zsync.TargetName(root, x.Name, strip); err == nil {
+			own[t] = true
+		}
+	}
+	return func(ds string) bool { return own[ds] }
+}
+
+// targetsByName selects the datasets below root whose name below root
+// (their source with strip_components = 0) the filter selects, except
+// rotated copies and anything below one.
+func targetsByName(filter zfs.Filter, root string) func(string) bool {
+	return func(ds string) bool {
+		src, ok := strings.CutPrefix(ds, root+"/")
+		return ok && !strings.Contains(src, zsync.RotatedInfix) && filter.Match(src)
+	}
 }
 
 type pruneSideKind int

@@ -5,8 +5,8 @@
 // Planning ([Apply]) is a pure function of the snapshot list, the policy, the
 // snapshots the caller protects and the current time. Execution ([Execute])
 // lists the dataset again right before destroying, leaves alone anything
-// that changed in between, and destroys in one batched zfs call per dataset.
-// Bookmarks are never destroyed here.
+// that changed in between, and destroys in one batched zfs call per dataset
+// (several when the names do not fit in one argument). Bookmarks are never destroyed here.
 //
 // # Rules
 //

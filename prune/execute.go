@@ -15,11 +15,12 @@ type Destroyer interface {
 	// List lists the roots; Execute asks for the snapshots of one dataset
 	// (Depth 1, Types snapshot).
 	List(ctx context.Context, roots []string, opts zfs.ListOptions) ([]zfs.Entry, error)
-	// DestroySnapshots destroys dataset@name for every short name in one
-	// batched call. When only some fail it returns a *zfs.DestroyError whose
-	// Failed map names them (the others are destroyed); failures because of
-	// a hold wrap zfs.ErrSnapshotHeld. Any other error means none was
-	// destroyed.
+	// DestroySnapshots destroys dataset@name for every short name in
+	// batched calls (one, unless the names are too many for one argument).
+	// When only some fail it returns an error wrapping a *zfs.DestroyError
+	// whose Failed map names every one not destroyed (the others are
+	// destroyed); failures because of a hold wrap zfs.ErrSnapshotHeld. Any
+	// other error means none was destroyed.
 	DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error
 }
 
@@ -52,7 +53,7 @@ func (r Report) OK() bool { return len(r.Failed) == 0 }
 // Right before destroying it lists the dataset's snapshots again and skips
 // any planned snapshot that is now held, has vanished, or whose GUID no
 // longer matches the decision's (a snapshot destroyed and re-created under
-// the same name). The rest goes to one batched DestroySnapshots call.
+// the same name). The rest goes to one DestroySnapshots call (batched).
 // Per-snapshot failures land in Report.Failed while the others are
 // destroyed; a snapshot zfs refuses because a hold appeared in the meantime
 // is reported as skipped, not failed. Bookmarks are never touched. With

@@ -436,14 +436,22 @@ func (c *Client) Holds(ctx context.Context, snaps []string) (map[string][]string
 	return out, nil
 }
 
-// Hold places the hold tag on snaps, like zfs.CLI.Hold.
+// Hold places the hold tag on snaps, like zfs.CLI.Hold. When the far side's
+// *zfs.HoldError may not list every failure (an older server listed at most
+// 1000), each snapshot of snaps it does not list is added to it as failed,
+// wrapping ErrUnreported.
 func (c *Client) Hold(ctx context.Context, tag string, snaps []string) error {
-	return c.call(ctx, opHold, holdArgs{Tag: tag, Snaps: snaps}, nil)
+	err := c.call(ctx, opHold, holdArgs{Tag: tag, Snaps: snaps}, nil)
+	completeBatch(err, snaps)
+	return err
 }
 
-// Release removes the hold tag from snaps, like zfs.CLI.Release.
+// Release removes the hold tag from snaps, like zfs.CLI.Release, with the
+// same exact *zfs.HoldError as Hold.
 func (c *Client) Release(ctx context.Context, tag string, snaps []string) error {
-	return c.call(ctx, opRelease, holdArgs{Tag: tag, Snaps: snaps}, nil)
+	err := c.call(ctx, opRelease, holdArgs{Tag: tag, Snaps: snaps}, nil)
+	completeBatch(err, snaps)
+	return err
 }
 
 // Bookmark creates bookmark from a snapshot or bookmark, like
@@ -452,11 +460,72 @@ func (c *Client) Bookmark(ctx context.Context, snapOrBookmark, bookmark string) 
 	return c.call(ctx, opBookmark, bookmarkArgs{Source: snapOrBookmark, Bookmark: bookmark}, nil)
 }
 
-// DestroySnapshots destroys dataset@name for each short name in one batch,
-// like zfs.CLI.DestroySnapshots; partial failures come back as an error
-// that unwraps to a *zfs.DestroyError with per-snapshot typed errors.
+// destroyRequestNames bounds the snapshots of one destroy_snapshots
+// request, so that its frame stays small and the far side can report on
+// every one of them in its response (see maxWireBatch).
+const destroyRequestNames = 4096
+
+// DestroySnapshots destroys dataset@name for each short name on the far
+// side, like zfs.CLI.DestroySnapshots, with its exact result: partial
+// failures come back as an error that unwraps to a *zfs.DestroyError with
+// per-snapshot typed errors, and every snapshot it does not name was
+// destroyed. A snapshot the far side did not report on (an older server
+// listed at most 1000 failures) is named with an error wrapping
+// ErrUnreported, never taken as destroyed. More than destroyRequestNames
+// snapshots go in several requests, in order; after a request that failed
+// without naming snapshots (nothing of it was destroyed) the rest are not
+// sent, and are named too.
 func (c *Client) DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
-	return c.call(ctx, opDestroySnapshots, destroySnapshotsArgs{Dataset: dataset, Names: shortNames}, nil)
+	if len(shortNames) <= destroyRequestNames {
+		return c.destroySnapshots(ctx, dataset, shortNames)
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, n := range shortNames {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	failed := map[string]error{}
+	for i := 0; i < len(names); i += destroyRequestNames {
+		chunk := names[i:min(i+destroyRequestNames, len(names))]
+		err := c.destroySnapshots(ctx, dataset, chunk)
+		if err == nil {
+			continue
+		}
+		var de *zfs.DestroyError
+		if errors.As(err, &de) && len(de.Failed) > 0 {
+			for k, ferr := range de.Failed {
+				if ferr == nil {
+					ferr = err
+				}
+				failed[k] = ferr
+			}
+			continue
+		}
+		if i == 0 {
+			return err // nothing was destroyed
+		}
+		for _, n := range chunk {
+			failed[n] = err
+		}
+		for _, n := range names[i+len(chunk):] {
+			failed[n] = fmt.Errorf("not sent after an earlier request failed: %w", err)
+		}
+		return errors.Join(&zfs.DestroyError{Dataset: dataset, Failed: failed}, err)
+	}
+	if len(failed) > 0 {
+		return &zfs.DestroyError{Dataset: dataset, Failed: failed}
+	}
+	return nil
+}
+
+// destroySnapshots is one destroy_snapshots request.
+func (c *Client) destroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
+	err := c.call(ctx, opDestroySnapshots, destroySnapshotsArgs{Dataset: dataset, Names: shortNames}, nil)
+	completeBatch(err, shortNames)
+	return err
 }
 
 // DestroyBookmarks destroys bookmarks, like zfs.CLI.DestroyBookmarks.

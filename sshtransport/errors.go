@@ -1,6 +1,7 @@
 package sshtransport
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -95,10 +96,23 @@ var wireKinds = []struct {
 	{"unsupported", errors.ErrUnsupported},
 }
 
-// Bounds of what an encoded error carries.
+// Bounds of what an encoded error carries. A batch failure (*zfs.DestroyError,
+// *zfs.HoldError) lists every failed name while its entries fit in
+// maxWireBatch bytes of JSON: the first maxWireBatchDetail bytes of entries
+// in full (zfs's argv, stderr), the rest with their kinds and a short
+// message only. Two batches and the message stay well below
+// MaxControlPayload. Names past maxWireBatch are omitted and counted, and
+// the client then takes every name the batch does not list as failed, never
+// as done.
 const (
-	maxWireMessage = 16 << 10
-	maxWireFailed  = 1000
+	maxWireMessage      = 16 << 10
+	maxWireArg          = 1 << 10
+	maxWireShortMessage = 512
+	maxWireBatchDetail  = 1 << 20
+	maxWireBatch        = 6 << 20
+	// legacyWireFailed is the cap of older servers (of this protocol
+	// version), which dropped the names past it without saying so.
+	legacyWireFailed = 1000
 )
 
 // wireError is the JSON form of an error: the message verbatim, the kinds
@@ -143,6 +157,16 @@ type wireBatch struct {
 	Op      string              `json:"op,omitempty"`
 	Tag     string              `json:"tag,omitempty"`
 	Failed  map[string]wireLeaf `json:"failed"`
+	// Complete is set when Failed lists every name that failed. Older
+	// servers do not set it; they listed at most legacyWireFailed names.
+	Complete bool `json:"complete,omitempty"`
+	// Omitted counts the failed names left out of Failed.
+	Omitted int `json:"omitted,omitempty"`
+}
+
+// incomplete reports whether names that failed may be missing from Failed.
+func (b *wireBatch) incomplete() bool {
+	return !b.Complete && (b.Omitted > 0 || len(b.Failed) >= legacyWireFailed)
 }
 
 // encodeError turns any error into its wire form.
@@ -154,31 +178,64 @@ func encodeError(err error) *wireError {
 	}
 	var de *zfs.DestroyError
 	if errors.As(err, &de) {
-		w.Destroy = &wireBatch{Dataset: de.Dataset, Failed: encodeFailed(de.Failed)}
+		w.Destroy = encodeBatch(de.Failed)
+		w.Destroy.Dataset = de.Dataset
 	}
 	var he *zfs.HoldError
 	if errors.As(err, &he) {
-		w.Hold = &wireBatch{Op: he.Op, Tag: he.Tag, Failed: encodeFailed(he.Failed)}
+		w.Hold = encodeBatch(he.Failed)
+		w.Hold.Op, w.Hold.Tag = he.Op, he.Tag
 	}
 	return w
 }
 
-func encodeFailed(m map[string]error) map[string]wireLeaf {
+// errNoDetail stands for a nil error in a batch's Failed map: the name
+// failed, without an error to say why.
+var errNoDetail = errors.New("failed (no detail)")
+
+// encodeBatch encodes the Failed map of a batch failure within the bounds
+// above, in name order.
+func encodeBatch(m map[string]error) *wireBatch {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if len(keys) > maxWireFailed {
-		keys = keys[:maxWireFailed]
-	}
-	out := make(map[string]wireLeaf, len(keys))
-	for _, k := range keys {
-		if m[k] != nil {
-			out[k] = encodeLeaf(m[k])
+	b := &wireBatch{Failed: make(map[string]wireLeaf, len(keys)), Complete: true}
+	detail, total := 0, 0
+	for i, k := range keys {
+		err := m[k]
+		if err == nil {
+			err = errNoDetail
 		}
+		l := encodeLeaf(err)
+		n := wireSize(k, l)
+		if detail+n > maxWireBatchDetail {
+			l = l.short()
+			n = wireSize(k, l)
+		} else {
+			detail += n
+		}
+		if total+n > maxWireBatch {
+			b.Complete, b.Omitted = false, len(keys)-i
+			break
+		}
+		total += n
+		b.Failed[k] = l
 	}
-	return out
+	return b
+}
+
+// wireSize is the size of one entry of a batch's JSON object.
+func wireSize(name string, l wireLeaf) int {
+	kb, _ := json.Marshal(name)
+	lb, _ := json.Marshal(l)
+	return len(kb) + len(lb) + 2 // ':' and ','
+}
+
+// short is the leaf without zfs's argv and stderr, with a short message.
+func (l wireLeaf) short() wireLeaf {
+	return wireLeaf{Kinds: l.Kinds, Message: bound(l.Message, maxWireShortMessage)}
 }
 
 func encodeLeaf(err error) wireLeaf {
@@ -190,7 +247,11 @@ func encodeLeaf(err error) wireLeaf {
 	}
 	var ze *zfs.Error
 	if errors.As(err, &ze) {
-		l.ZFS = &wireZFSError{Args: ze.Args, Stderr: bound(ze.Stderr, maxWireMessage), ExitCode: ze.ExitCode}
+		args := make([]string, len(ze.Args))
+		for i, a := range ze.Args {
+			args[i] = bound(a, maxWireArg)
+		}
+		l.ZFS = &wireZFSError{Args: args, Stderr: bound(ze.Stderr, maxWireMessage), ExitCode: ze.ExitCode}
 	}
 	var ne *zfs.NameError
 	if errors.As(err, &ne) {
@@ -209,12 +270,59 @@ func (w *wireError) decode() error {
 		e.errs = append(e.errs, &zfs.ResumableRecvError{Dataset: r.Dataset, Token: r.Token})
 	}
 	if d := w.Destroy; d != nil {
-		e.errs = append(e.errs, &zfs.DestroyError{Dataset: d.Dataset, Failed: decodeFailed(d.Failed)})
+		de := &zfs.DestroyError{Dataset: d.Dataset, Failed: decodeFailed(d.Failed)}
+		e.errs = append(e.errs, de)
+		if d.incomplete() {
+			e.errs = append(e.errs, &incompleteBatch{failed: de.Failed, omitted: d.Omitted})
+		}
 	}
 	if h := w.Hold; h != nil {
-		e.errs = append(e.errs, &zfs.HoldError{Op: h.Op, Tag: h.Tag, Failed: decodeFailed(h.Failed)})
+		he := &zfs.HoldError{Op: h.Op, Tag: h.Tag, Failed: decodeFailed(h.Failed)}
+		e.errs = append(e.errs, he)
+		if h.incomplete() {
+			e.errs = append(e.errs, &incompleteBatch{failed: he.Failed, omitted: h.Omitted})
+		}
 	}
 	return e
+}
+
+// incompleteBatch is wrapped by a decoded error whose batch failure may not
+// list every name that failed. failed is the rebuilt *zfs.DestroyError's or
+// *zfs.HoldError's Failed map: the client method that made the request
+// completes it with completeBatch.
+type incompleteBatch struct {
+	failed  map[string]error
+	omitted int
+}
+
+func (e *incompleteBatch) Error() string {
+	if e.omitted > 0 {
+		return fmt.Sprintf("the far side did not list %d of the names that failed", e.omitted)
+	}
+	return "the far side may not have listed every name that failed"
+}
+
+// ErrUnreported is wrapped by the per-name errors that Client methods add
+// to a batch failure for the names the far side did not report on: their
+// outcome is unknown, and they count as failed.
+var ErrUnreported = errors.New("the far side did not report the outcome")
+
+// completeBatch makes a batch failure in err exact for a request of names:
+// when the far side did not list every failed name, each name of the
+// request that the batch does not list is added as failed, wrapping
+// ErrUnreported (it may or may not have been processed). The names of the
+// request are the batch's keys: short snapshot names for a destroy, full
+// snapshot names for a hold or release.
+func completeBatch(err error, names []string) {
+	var ib *incompleteBatch
+	if err == nil || !errors.As(err, &ib) || ib.failed == nil {
+		return
+	}
+	for _, n := range names {
+		if _, ok := ib.failed[n]; !ok {
+			ib.failed[n] = fmt.Errorf("%s: %w", n, ErrUnreported)
+		}
+	}
 }
 
 func decodeFailed(m map[string]wireLeaf) map[string]error {

@@ -54,6 +54,9 @@ type fakeHandler struct {
 
 	// block makes List wait for its context.
 	block bool
+
+	// destroy, when set, answers DestroySnapshots (instead of errs).
+	destroy func(dataset string, names []string) error
 }
 
 func newFake() *fakeHandler {
@@ -127,6 +130,9 @@ func (f *fakeHandler) Bookmark(ctx context.Context, snapOrBookmark, bookmark str
 
 func (f *fakeHandler) DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
 	f.record("DestroySnapshots %s %v", dataset, shortNames)
+	if f.destroy != nil {
+		return f.destroy(dataset, shortNames)
+	}
 	return f.err("DestroySnapshots")
 }
 

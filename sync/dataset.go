@@ -88,7 +88,7 @@ func (d *datasetRun) run(ctx context.Context) {
 	var conflict *DivergedError
 	var nocommon *NoCommonError
 	if err != nil && j.Rotate && exists && (errors.As(err, &conflict) || errors.As(err, &nocommon)) {
-		rotated := fmt.Sprintf("%s.zsync-rotated-%s", target, j.now().UTC().Format("20060102T150405Z"))
+		rotated := target + RotatedInfix + j.now().UTC().Format("20060102T150405Z")
 		j.emit(Event{Dataset: d.source, Target: target, Kind: "rotate", Message: fmt.Sprintf("%v; renaming the target aside to %s and starting fresh", err, rotated)})
 		if j.DryRun {
 			d.res.Rotated = rotated

@@ -17,6 +17,10 @@ const TargetIDProperty = "zsync:target-id"
 // dataset zsync created on the target only to hold replicated children.
 const PlaceholderProperty = "zsync:placeholder"
 
+// RotatedInfix joins a diverged target's name and the time in the name of
+// the copy that Job.Rotate renames it to: "<target>.zsync-rotated-<time>".
+const RotatedInfix = ".zsync-rotated-"
+
 // targetIDLen is the length of a target id: 8 random bytes in lowercase hex.
 const targetIDLen = 16
 

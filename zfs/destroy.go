@@ -62,42 +62,115 @@ func destroySnapshotsArg(dataset string, shortNames []string) (string, error) {
 	return dataset + "@" + strings.Join(shortNames, ","), nil
 }
 
-// DestroySnapshots destroys snapshots of one dataset with ONE `zfs destroy
-// dataset@a,b,c` (given by their short names). Snapshots that no longer
-// exist are not errors (idempotent). The kernel destroys such a batch all
-// or nothing, so when some snapshots cannot be destroyed (held, cloned)
-// they are set aside and the batch is retried without them: the others are
-// destroyed and a *DestroyError lists the failed ones (short name -> error
-// wrapping ErrSnapshotHeld, ErrSnapshotCloned, ...). A missing dataset ->
-// ErrDatasetNotFound. An empty list does nothing.
+// maxDestroyArg bounds the length of the one `dataset@a,b,c` argument of a
+// `zfs destroy`. Linux refuses to exec a command with any argument longer
+// than MAX_ARG_STRLEN (32 pages: 131072 bytes including the NUL); half of
+// that leaves a wide margin.
+const maxDestroyArg = 64 << 10
+
+// destroyBatches splits short names (valid, without duplicates) into
+// batches, in order, whose `dataset@a,b,c` argument is at most max bytes.
+// A name that does not fit even alone gets a batch of its own (ZFS names are
+// far shorter than any sensible max).
+func destroyBatches(dataset string, shortNames []string, max int) [][]string {
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, s := range shortNames {
+		add := len(s) + 1 // the ',' (or the '@' for the first)
+		if len(cur) > 0 && size+add > max {
+			out = append(out, cur)
+			cur = nil
+		}
+		if len(cur) == 0 {
+			size = len(dataset)
+		}
+		cur = append(cur, s)
+		size += add
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// DestroySnapshots destroys snapshots of one dataset (given by their short
+// names) with one `zfs destroy dataset@a,b,c`, or, when that argument would
+// be longer than the kernel allows one argument to be, with several such
+// calls in order, each argument at most 64 KiB. Snapshots that no longer
+// exist are not errors (idempotent). The kernel destroys each batch all or
+// nothing, so when some snapshots cannot be destroyed (held, cloned) they
+// are set aside and the batch is retried without them.
+//
+// The result is exact: nil when every snapshot was destroyed (or was gone
+// already); a *DestroyError whose Failed map names every snapshot that was
+// not destroyed (short name -> error wrapping ErrSnapshotHeld,
+// ErrSnapshotCloned, ...) when some were, so every snapshot it does not
+// name was destroyed. When a batch fails in a way that names no snapshot,
+// the remaining batches are not attempted; if nothing was destroyed by then
+// the error is that failure alone (a missing dataset wraps
+// ErrDatasetNotFound), otherwise it joins a *DestroyError naming every
+// snapshot not destroyed with that failure. An empty list does nothing.
 func (c *CLI) DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
-	var remaining []string
+	var names []string
 	seen := map[string]bool{}
 	for _, s := range shortNames {
 		if !seen[s] {
 			seen[s] = true
-			remaining = append(remaining, s)
+			names = append(names, s)
 		}
 	}
-	if len(remaining) == 0 {
+	if len(names) == 0 {
 		return nil
 	}
-	if _, err := destroySnapshotsArg(dataset, remaining); err != nil {
+	if _, err := destroySnapshotsArg(dataset, names); err != nil {
 		return err
 	}
 	failed := map[string]error{}
+	batches := destroyBatches(dataset, names, maxDestroyArg)
+	for i, batch := range batches {
+		rest, err := c.destroyBatch(ctx, dataset, batch, failed)
+		if err == nil {
+			continue
+		}
+		// rest (this batch) and every later batch were not destroyed
+		for _, s := range rest {
+			failed[s] = err
+		}
+		for _, later := range batches[i+1:] {
+			for _, s := range later {
+				failed[s] = fmt.Errorf("not attempted after an earlier batch failed: %w", err)
+			}
+		}
+		if i == 0 && len(rest) == len(batch) {
+			return err // nothing was destroyed, and no snapshot was named
+		}
+		return errors.Join(&DestroyError{Dataset: dataset, Failed: failed}, err)
+	}
+	if len(failed) > 0 {
+		return &DestroyError{Dataset: dataset, Failed: failed}
+	}
+	return nil
+}
+
+// destroyBatch destroys one batch of snapshots of dataset (its argument
+// fits), retrying without the snapshots zfs names as failed and recording
+// those in failed. When a round fails without naming any snapshot, it
+// returns the snapshots of the batch that remain (none of them destroyed:
+// the round was all or nothing) and the error.
+func (c *CLI) destroyBatch(ctx context.Context, dataset string, remaining []string, failed map[string]error) ([]string, error) {
 	for len(remaining) > 0 {
 		arg, _ := destroySnapshotsArg(dataset, remaining)
 		_, err := c.run(ctx, "destroy", arg)
 		if err == nil {
-			break
+			return nil, nil
 		}
 		var ce *Error
 		if !errors.As(err, &ce) || ce.ExitCode <= 0 {
-			return fmt.Errorf("zfs destroy: %w", err)
+			return remaining, fmt.Errorf("zfs destroy: %w", err)
 		}
 		if reNothingToDestroy.MatchString(ce.Stderr) {
-			break // every remaining snapshot is already gone
+			return nil, nil // every remaining snapshot is already gone
 		}
 		progress := false
 		for _, line := range strings.Split(ce.Stderr, "\n") {
@@ -110,18 +183,10 @@ func (c *CLI) DestroySnapshots(ctx context.Context, dataset string, shortNames [
 			progress = true
 		}
 		if !progress {
-			cerr := fmt.Errorf("zfs destroy: %w", classify(err, []string{dataset}))
-			if len(failed) > 0 {
-				// Keep what earlier rounds learned about specific snapshots.
-				return errors.Join(&DestroyError{Dataset: dataset, Failed: failed}, cerr)
-			}
-			return cerr
+			return remaining, fmt.Errorf("zfs destroy: %w", classify(err, []string{dataset}))
 		}
 	}
-	if len(failed) > 0 {
-		return &DestroyError{Dataset: dataset, Failed: failed}
-	}
-	return nil
+	return nil, nil
 }
 
 func remove(list []string, s string) []string {

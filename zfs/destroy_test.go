@@ -3,7 +3,9 @@ package zfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -133,6 +135,11 @@ func TestDestroySnapshotsKeepsFailuresWhenRetryFailsOtherwise(t *testing.T) {
 	if !errors.As(err, &de) || de.Failed["s2"] == nil || !errors.As(err, &ce) || !errors.Is(err, ErrSnapshotHeld) {
 		t.Errorf("err = %v, want the DestroyError for s2 and the generic error", err)
 	}
+	// s1 was not destroyed either (the retry failed as a whole): the
+	// DestroyError names it, so that no caller counts it as destroyed.
+	if de == nil || !errors.As(de.Failed["s1"], &ce) || !reflect.DeepEqual(sortedKeys(de.Failed), []string{"s1", "s2"}) {
+		t.Errorf("Failed = %v, want s1 (the generic error) and s2", de)
+	}
 }
 
 func TestDestroyFailureParsing(t *testing.T) {
@@ -154,4 +161,147 @@ func TestDestroyFailureParsing(t *testing.T) {
 			t.Errorf("destroyFailure(%q) = %q, %q, %v", tt.line, short, reason, ok)
 		}
 	}
+}
+
+// longNames returns n short names of 99 bytes: "tank/a@" and 655 of them
+// make an argument of 7 + 655*100 - 1 = 65506 bytes; 656 would be 65606,
+// past 64 KiB.
+func longNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("s%04d_%s", i, strings.Repeat("x", 93))
+	}
+	return out
+}
+
+func destroyArgv(dataset string, names []string) []string {
+	return []string{"zfs", "destroy", dataset + "@" + strings.Join(names, ",")}
+}
+
+func TestDestroyBatches(t *testing.T) {
+	names := longNames(655)
+	tests := []struct {
+		name  string
+		last  string // appended to names
+		sizes []int
+	}{
+		// 65506 + ",<29 bytes>" = 65536 = 64 KiB exactly: one argument
+		{"exactly 64 KiB", strings.Repeat("y", 29), []int{656}},
+		// one byte more: the last name starts the next batch
+		{"one byte over", strings.Repeat("y", 30), []int{655, 1}},
+	}
+	for _, tt := range tests {
+		all := append(append([]string(nil), names...), tt.last)
+		got := destroyBatches("tank/a", all, maxDestroyArg)
+		var sizes []int
+		var joined []string
+		for _, b := range got {
+			sizes = append(sizes, len(b))
+			joined = append(joined, b...)
+			if arg := "tank/a@" + strings.Join(b, ","); len(arg) > maxDestroyArg {
+				t.Errorf("%s: argument of %d bytes", tt.name, len(arg))
+			}
+		}
+		if !reflect.DeepEqual(sizes, tt.sizes) || !reflect.DeepEqual(joined, all) {
+			t.Errorf("%s: batches of %v, want %v, in order", tt.name, sizes, tt.sizes)
+		}
+	}
+	if got := destroyBatches("tank/a", []string{"s1", "s2"}, maxDestroyArg); !reflect.DeepEqual(got, [][]string{{"s1", "s2"}}) {
+		t.Errorf("small list: %q", got)
+	}
+}
+
+// Past the kernel's per-argument limit the destroy is split into several
+// calls, each argument at most 64 KiB (golden argv).
+func TestDestroySnapshotsSplitsLongLists(t *testing.T) {
+	names := longNames(1400)
+	b1, b2, b3 := names[:655], names[655:1310], names[1310:]
+	c, f := newFake(t)
+	for _, b := range [][]string{b1, b2, b3} {
+		f.Expect(destroyArgv("tank/a", b), FakeResponse{})
+	}
+	// duplicates are destroyed once
+	if err := c.DestroySnapshots(context.Background(), "tank/a", append(names, names[3])); err != nil {
+		t.Fatalf("err = %v", err)
+	}
+	wantArgv(t, f, destroyArgv("tank/a", b1), destroyArgv("tank/a", b2), destroyArgv("tank/a", b3))
+	for _, call := range f.Calls() {
+		if n := len(call.Argv[2]); n > 64<<10 {
+			t.Errorf("argument of %d bytes", n)
+		}
+	}
+}
+
+// The per-snapshot failures of every batch are merged, exactly.
+func TestDestroySnapshotsMergesBatchFailures(t *testing.T) {
+	names := longNames(1400)
+	b1, b2, b3 := names[:655], names[655:1310], names[1310:]
+	held, cloned := b1[3], b2[0]
+	c, f := newFake(t)
+	f.Expect(destroyArgv("tank/a", b1), FakeResponse{Stderr: "cannot destroy snapshot tank/a@" + held + ": dataset is busy\n", ExitCode: 1})
+	f.Expect(destroyArgv("tank/a", without(b1, held)), FakeResponse{})
+	f.Expect(destroyArgv("tank/a", b2), FakeResponse{Stderr: "cannot destroy snapshot tank/a@" + cloned + ": snapshot is cloned\n", ExitCode: 1})
+	f.Expect(destroyArgv("tank/a", without(b2, cloned)), FakeResponse{})
+	f.Expect(destroyArgv("tank/a", b3), FakeResponse{})
+	err := c.DestroySnapshots(context.Background(), "tank/a", names)
+	var de *DestroyError
+	if !errors.As(err, &de) {
+		t.Fatalf("err = %v, want *DestroyError", err)
+	}
+	if got := sortedKeys(de.Failed); !reflect.DeepEqual(got, []string{held, cloned}) {
+		t.Errorf("Failed = %q, want exactly the held and the cloned one", got)
+	}
+	if !errors.Is(de.Failed[held], ErrSnapshotHeld) || !errors.Is(de.Failed[cloned], ErrSnapshotCloned) {
+		t.Errorf("Failed = %v: wrong kinds", de.Failed)
+	}
+	if len(f.Calls()) != 5 {
+		t.Errorf("%d calls, want 5", len(f.Calls()))
+	}
+}
+
+// A batch that fails without naming snapshots stops the destroy: the
+// DestroyError names every snapshot of it and of the later batches (none of
+// them was destroyed), and none of the earlier, destroyed ones.
+func TestDestroySnapshotsStopsAfterUnattributedBatchFailure(t *testing.T) {
+	names := longNames(1400)
+	b1, b2, b3 := names[:655], names[655:1310], names[1310:]
+	c, f := newFake(t)
+	f.Expect(destroyArgv("tank/a", b1), FakeResponse{})
+	f.Expect(destroyArgv("tank/a", b2), FakeResponse{Stderr: "internal error: Invalid argument\n", ExitCode: 1})
+	err := c.DestroySnapshots(context.Background(), "tank/a", names)
+	var de *DestroyError
+	var ce *Error
+	if !errors.As(err, &de) || !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *DestroyError and the generic *Error", err)
+	}
+	want := append(append([]string(nil), b2...), b3...)
+	if got := sortedKeys(de.Failed); !reflect.DeepEqual(got, want) {
+		t.Errorf("Failed names %d snapshots, want the %d of batches 2 and 3", len(got), len(want))
+	}
+	for _, n := range want {
+		if !errors.As(de.Failed[n], &ce) {
+			t.Errorf("Failed[%s] = %v, does not wrap the failure", n, de.Failed[n])
+			break
+		}
+	}
+	wantArgv(t, f, destroyArgv("tank/a", b1), destroyArgv("tank/a", b2))
+
+	// the first batch failing so: nothing was destroyed, the plain error
+	c, f = newFake(t)
+	f.Expect(destroyArgv("tank/a", b1), fail(t, "open_notfound.txt"))
+	err = c.DestroySnapshots(context.Background(), "tank/a", names)
+	if errors.As(err, &de) || !errors.As(err, &ce) {
+		t.Errorf("err = %v, want the plain *Error", err)
+	}
+	wantArgv(t, f, destroyArgv("tank/a", b1))
+}
+
+func without(list []string, s string) []string {
+	var out []string
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -73,10 +73,26 @@ type Error struct {
 	Err      error
 }
 
-// Error implements error: the command line, the exit status and stderr.
+// maxMessageArg bounds each argument in an *Error's message (a batched
+// destroy's argument is up to 64 KiB, and the error of every snapshot of
+// the batch carries it); Args keeps them whole.
+const maxMessageArg = 1 << 10
+
+// Error implements error: the command line (each argument longer than 1 KiB
+// shortened to its head and tail), the exit status and stderr.
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(quoteArgv(e.Args))
+	for i, a := range e.Args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		q := quoteArg(a)
+		if len(q) > maxMessageArg {
+			half := maxMessageArg / 2
+			q = fmt.Sprintf("%s ...[%d bytes]... %s", q[:half], len(q)-2*half, q[len(q)-half:])
+		}
+		b.WriteString(q)
+	}
 	switch {
 	case e.Err != nil:
 		fmt.Fprintf(&b, ": %v", e.Err)
@@ -97,13 +113,17 @@ func (e *Error) Unwrap() error { return e.Err }
 func quoteArgv(argv []string) string {
 	parts := make([]string, len(argv))
 	for i, a := range argv {
-		if a == "" || strings.ContainsAny(a, " \t\n'\"\\") {
-			parts[i] = fmt.Sprintf("%q", a)
-		} else {
-			parts[i] = a
-		}
+		parts[i] = quoteArg(a)
 	}
 	return strings.Join(parts, " ")
+}
+
+// quoteArg renders one argument for messages, quoted when it has spaces.
+func quoteArg(a string) string {
+	if a == "" || strings.ContainsAny(a, " \t\n'\"\\") {
+		return fmt.Sprintf("%q", a)
+	}
+	return a
 }
 
 // boundStderr keeps the head and the tail of a long stderr.

@@ -3,6 +3,7 @@ package zfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -129,6 +130,17 @@ func TestErrorMessageAndBounds(t *testing.T) {
 	e := &Error{Args: []string{"zfs", "destroy", "tank/my fs@a"}, Stderr: "cannot destroy: x\n", ExitCode: 1}
 	if got, want := e.Error(), `zfs destroy "tank/my fs@a": exit status 1: cannot destroy: x`; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	// a batched destroy's long argument is shortened in the message only
+	arg := "tank/a@" + strings.Repeat("s,", 40000) + "end"
+	e1 := &Error{Args: []string{"zfs", "destroy", arg}, Stderr: "cannot destroy snapshot tank/a@s: dataset is busy\n", ExitCode: 1}
+	msg := e1.Error()
+	if len(msg) > 2<<10 || !strings.HasPrefix(msg, "zfs destroy tank/a@s,s,") || !strings.Contains(msg, fmt.Sprintf(" ...[%d bytes]... ", len(arg)-1024)) ||
+		!strings.HasSuffix(msg, "s,s,end: exit status 1: cannot destroy snapshot tank/a@s: dataset is busy") {
+		t.Errorf("Error() of a long argv = %.300q... (%d bytes)", msg, len(msg))
+	}
+	if e1.Args[2] != arg {
+		t.Errorf("Args changed")
 	}
 	cause := context.Canceled
 	e2 := &Error{Args: []string{"zfs"}, ExitCode: -1, Err: cause}
