@@ -181,11 +181,12 @@ func targetsOf(sources []zfs.Entry, filter zfs.Filter, root string, strip int) f
 
 // targetsByName selects the datasets below root whose name below root
 // (their source with strip_components = 0) the filter selects, except
-// rotated copies and anything below one.
+// rotated copies, placeholders set aside during a conversion, and anything
+// below one.
 func targetsByName(filter zfs.Filter, root string) func(string) bool {
 	return func(ds string) bool {
 		src, ok := strings.CutPrefix(ds, root+"/")
-		return ok && !strings.Contains(src, zsync.RotatedInfix) && filter.Match(src)
+		return ok && !strings.Contains(src, zsync.RotatedInfix) && !strings.Contains(src, zsync.AsideInfix) && filter.Match(src)
 	}
 }
 

@@ -224,14 +224,10 @@ func (d *datasetRun) afterData(ctx context.Context, target string, tinfo zfs.Ent
 	}
 }
 
-// asidePrefix starts the name a placeholder is renamed to while its real
-// replica is received in its place: <target>.zsync-placeholder-<time>.
-const asidePrefix = ".zsync-placeholder-"
-
 // setAside renames the placeholder target to a sibling, with its children,
 // so that a fresh full receive can create target.
 func (d *datasetRun) setAside(ctx context.Context, target string) error {
-	aside := target + asidePrefix + d.job.now().UTC().Format("20060102T150405Z")
+	aside := target + AsideInfix + d.job.now().UTC().Format("20060102T150405Z")
 	d.job.emit(Event{Dataset: d.source, Target: target, Kind: "placeholder", Message: fmt.Sprintf("the placeholder %s becomes the replica of %s: setting it aside as %s, its children move back after the receive", target, d.source, aside)})
 	if err := d.dst.Rename(ctx, target, aside); err != nil {
 		return fmt.Errorf("set the placeholder %s aside to receive %s in its place (the placeholder and its children are unchanged; where the far side refuses renames, as under append_only, run one push with append_only off on the far side): %w", target, d.source, err)
@@ -271,7 +267,7 @@ func (d *datasetRun) failKeepingChildren(err error) {
 }
 
 // adoptChildren moves the children of every placeholder set aside for
-// target (named target+asidePrefix+..., still marked as target's
+// target (named target+AsideInfix+..., still marked as target's
 // placeholder) into target, and then marks each emptied aside as a
 // placeholder of its own (so prune and cascaded pulls skip it); it holds no
 // data and may be destroyed. A child that cannot be moved (its name is
@@ -280,7 +276,7 @@ func (d *datasetRun) adoptChildren(ctx context.Context, target string) error {
 	var asides []string
 	d.mu.Lock()
 	for name, e := range d.dstInfo {
-		if strings.HasPrefix(name, target+asidePrefix) && !strings.Contains(name[len(target):], "/") && e.User[PlaceholderProperty] == target {
+		if strings.HasPrefix(name, target+AsideInfix) && !strings.Contains(name[len(target):], "/") && e.User[PlaceholderProperty] == target {
 			asides = append(asides, name)
 		}
 	}

@@ -21,6 +21,11 @@ const PlaceholderProperty = "zsync:placeholder"
 // the copy that Job.Rotate renames it to: "<target>.zsync-rotated-<time>".
 const RotatedInfix = ".zsync-rotated-"
 
+// AsideInfix joins a placeholder's name and the time in the name it is
+// renamed to while its real replica is received in its place (see
+// datasetRun.setAside): <target>.zsync-placeholder-<time>.
+const AsideInfix = ".zsync-placeholder-"
+
 // targetIDLen is the length of a target id: 8 random bytes in lowercase hex.
 const targetIDLen = 16
 
