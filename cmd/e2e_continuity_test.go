@@ -110,26 +110,10 @@ func killAt(t *testing.T, kp killPoint, cfgPath string) {
 		killWhenReceived(t, startZsync(t, "--config", cfgPath, "push"), kp.recvBytes)
 		return
 	}
-	cfg, err := LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, log: zerolog.Nop()}
-	job, cleanup, err := e.buildJob(cfg, &cfg.Jobs[0], false, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
 	stopped := false
-	open := job.Source
-	job.Source = func(ctx context.Context) (zsync.Endpoint, error) {
-		ep, err := open(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return stoppingEndpoint{Endpoint: ep, stop: kp.stop, stopped: &stopped}, nil
-	}
-	rep, err := job.Run(context.Background())
+	rep, err := runJobWrapped(t, cfgPath, func(ep zsync.Endpoint) zsync.Endpoint {
+		return stoppingEndpoint{Endpoint: ep, stop: kp.stop, stopped: &stopped}
+	}, nil)
 	if err != nil {
 		t.Fatalf("push to %q: %v", kp.name, err)
 	}
@@ -142,6 +126,73 @@ func killAt(t *testing.T, kp killPoint, cfgPath string) {
 		t.Fatalf("the push ended with %v (warnings %q), not at the kill point %q", d.Err, d.Warnings, kp.name)
 	}
 	t.Logf("stopped at %q: %v %q", kp.name, d.Err, d.Warnings)
+}
+
+// runJobWrapped runs the config's first job in-process, as `zsync push` or
+// `pull` would, with its source and target endpoints passed through
+// wrapSrc and wrapDst (nil: unchanged).
+func runJobWrapped(t *testing.T, cfgPath string, wrapSrc, wrapDst func(zsync.Endpoint) zsync.Endpoint) (*zsync.Report, error) {
+	t.Helper()
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, log: zerolog.Nop()}
+	job, cleanup, err := e.buildJob(cfg, &cfg.Jobs[0], false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	wrap := func(open zsync.Opener, w func(zsync.Endpoint) zsync.Endpoint) zsync.Opener {
+		if w == nil {
+			return open
+		}
+		return func(ctx context.Context) (zsync.Endpoint, error) {
+			ep, err := open(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return w(ep), nil
+		}
+	}
+	job.Source, job.Target = wrap(job.Source, wrapSrc), wrap(job.Target, wrapDst)
+	return job.Run(context.Background())
+}
+
+// flakyDecode is a target endpoint whose connection drops while it decodes
+// a resume token.
+type flakyDecode struct{ zsync.Endpoint }
+
+func (flakyDecode) DecodeResumeToken(context.Context, string) (zfs.ResumeToken, error) {
+	return zfs.ResumeToken{}, fmt.Errorf("read frame: %w", io.ErrUnexpectedEOF)
+}
+
+// A resume token that merely could not be decoded (the connection dropped)
+// is not proven stale: the partial receive is kept, and the next run
+// resumes it.
+func TestTokenDecodeFailureKeepsPartialReceive(t *testing.T) {
+	src, dst, cfg := resumeEnv(t, 4096)
+	target := dst + "/backup/" + src + "/big"
+	killWhenReceived(t, startZsync(t, "--config", cfg, "push"), 1<<20)
+	tok := zfstest.Get(t, target, "receive_resume_token")
+	if tok == "-" {
+		t.Fatalf("no resume token after the kill")
+	}
+	rep, err := runJobWrapped(t, cfg, nil, func(ep zsync.Endpoint) zsync.Endpoint { return flakyDecode{ep} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := rep.Datasets[0]; d.Status != zsync.StatusFailed || !errors.Is(d.Err, io.ErrUnexpectedEOF) || d.AbortedResume != "" {
+		t.Errorf("run with a dropped decode: status %s, err %v, aborted %q; want failed with the cause, nothing aborted", d.Status, d.Err, d.AbortedResume)
+	}
+	if got := zfstest.Get(t, target, "receive_resume_token"); got != tok {
+		t.Fatalf("the partial receive was not kept: token %.40s... -> %.40s...", tok, got)
+	}
+	code, _, errOut := zsyncRun(t, "--config", cfg, "push")
+	if code != 0 || !strings.Contains(errOut, "resume ") {
+		t.Fatalf("the next push: exit %d, resumed %v", code, strings.Contains(errOut, "resume "))
+	}
+	checkConverged(t, src, dst)
 }
 
 // batchEnv makes src/big with one replicated snapshot, then four new
