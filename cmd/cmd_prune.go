@@ -27,9 +27,9 @@ func pruneCommand(e *env) *cli.Command {
 			"The target prune touches only the replicas of the job's own selected sources (where\n" +
 			"replication puts them below root): never another job's replicas below a shared root,\n" +
 			"never copies renamed aside by on_diverged = \"rotate\" (*.zsync-rotated-*), never other\n" +
-			"datasets below root. A pull job lists its sources on the far side; when that side is\n" +
-			"down, the target is still pruned if strip_components = 0 (a replica's source is its\n" +
-			"name below root), and not at all (an error) otherwise.\n" +
+			"datasets below root. A pull job lists its sources on the far side; when that fails,\n" +
+			"its target is not pruned in that run (an error): a name below root does not prove\n" +
+			"whose replica a dataset is.\n" +
 			"--dry-run prints every decision with the rule that kept or condemned each snapshot.",
 		Flags: []cli.Flag{dryRunFlag, waitFlag},
 		Action: func(c *cli.Context) error {
@@ -128,11 +128,10 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 // the targets its own selected sources map to, as replication maps them
 // (sync.TargetName below root, after strip_components; sources that are
 // zsync placeholders are not replicated and do not count). The sources of
-// a push job are local; a pull job's are listed on the far side. When a
-// pull job's far side cannot be opened or listed and strip_components is
-// 0, a dataset's source is its name below root: it is selected when the
-// job's datasets select that name and no component of it is a rotated copy.
-// With strip_components > 0 that cannot be told, and ownTargets fails.
+// a push job are local; a pull job's are listed on the far side. When that
+// listing fails, ownTargets fails: guessing a replica's source from its
+// name below root would take other jobs' replicas below a shared or nested
+// root (and datasets that are no replicas) for this job's.
 func (e *env) ownTargets(ctx context.Context, z *zfs.CLI, far *lazyFar, j *jobConfig, log zerolog.Logger) (func(string) bool, error) {
 	filter, err := zfs.ParseFilter(j.Datasets)
 	if err != nil {
@@ -148,11 +147,7 @@ func (e *env) ownTargets(ctx context.Context, z *zfs.CLI, far *lazyFar, j *jobCo
 			sources, err = ep.List(ctx, roots, opts)
 		}
 		if err != nil {
-			if strip != 0 {
-				return nil, fmt.Errorf("the far side's datasets cannot be listed, and with strip_components = %d the source of a dataset below %s cannot be told from its name, so nothing there is pruned: %w", strip, j.Root, err)
-			}
-			log.Warn().Err(err).Msg("the far side's datasets cannot be listed: the target prune selects this job's replicas by their names below root (strip_components = 0)")
-			return targetsByName(filter, j.Root), nil
+			return nil, fmt.Errorf("the far side's datasets cannot be listed, so which datasets below %s are this job's replicas cannot be told and nothing there is pruned in this run: %w", j.Root, err)
 		}
 	} else {
 		sources, err = z.List(ctx, roots, opts)
@@ -177,17 +172,6 @@ func targetsOf(sources []zfs.Entry, filter zfs.Filter, root string, strip int) f
 		}
 	}
 	return func(ds string) bool { return own[ds] }
-}
-
-// targetsByName selects the datasets below root whose name below root
-// (their source with strip_components = 0) the filter selects, except
-// rotated copies, placeholders set aside during a conversion, and anything
-// below one.
-func targetsByName(filter zfs.Filter, root string) func(string) bool {
-	return func(ds string) bool {
-		src, ok := strings.CutPrefix(ds, root+"/")
-		return ok && !strings.Contains(src, zsync.RotatedInfix) && !strings.Contains(src, zsync.AsideInfix) && filter.Match(src)
-	}
 }
 
 type pruneSideKind int

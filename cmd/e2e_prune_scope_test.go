@@ -163,10 +163,11 @@ root = "%[2]s"
 	}
 }
 
-// A pull job's target prune touches only its own replicas, with the far side
-// up (its sources listed through serve) and down (strip_components = 0: the
-// source of a target is its name below the root; > 0: an error, nothing
-// destroyed).
+// A pull job's target prune touches only its own replicas: with the far side
+// up, its sources listed through serve; with the far side down, nothing
+// (an error), since a name below the root does not prove whose replica a
+// dataset is (another job's replica may sit below this job's, or a dataset
+// that is no replica).
 func TestPruneTargetScopePull(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 192)
 	for _, ds := range []string{"p", "q"} {
@@ -216,13 +217,6 @@ root = "%[2]s"
   [job.replication]
   initial = "all"
   [job.prune]
-  target = [{ last_n = 2, regex = "^" }]
-`)
-	cfgStrip := jobs(down + `
-  [job.replication]
-  initial = "all"
-  strip_components = 1
-  [job.prune]
   target = [{ last_n = 1, regex = "^" }]
 `)
 	if code, _, _ := zsyncRun(t, "--config", cfg, "pull", "p", "q"); code != 0 {
@@ -238,44 +232,31 @@ root = "%[2]s"
 		t.Fatalf("set-up: q's replica %v", keep[tq])
 	}
 
-	// far side down, strip_components = 1: no guessing, nothing destroyed
-	code, _, errOut := zsyncRun(t, "--config", cfgStrip, "prune", "p")
-	if code == 0 {
-		t.Errorf("prune with the far side down and strip_components = 1: exit 0, want an error")
-	}
-	if !strings.Contains(errOut, "strip_components") {
-		t.Errorf("the error does not explain why the target was not pruned:\n%s", errOut)
-	}
-	checkUnchanged(t, keep)
-	if got := snapshotsOf(t, tp); len(got) != 3 {
-		t.Errorf("p's target changed although the prune refused: %v", got)
-	}
-
-	// far side down, strip_components = 0: the target is still pruned
-	code, out, _ := zsyncRun(t, "--config", cfgDown, "prune", "--dry-run", "p")
-	if code != 0 {
-		t.Fatalf("dry run with the far side down: exit %d", code)
-	}
-	dsets, planned := dryRunPlan(t, out)
-	if !equalStrings(dsets, []string{tp}) || !equalStrings(planned, []string{tp + "@zsync_1"}) {
-		t.Errorf("dry run with the far side down: datasets %v, destroy %v; want only %s@zsync_1", dsets, planned, tp)
-	}
-	if code, _, _ := zsyncRun(t, "--config", cfgDown, "prune", "p"); code != 0 {
-		t.Fatalf("prune with the far side down: exit %d", code)
-	}
-	checkUnchanged(t, keep)
-	if got := snapshotsOf(t, tp); !equalStrings(got, []string{"zsync_2", "zsync_3"}) {
-		t.Errorf("p's target after prune with the far side down: %v, want the newest two", got)
+	// far side down: no guessing, nothing destroyed, for strip_components
+	// 0 and 1 alike
+	for _, strip := range []string{"", "  strip_components = 1\n"} {
+		c := strings.Replace(cfgDown, "  initial = \"all\"\n  [job.prune]", "  initial = \"all\"\n"+strip+"  [job.prune]", 1)
+		code, _, errOut := zsyncRun(t, "--config", c, "prune", "p")
+		if code == 0 {
+			t.Errorf("prune with the far side down (%q): exit 0, want an error", strip)
+		}
+		if !strings.Contains(errOut, "nothing there is pruned") {
+			t.Errorf("the error does not explain why the target was not pruned:\n%s", errOut)
+		}
+		checkUnchanged(t, keep)
+		if got := snapshotsOf(t, tp); len(got) != 3 {
+			t.Errorf("p's target changed although the prune refused: %v", got)
+		}
 	}
 
 	// far side up: the job's sources come from serve
-	code, out, _ = zsyncRun(t, "--config", cfg, "prune", "--dry-run", "p")
+	code, out, _ := zsyncRun(t, "--config", cfg, "prune", "--dry-run", "p")
 	if code != 0 {
 		t.Fatalf("dry run: exit %d", code)
 	}
-	dsets, planned = dryRunPlan(t, out)
-	if !equalStrings(dsets, []string{tp}) || !equalStrings(planned, []string{tp + "@zsync_2"}) {
-		t.Errorf("dry run: datasets %v, destroy %v; want only %s@zsync_2", dsets, planned, tp)
+	dsets, planned := dryRunPlan(t, out)
+	if !equalStrings(dsets, []string{tp}) || !equalStrings(planned, []string{tp + "@zsync_1", tp + "@zsync_2"}) {
+		t.Errorf("dry run: datasets %v, destroy %v; want only %s@zsync_1 and @zsync_2", dsets, planned, tp)
 	}
 	if code, _, _ := zsyncRun(t, "--config", cfg, "prune", "p"); code != 0 {
 		t.Fatalf("prune: exit %d", code)
@@ -287,7 +268,7 @@ root = "%[2]s"
 }
 
 // longSnapshots takes n snapshots of each of datasets, whose short names
-// are 140 bytes long: one `zfs snapshot` call per name, for all datasets
+// are 225 bytes long: one `zfs snapshot` call per name, for all datasets
 // at once (one call cannot take several snapshots of one filesystem:
 // "multiple snapshots of same fs not allowed", and neither can one txg).
 // It checks that one `zfs destroy ds@a,b,...` of them would be longer than

@@ -68,30 +68,6 @@ func TestTargetsOf(t *testing.T) {
 	}
 }
 
-// With the far side down (strip_components = 0), a dataset's source is its
-// name below the root.
-func TestTargetsByName(t *testing.T) {
-	own := targetsByName(mustFilter(t, "tank/a<", "!tank/a/skip"), "backup")
-	yes := []string{"backup/tank/a", "backup/tank/a/child", "backup/tank/a/x/y"}
-	no := []string{
-		"backup", "backup/tank", "backup/tank/b", "backup/tank/a/skip", "backup/other",
-		"backup/tank/a.zsync-rotated-20260101T000000Z",
-		"backup/tank/a.zsync-rotated-20260101T000000Z/child",
-		"backup/tank/a/child.zsync-rotated-20260101T000000Z",
-		"backupx/tank/a", "other/backup/tank/a",
-	}
-	for _, ds := range yes {
-		if !own(ds) {
-			t.Errorf("%s not selected", ds)
-		}
-	}
-	for _, ds := range no {
-		if own(ds) {
-			t.Errorf("%s selected", ds)
-		}
-	}
-}
-
 func mustFilter(t *testing.T, patterns ...string) zfs.Filter {
 	t.Helper()
 	f, err := zfs.ParseFilter(patterns)
