@@ -71,18 +71,26 @@ func bystander(t *testing.T, ds string) {
 	zfstest.MustSnapshot(t, ds+"@s2")
 }
 
-// Two push jobs share one root (SPEC §4). Pruning job a's target touches
-// a's replica only: never job b's replicas, a rotated copy of a's target, or
-// datasets that merely sit below the root (beside or below a's replica).
-func TestPruneTargetScopeSharedRoot(t *testing.T) {
-	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 192)
-	for _, ds := range []string{"a", "b"} {
+// twoSources makes a source pool with datasets x and y, each with three
+// snapshots zsync_1..3 (taken together), and an empty target pool.
+func twoSources(t *testing.T, x, y string) (src, dst string) {
+	t.Helper()
+	src, dst = zfstest.NewPool(t, 128), zfstest.NewPool(t, 192)
+	for _, ds := range []string{x, y} {
 		zfstest.MustCreate(t, src+"/"+ds)
 		zfstest.MustWriteFile(t, src+"/"+ds, "f", 32)
 	}
 	for i := 1; i <= 3; i++ {
-		zfstest.MustSnapshot(t, fmt.Sprintf("%s/a@zsync_%d", src, i), fmt.Sprintf("%s/b@zsync_%d", src, i))
+		zfstest.MustSnapshot(t, fmt.Sprintf("%s/%s@zsync_%d", src, x, i), fmt.Sprintf("%s/%s@zsync_%d", src, y, i))
 	}
+	return src, dst
+}
+
+// Two push jobs share one root (SPEC §4). Pruning job a's target touches
+// a's replica only: never job b's replicas, a rotated copy of a's target, or
+// datasets that merely sit below the root (beside or below a's replica).
+func TestPruneTargetScopeSharedRoot(t *testing.T) {
+	src, dst := twoSources(t, "a", "b")
 	root := dst + "/backup"
 	cfg := writeConfig(t, fmt.Sprintf(`
 [[job]]
@@ -169,14 +177,7 @@ root = "%[2]s"
 // dataset is (another job's replica may sit below this job's, or a dataset
 // that is no replica).
 func TestPruneTargetScopePull(t *testing.T) {
-	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 192)
-	for _, ds := range []string{"p", "q"} {
-		zfstest.MustCreate(t, src+"/"+ds)
-		zfstest.MustWriteFile(t, src+"/"+ds, "f", 32)
-	}
-	for i := 1; i <= 3; i++ {
-		zfstest.MustSnapshot(t, fmt.Sprintf("%s/p@zsync_%d", src, i), fmt.Sprintf("%s/q@zsync_%d", src, i))
-	}
+	src, dst := twoSources(t, "p", "q")
 	root := dst + "/pulled"
 	jobs := func(pJob string) string {
 		return writeConfig(t, fmt.Sprintf(`
