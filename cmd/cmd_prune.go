@@ -110,7 +110,9 @@ func (e *env) pruneJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun bo
 		if j.Type == "push" {
 			ep, err := far.get(ctx)
 			if err != nil {
-				return fmt.Errorf("prune far target: %w", err)
+				// keep the source prune's outcome: exit 3 when it went well
+				total.failed = append(total.failed, fmt.Errorf("prune far target: %w", err))
+				return total.err()
 			}
 			d = ep
 		}
