@@ -27,9 +27,11 @@ job uses now:
               root, strip_components or datasets changed; its cursor keeps its
               snapshot and makes not_replicated keep the snapshots after it
    unknown    something that could own it cannot be checked from here: a job
-              whose far side is down, the send area or receive_root of a
-              [[serve.client]] of this host, or any dataset on a far host
-              (other hosts' jobs may use it)
+              whose far side is down or whose target root is missing (a
+              backup pool not imported now) or never made, the send area or
+              receive_root of a [[serve.client]] of this host, any dataset on
+              a far host (other hosts' jobs may use it), and every
+              last-received hold (a push from another host may own it)
 
 Orphaned and unknown relationships are only listed (dataset, id, objects, the
 snapshots they pin, why), never touched, unless --orphaned is given: then the
@@ -40,7 +42,9 @@ whose GUID does not match their name are never touched. One-off replications
 [[serve.client]] entry, look orphaned: read the list (or run --orphaned
 --dry-run) before --orphaned.
 With --orphaned it takes the lock of every configured push and pull job, so no
-run creates a relationship while it judges (--wait waits for them).`
+run creates a relationship while it judges (--wait waits for them); one-off
+runs have no such lock: do not use --orphaned while one runs. A job that
+could not be checked makes --orphaned exit 3.`
 
 func holdsCommand(e *env) *cli.Command {
 	return &cli.Command{
