@@ -479,21 +479,17 @@ func (c *Client) DestroySnapshots(ctx context.Context, dataset string, shortName
 	if len(shortNames) <= destroyRequestNames {
 		return c.destroySnapshots(ctx, dataset, shortNames)
 	}
-	var names []string
-	seen := map[string]bool{}
-	for _, n := range shortNames {
-		if !seen[n] {
-			seen[n] = true
-			names = append(names, n)
-		}
-	}
-	failed := map[string]error{}
+	names := zfs.UniqueNames(shortNames)
+	var chunks [][]string
 	for i := 0; i < len(names); i += destroyRequestNames {
-		chunk := names[i:min(i+destroyRequestNames, len(names))]
+		chunks = append(chunks, names[i:min(i+destroyRequestNames, len(names))])
+	}
+	return zfs.DestroyInBatches(dataset, chunks, func(chunk []string) (map[string]error, error) {
 		err := c.destroySnapshots(ctx, dataset, chunk)
 		if err == nil {
-			continue
+			return nil, nil
 		}
+		failed := map[string]error{}
 		var de *zfs.DestroyError
 		if errors.As(err, &de) && len(de.Failed) > 0 {
 			for k, ferr := range de.Failed {
@@ -502,23 +498,13 @@ func (c *Client) DestroySnapshots(ctx context.Context, dataset string, shortName
 				}
 				failed[k] = ferr
 			}
-			continue
+			return failed, nil
 		}
-		if i == 0 {
-			return err // nothing was destroyed
-		}
-		for _, n := range chunk {
+		for _, n := range chunk { // nothing of this request was destroyed
 			failed[n] = err
 		}
-		for _, n := range names[i+len(chunk):] {
-			failed[n] = fmt.Errorf("not sent after an earlier request failed: %w", err)
-		}
-		return errors.Join(&zfs.DestroyError{Dataset: dataset, Failed: failed}, err)
-	}
-	if len(failed) > 0 {
-		return &zfs.DestroyError{Dataset: dataset, Failed: failed}
-	}
-	return nil
+		return failed, err
+	})
 }
 
 // destroySnapshots is one destroy_snapshots request.

@@ -112,45 +112,79 @@ func destroyBatches(dataset string, shortNames []string, max int) [][]string {
 // ErrDatasetNotFound), otherwise it joins a *DestroyError naming every
 // snapshot not destroyed with that failure. An empty list does nothing.
 func (c *CLI) DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
-	var names []string
-	seen := map[string]bool{}
-	for _, s := range shortNames {
-		if !seen[s] {
-			seen[s] = true
-			names = append(names, s)
-		}
-	}
+	names := UniqueNames(shortNames)
 	if len(names) == 0 {
 		return nil
 	}
 	if _, err := destroySnapshotsArg(dataset, names); err != nil {
 		return err
 	}
-	failed := map[string]error{}
-	batches := destroyBatches(dataset, names, maxDestroyArg)
-	for i, batch := range batches {
+	return DestroyInBatches(dataset, destroyBatches(dataset, names, maxDestroyArg), func(batch []string) (map[string]error, error) {
+		failed := map[string]error{}
 		rest, err := c.destroyBatch(ctx, dataset, batch, failed)
-		if err == nil {
-			continue
-		}
-		// rest (this batch) and every later batch were not destroyed
 		for _, s := range rest {
 			failed[s] = err
 		}
+		return failed, err
+	})
+}
+
+// UniqueNames returns names without repeats, in their first order.
+func UniqueNames(names []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range names {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// DestroyInBatches destroys snapshots of dataset batch after batch, in
+// order, and merges the outcomes exactly, as DestroySnapshots documents.
+// destroy reports on one batch: the snapshots of it that were not destroyed
+// (short name -> why; every other one was), and stop, non-nil when the
+// batch failed in a way that names no snapshot (the snapshots it left are
+// in the map with that error): the later batches are then not attempted
+// and are named as not destroyed too. When nothing at all was destroyed
+// because the first batch stopped with every snapshot failing for that
+// reason alone, the error is stop itself; otherwise it is a *DestroyError
+// (joined with stop when there is one).
+func DestroyInBatches(dataset string, batches [][]string, destroy func(batch []string) (notDestroyed map[string]error, stop error)) error {
+	failed := map[string]error{}
+	for i, batch := range batches {
+		nd, stop := destroy(batch)
+		for k, v := range nd {
+			failed[k] = v
+		}
+		if stop == nil {
+			continue
+		}
+		if i == 0 && len(nd) == len(batch) && allAre(nd, stop) {
+			return stop // nothing was destroyed, and no snapshot was named
+		}
 		for _, later := range batches[i+1:] {
 			for _, s := range later {
-				failed[s] = fmt.Errorf("not attempted after an earlier batch failed: %w", err)
+				failed[s] = fmt.Errorf("not attempted after an earlier batch failed: %w", stop)
 			}
 		}
-		if i == 0 && len(rest) == len(batch) {
-			return err // nothing was destroyed, and no snapshot was named
-		}
-		return errors.Join(&DestroyError{Dataset: dataset, Failed: failed}, err)
+		return errors.Join(&DestroyError{Dataset: dataset, Failed: failed}, stop)
 	}
 	if len(failed) > 0 {
 		return &DestroyError{Dataset: dataset, Failed: failed}
 	}
 	return nil
+}
+
+func allAre(m map[string]error, err error) bool {
+	for _, v := range m {
+		if v != err {
+			return false
+		}
+	}
+	return true
 }
 
 // destroyBatch destroys one batch of snapshots of dataset (its argument
