@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -256,6 +257,31 @@ func (c *Config) validate(ix *lineIndex) error {
 		if len(cl.Send) > 0 {
 			if _, err := zfs.ParseFilter(cl.Send); err != nil {
 				bad(p+".send", err)
+			}
+		}
+		for j, prop := range cl.AllowProperties {
+			key := fmt.Sprintf("%s.allow_properties[%d]", p, j)
+			switch {
+			case zfs.ValidatePropertyName(prop) != nil:
+				bad(key, fmt.Errorf("invalid property name %q", prop))
+			case slices.Contains(farSideProperties, prop):
+				bad(key, fmt.Errorf("%s is decided by the far side for every client (receives are never mounted by the client's choice) and cannot be allowed", prop))
+			}
+		}
+		if cl.MaxHolds < 0 {
+			bad(p+".max_holds", fmt.Errorf("must not be negative, got %d", cl.MaxHolds))
+		}
+		for k, other := range c.Serve.Clients[:i] {
+			if cl.ReceiveRoot == "" || other.ReceiveRoot == "" {
+				continue
+			}
+			if zfs.IsDescendant(cl.ReceiveRoot, other.ReceiveRoot) || zfs.IsDescendant(other.ReceiveRoot, cl.ReceiveRoot) {
+				bad(p+".receive_root", fmt.Errorf("%s overlaps serve.client[%d] (%s) receive_root %s: each client needs a receive root of its own", cl.ReceiveRoot, k, other.Name, other.ReceiveRoot))
+			}
+		}
+		for _, other := range c.Serve.Clients[:i] {
+			if cl.Name == other.Name {
+				bad(p+".name", fmt.Errorf("duplicate client name %q", cl.Name))
 			}
 		}
 	}

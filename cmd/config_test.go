@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,5 +203,33 @@ func TestExampleConfigIsValid(t *testing.T) {
 	code, out, errOut := runUnit(t, "--config", "../docs/zsync.example.toml", "config", "check")
 	if code != 0 || !strings.Contains(out, "valid, 1 job(s), 1 serve client(s)") {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+}
+
+func TestServeClientConfigRefusals(t *testing.T) {
+	client := func(name, root, more string) string {
+		return fmt.Sprintf("[[serve.client]]\nname = %q\nreceive_root = %q\n%s", name, root, more)
+	}
+	cases := map[string]struct{ body, want string }{
+		"far-side property": {client("a", "b/a", "allow_properties = [\"checksum\", \"mountpoint\"]\n"), "serve.client[0].allow_properties[1]: mountpoint is decided by the far side"},
+		"canmount":          {client("a", "b/a", "allow_properties = [\"canmount\"]\n"), "allow_properties[0]: canmount is decided by the far side"},
+		"bad property":      {client("a", "b/a", "allow_properties = [\"-o\"]\n"), "allow_properties[0]: invalid property name"},
+		"negative cap":      {client("a", "b/a", "max_holds = -1\n"), "serve.client[0].max_holds: must not be negative"},
+		"nested roots":      {client("a", "b/a", "") + client("c", "b/a/c", ""), "serve.client[1].receive_root: b/a/c overlaps serve.client[0] (a) receive_root b/a"},
+		"same root":         {client("a", "b/a", "") + client("c", "b/a", ""), "overlaps"},
+		"duplicate name":    {client("a", "b/a", "") + client("a", "b/c", ""), `serve.client[1].name: duplicate client name "a"`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := configFile(t, c.body)
+			code, _, errOut := runUnit(t, "--config", p, "config", "check")
+			if code != ExitUsage || !strings.Contains(errOut, c.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut, c.want)
+			}
+		})
+	}
+	ok := client("a", "b/a", "allow_properties = [\"checksum\", \"com.example:owner\"]\nmax_holds = 10\n") + client("c", "b/c", "")
+	if code, _, errOut := runUnit(t, "--config", configFile(t, ok), "config", "check"); code != 0 {
+		t.Fatalf("valid clients: exit %d: %s", code, errOut)
 	}
 }

@@ -103,7 +103,22 @@ type serveClientConfig struct {
 	// PruneSend lets a pulling client prune snapshots of the datasets it may
 	// send (its own retention on the far side); off by default.
 	PruneSend bool `toml:"prune_send"`
+	// AllowProperties extends the properties the client may set on what it
+	// receives and creates (beyond compression, recordsize, atime,
+	// readonly and zsync:*). mountpoint, canmount and volmode are decided
+	// by the far side and cannot be listed.
+	AllowProperties []string `toml:"allow_properties"`
+	// MaxHolds caps the snapshots of one dataset in the send area that the
+	// client may hold at a time (0: the default, 4096).
+	MaxHolds int `toml:"max_holds"`
 }
+
+// defaultMaxHolds is a client's hold cap when max_holds is not set.
+const defaultMaxHolds = 4096
+
+// farSideProperties are decided by `zsync serve` for every restricted
+// client; allow_properties cannot hand them out.
+var farSideProperties = []string{"mountpoint", "canmount", "volmode"}
 
 // Duration is a config duration: one or more <number><unit> groups with units
 // s, m, h, d (24h) and w (7d), e.g. "15m", "36h", "14d", "1h30m". "0" is zero.

@@ -161,6 +161,11 @@ func validatePropName(p string) error {
 	return nil
 }
 
+// ValidatePropertyName checks a native or user property name as every
+// verb of this package does before it reaches zfs; errors wrap
+// ErrInvalidProperty.
+func ValidatePropertyName(p string) error { return validatePropName(p) }
+
 // validateNames runs check on every name and fails on an empty list.
 func validateNames(what string, names []string, check func(string) error) error {
 	if len(names) == 0 {
