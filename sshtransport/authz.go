@@ -2,10 +2,10 @@ package sshtransport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -125,27 +125,27 @@ func datasetOf(name string) string {
 // send resuming a token, it decodes the token with h to learn which dataset
 // it sends. A nil policy only validates.
 func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error {
-	if err := args.validate(); err != nil {
+	if err := args.Validate(); err != nil {
 		return err
 	}
 	if p == nil {
 		return nil
 	}
 	switch a := args.(type) {
-	case listArgs:
+	case wire.ListArgs:
 		if len(a.Roots) == 0 {
 			return p.forbid("list all pools", "a restricted client must name the datasets it lists")
 		}
 		return p.needReadable("list", a.Roots...)
-	case getArgs:
+	case wire.GetArgs:
 		return p.needReadable("read properties of", a.Names...)
-	case holdsArgs:
+	case wire.HoldsArgs:
 		return p.needReadable("read the holds of", a.Snaps...)
-	case holdArgs:
+	case wire.HoldArgs:
 		return p.needReadable("hold or release", a.Snaps...)
-	case bookmarkArgs:
+	case wire.BookmarkArgs:
 		return p.needReadable("bookmark", a.Source, a.Bookmark)
-	case destroySnapshotsArgs:
+	case wire.DestroySnapshotsArgs:
 		action := "destroy snapshots of " + a.Dataset
 		switch {
 		case p.AppendOnly:
@@ -158,7 +158,7 @@ func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error
 			return p.forbid(action, "it may send but not prune its send datasets (set prune_send = true in its [[serve.client]] on this host, or drop prune.source from the pull job)")
 		}
 		return p.forbid(action, p.outside())
-	case destroyBookmarksArgs:
+	case wire.DestroyBookmarksArgs:
 		for _, b := range a.Bookmarks {
 			ds, _, short := zfs.SplitName(b)
 			switch {
@@ -171,9 +171,9 @@ func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error
 			}
 		}
 		return nil
-	case createArgs:
+	case wire.CreateArgs:
 		return p.needReceive("create", a.Name)
-	case setArgs:
+	case wire.SetArgs:
 		if err := p.needReceive("set properties on", a.Name); err != nil {
 			return err
 		}
@@ -185,14 +185,14 @@ func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error
 			}
 		}
 		return nil
-	case renameArgs:
+	case wire.RenameArgs:
 		if p.AppendOnly {
 			return p.forbid("rename "+a.From, "append_only is set")
 		}
 		return p.needReceive("rename", a.From, a.To)
-	case sendArgs:
+	case wire.SendArgs:
 		return p.authorizeSend(ctx, h, a.Options)
-	case receiveArgs:
+	case wire.ReceiveArgs:
 		if err := p.needReceive("receive into", a.Options.Target); err != nil {
 			return err
 		}
@@ -200,9 +200,9 @@ func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error
 			return p.forbid("receive with force (rollback) into "+a.Options.Target, "append_only is set")
 		}
 		return nil
-	case datasetArgs:
+	case wire.DatasetArgs:
 		return p.needReceive("abort the partial receive of", a.Dataset)
-	case tokenArgs:
+	case wire.TokenArgs:
 		// Decoding tells only what the token itself contains; the
 		// receiving side of a push decodes tokens naming the sender's
 		// snapshots, which are in no area here.
@@ -243,173 +243,4 @@ func (p *Policy) filter(entries []zfs.Entry) []zfs.Entry {
 		}
 	}
 	return out
-}
-
-// validator is implemented by every request's arguments: validate checks
-// every name with the OpenZFS rules before anything is sent or run.
-type validator interface {
-	validate() error
-}
-
-// validateAnyName accepts a dataset, snapshot or bookmark name.
-func validateAnyName(name string) error {
-	if strings.ContainsAny(name, "@#") {
-		return zfs.ValidateVersion(name)
-	}
-	return zfs.ValidateDataset(name)
-}
-
-// validatePropName accepts native and user property names and refuses
-// anything that could pass for an option or break an argument.
-func validatePropName(p string) error {
-	if p == "" || len(p) > 256 || p[0] == '-' {
-		return fmt.Errorf("%w: %q", zfs.ErrInvalidProperty, p)
-	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c <= ' ' || c == 0x7f || c == ',' || c == '=' {
-			return fmt.Errorf("%w: %q", zfs.ErrInvalidProperty, p)
-		}
-	}
-	return nil
-}
-
-func validateProps(props map[string]string) error {
-	for k, v := range props {
-		if err := validatePropName(k); err != nil {
-			return err
-		}
-		if strings.IndexByte(v, 0) >= 0 {
-			return fmt.Errorf("%w: value of %q contains a NUL byte", zfs.ErrInvalidProperty, k)
-		}
-	}
-	return nil
-}
-
-func validateEach(names []string, check func(string) error) error {
-	for _, n := range names {
-		if err := check(n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (a listArgs) validate() error {
-	if err := validateEach(a.Roots, zfs.ValidateDataset); err != nil {
-		return err
-	}
-	if a.Options.Depth < -1 {
-		return fmt.Errorf("list: invalid depth %d", a.Options.Depth)
-	}
-	for _, t := range a.Options.Types {
-		switch t {
-		case zfs.Filesystem, zfs.Volume, zfs.Snapshot, zfs.Bookmark:
-		default:
-			return fmt.Errorf("list: unknown type %q", t)
-		}
-	}
-	return validateEach(a.Options.UserProps, validatePropName)
-}
-
-func (a getArgs) validate() error {
-	if err := validateEach(a.Names, validateAnyName); err != nil {
-		return err
-	}
-	return validateEach(a.Props, validatePropName)
-}
-
-func (a holdsArgs) validate() error { return validateEach(a.Snaps, zfs.ValidateSnapshot) }
-
-func (a holdArgs) validate() error {
-	if err := zfs.ValidateHoldTag(a.Tag); err != nil {
-		return err
-	}
-	return validateEach(a.Snaps, zfs.ValidateSnapshot)
-}
-
-func (a bookmarkArgs) validate() error {
-	if err := zfs.ValidateVersion(a.Source); err != nil {
-		return err
-	}
-	return zfs.ValidateBookmark(a.Bookmark)
-}
-
-func (a destroySnapshotsArgs) validate() error {
-	if err := zfs.ValidateDataset(a.Dataset); err != nil {
-		return err
-	}
-	return validateEach(a.Names, func(n string) error {
-		if err := zfs.ValidateComponent(n); err != nil {
-			return fmt.Errorf("snapshot %s@%s: %w", a.Dataset, n, err)
-		}
-		return nil
-	})
-}
-
-func (a destroyBookmarksArgs) validate() error {
-	return validateEach(a.Bookmarks, zfs.ValidateBookmark)
-}
-
-func (a createArgs) validate() error {
-	if err := zfs.ValidateDataset(a.Name); err != nil {
-		return err
-	}
-	return validateProps(a.Props)
-}
-
-func (a setArgs) validate() error {
-	if err := validateAnyName(a.Name); err != nil {
-		return err
-	}
-	return validateProps(a.Props)
-}
-
-func (a renameArgs) validate() error {
-	if err := validateAnyName(a.From); err != nil {
-		return err
-	}
-	if err := validateAnyName(a.To); err != nil {
-		return err
-	}
-	_, fsep, _ := zfs.SplitName(a.From)
-	_, tsep, _ := zfs.SplitName(a.To)
-	if fsep != tsep {
-		return fmt.Errorf("rename: %s and %s are not of the same kind", a.From, a.To)
-	}
-	return nil
-}
-
-func (a sendArgs) validate() error {
-	if _, err := a.Options.Validate(); err != nil {
-		return err
-	}
-	return validateCompress(a.Compress)
-}
-
-func (a receiveArgs) validate() error {
-	o := a.Options
-	if err := validateAnyName(o.Target); err != nil {
-		return err
-	}
-	if _, sep, _ := zfs.SplitName(o.Target); sep == '#' {
-		return fmt.Errorf("receive: target %s is a bookmark", o.Target)
-	}
-	if err := validateProps(o.Set); err != nil {
-		return err
-	}
-	if err := validateEach(o.Exclude, validatePropName); err != nil {
-		return err
-	}
-	return validateCompress(a.Compress)
-}
-
-func (a datasetArgs) validate() error { return zfs.ValidateDataset(a.Dataset) }
-
-func (a tokenArgs) validate() error { return zfs.ValidateResumeToken(a.Token) }
-
-func validateCompress(c string) error {
-	if c != "" && c != compressZstd {
-		return fmt.Errorf("unknown stream compression %q: %w", c, errors.ErrUnsupported)
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -41,81 +42,81 @@ func TestPolicy(t *testing.T) {
 		msg  string // substring of the refusal
 	}{
 		// Reading.
-		{"list send area", nil, opList, listArgs{Roots: []string{"tank/data"}}, ok, ""},
-		{"list receive area", nil, opList, listArgs{Roots: []string{"backup/laptop"}}, ok, ""},
-		{"list parent of send area", nil, opList, listArgs{Roots: []string{"tank"}}, forbidden, "client laptop may not list tank: not among its send datasets and outside receive_root backup/laptop"},
-		{"list excluded", nil, opList, listArgs{Roots: []string{"tank/data/secret"}}, forbidden, ""},
-		{"list all pools", nil, opList, listArgs{}, forbidden, "must name"},
-		{"list sibling prefix", nil, opList, listArgs{Roots: []string{"backup/laptopx"}}, forbidden, ""},
-		{"get", nil, opGet, getArgs{Names: []string{"tank/data@s", "backup/laptop/x"}, Props: []string{"guid"}}, ok, ""},
-		{"get foreign", nil, opGet, getArgs{Names: []string{"tank/data", "tank/other"}, Props: []string{"guid"}}, forbidden, "tank/other"},
-		{"holds", nil, opHolds, holdsArgs{Snaps: []string{"tank/data/child@s"}}, ok, ""},
-		{"holds foreign", nil, opHolds, holdsArgs{Snaps: []string{"tank/other@s"}}, forbidden, ""},
+		{"list send area", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data"}}, ok, ""},
+		{"list receive area", nil, wire.OpList, wire.ListArgs{Roots: []string{"backup/laptop"}}, ok, ""},
+		{"list parent of send area", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank"}}, forbidden, "client laptop may not list tank: not among its send datasets and outside receive_root backup/laptop"},
+		{"list excluded", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data/secret"}}, forbidden, ""},
+		{"list all pools", nil, wire.OpList, wire.ListArgs{}, forbidden, "must name"},
+		{"list sibling prefix", nil, wire.OpList, wire.ListArgs{Roots: []string{"backup/laptopx"}}, forbidden, ""},
+		{"get", nil, wire.OpGet, wire.GetArgs{Names: []string{"tank/data@s", "backup/laptop/x"}, Props: []string{"guid"}}, ok, ""},
+		{"get foreign", nil, wire.OpGet, wire.GetArgs{Names: []string{"tank/data", "tank/other"}, Props: []string{"guid"}}, forbidden, "tank/other"},
+		{"holds", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data/child@s"}}, ok, ""},
+		{"holds foreign", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/other@s"}}, forbidden, ""},
 		// Holds and bookmarks on both sides.
-		{"hold send area", nil, opHold, holdArgs{Tag: "zsync_step_T1", Snaps: []string{"tank/data@s"}}, ok, ""},
-		{"release receive area", nil, opRelease, holdArgs{Tag: "zsync_last_T1", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
-		{"hold foreign", nil, opHold, holdArgs{Tag: "t", Snaps: []string{"tank/data@s", "tank/other@s"}}, forbidden, ""},
-		{"bookmark", nil, opBookmark, bookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T1_G1"}, ok, ""},
-		{"bookmark foreign", nil, opBookmark, bookmarkArgs{Source: "tank/other@s", Bookmark: "tank/other#b"}, forbidden, ""},
+		{"hold send area", nil, wire.OpHold, wire.HoldArgs{Tag: "zsync_step_T1", Snaps: []string{"tank/data@s"}}, ok, ""},
+		{"release receive area", nil, wire.OpRelease, wire.HoldArgs{Tag: "zsync_last_T1", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
+		{"hold foreign", nil, wire.OpHold, wire.HoldArgs{Tag: "t", Snaps: []string{"tank/data@s", "tank/other@s"}}, forbidden, ""},
+		{"bookmark", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T1_G1"}, ok, ""},
+		{"bookmark foreign", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/other@s", Bookmark: "tank/other#b"}, forbidden, ""},
 		// Destroying.
-		{"destroy in receive area", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, ok, ""},
-		{"destroy receive root itself", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop", Names: []string{"s1"}}, ok, ""},
-		{"destroy in send area", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, forbidden, "may send but not prune"},
-		{"destroy in send area with prune_send", pruneSend, opDestroySnapshots, destroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, ok, ""},
-		{"destroy foreign", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "tank/other", Names: []string{"s1"}}, forbidden, ""},
-		{"destroy append-only", appendOnly, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, forbidden, "append_only"},
-		{"destroy own bookmark in send area", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor_T1_G2"}}, ok, ""},
-		{"destroy manual bookmark in send area", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "zsync's own bookmarks"},
-		{"destroy any bookmark in receive area", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, ok, ""},
-		{"destroy manual bookmark append-only", appendOnly, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, forbidden, ""},
-		{"destroy own bookmark append-only", appendOnly, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor"}}, ok, ""},
-		{"destroy foreign bookmark", nil, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: []string{"tank/other#zsync_cursor"}}, forbidden, ""},
+		{"destroy in receive area", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, ok, ""},
+		{"destroy receive root itself", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop", Names: []string{"s1"}}, ok, ""},
+		{"destroy in send area", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, forbidden, "may send but not prune"},
+		{"destroy in send area with prune_send", pruneSend, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, ok, ""},
+		{"destroy foreign", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/other", Names: []string{"s1"}}, forbidden, ""},
+		{"destroy append-only", appendOnly, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, forbidden, "append_only"},
+		{"destroy own bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor_T1_G2"}}, ok, ""},
+		{"destroy manual bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "zsync's own bookmarks"},
+		{"destroy any bookmark in receive area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, ok, ""},
+		{"destroy manual bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, forbidden, ""},
+		{"destroy own bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor"}}, ok, ""},
+		{"destroy foreign bookmark", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/other#zsync_cursor"}}, forbidden, ""},
 		// Managing the receive area.
-		{"create", nil, opCreate, createArgs{Name: "backup/laptop/tank", Parents: true}, ok, ""},
-		{"create outside", nil, opCreate, createArgs{Name: "backup/other"}, forbidden, "outside receive_root backup/laptop"},
-		{"create above", nil, opCreate, createArgs{Name: "backup"}, forbidden, ""},
-		{"set", nil, opSet, setArgs{Name: "backup/laptop", Props: map[string]string{"readonly": "on"}}, ok, ""},
-		{"set in send area", nil, opSet, setArgs{Name: "tank/data", Props: map[string]string{"zsync:x": "1"}}, forbidden, ""},
-		{"set append-only zsync prop", appendOnly, opSet, setArgs{Name: "backup/laptop", Props: map[string]string{"zsync:target-id": "0123456789abcdef"}}, ok, ""},
-		{"set append-only other prop", appendOnly, opSet, setArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/"}}, forbidden, "append_only allows setting only zsync's own properties"},
-		{"rename", nil, opRename, renameArgs{From: "backup/laptop/a", To: "backup/laptop/a.old"}, ok, ""},
-		{"rename out", nil, opRename, renameArgs{From: "backup/laptop/a", To: "tank/a"}, forbidden, ""},
-		{"rename in", nil, opRename, renameArgs{From: "tank/data", To: "backup/laptop/data"}, forbidden, ""},
-		{"rename append-only", appendOnly, opRename, renameArgs{From: "backup/laptop/a", To: "backup/laptop/b"}, forbidden, "append_only"},
-		{"abort receive", nil, opAbortReceive, datasetArgs{Dataset: "backup/laptop/x"}, ok, ""},
-		{"abort receive foreign", nil, opAbortReceive, datasetArgs{Dataset: "tank/data"}, forbidden, ""},
-		{"decode token", nil, opDecodeResumeToken, tokenArgs{Token: goodToken}, ok, ""},
+		{"create", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/tank", Parents: true}, ok, ""},
+		{"create outside", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/other"}, forbidden, "outside receive_root backup/laptop"},
+		{"create above", nil, wire.OpCreate, wire.CreateArgs{Name: "backup"}, forbidden, ""},
+		{"set", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop", Props: map[string]string{"readonly": "on"}}, ok, ""},
+		{"set in send area", nil, wire.OpSet, wire.SetArgs{Name: "tank/data", Props: map[string]string{"zsync:x": "1"}}, forbidden, ""},
+		{"set append-only zsync prop", appendOnly, wire.OpSet, wire.SetArgs{Name: "backup/laptop", Props: map[string]string{"zsync:target-id": "0123456789abcdef"}}, ok, ""},
+		{"set append-only other prop", appendOnly, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/"}}, forbidden, "append_only allows setting only zsync's own properties"},
+		{"rename", nil, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "backup/laptop/a.old"}, ok, ""},
+		{"rename out", nil, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "tank/a"}, forbidden, ""},
+		{"rename in", nil, wire.OpRename, wire.RenameArgs{From: "tank/data", To: "backup/laptop/data"}, forbidden, ""},
+		{"rename append-only", appendOnly, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "backup/laptop/b"}, forbidden, "append_only"},
+		{"abort receive", nil, wire.OpAbortReceive, wire.DatasetArgs{Dataset: "backup/laptop/x"}, ok, ""},
+		{"abort receive foreign", nil, wire.OpAbortReceive, wire.DatasetArgs{Dataset: "tank/data"}, forbidden, ""},
+		{"decode token", nil, wire.OpDecodeResumeToken, wire.TokenArgs{Token: goodToken}, ok, ""},
 		// Streams.
-		{"send", nil, opSendSize, sendArgs{Options: zfs.SendOptions{From: "tank/data#c", To: "tank/data@s"}}, ok, ""},
-		{"send foreign", nil, opSendSize, sendArgs{Options: zfs.SendOptions{To: "tank/other@s"}}, forbidden, "client laptop may not send tank/other@s: not among its send datasets"},
-		{"send excluded", nil, opSend, sendArgs{Options: zfs.SendOptions{To: "tank/data/secret@s"}}, forbidden, ""},
-		{"send from receive area", nil, opSend, sendArgs{Options: zfs.SendOptions{To: "backup/laptop/x@s"}}, forbidden, ""},
-		{"receive", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/tank/data", Resumable: true}}, ok, ""},
-		{"receive outside", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "tank/other"}}, forbidden, "client laptop may not receive into tank/other: outside receive_root backup/laptop"},
-		{"receive without receive_root", noReceive, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, forbidden, "it has no receive_root"},
-		{"receive force", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, ok, ""},
-		{"receive force append-only", appendOnly, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, forbidden, "append_only"},
-		{"receive append-only", appendOnly, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, ok, ""},
+		{"send", nil, wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{From: "tank/data#c", To: "tank/data@s"}}, ok, ""},
+		{"send foreign", nil, wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{To: "tank/other@s"}}, forbidden, "client laptop may not send tank/other@s: not among its send datasets"},
+		{"send excluded", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{To: "tank/data/secret@s"}}, forbidden, ""},
+		{"send from receive area", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{To: "backup/laptop/x@s"}}, forbidden, ""},
+		{"receive", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/tank/data", Resumable: true}}, ok, ""},
+		{"receive outside", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "tank/other"}}, forbidden, "client laptop may not receive into tank/other: outside receive_root backup/laptop"},
+		{"receive without receive_root", noReceive, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, forbidden, "it has no receive_root"},
+		{"receive force", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, ok, ""},
+		{"receive force append-only", appendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, forbidden, "append_only"},
+		{"receive append-only", appendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, ok, ""},
 		// Names that must never reach zfs.
-		{"dotdot root", nil, opList, listArgs{Roots: []string{"tank/data/../other"}}, invalid, ""},
-		{"empty component", nil, opList, listArgs{Roots: []string{"tank//data"}}, invalid, ""},
-		{"leading slash", nil, opList, listArgs{Roots: []string{"/tank/data"}}, invalid, ""},
-		{"snapshot as root", nil, opList, listArgs{Roots: []string{"tank/data@s"}}, invalid, ""},
-		{"option as root", nil, opList, listArgs{Roots: []string{"-r"}}, invalid, ""},
-		{"dotdot receive", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/../../tank"}}, invalid, ""},
-		{"newline in name", nil, opGet, getArgs{Names: []string{"backup/laptop/x\nrm -rf /"}, Props: []string{"guid"}}, invalid, ""},
-		{"empty hold tag", nil, opHold, holdArgs{Tag: "", Snaps: []string{"tank/data@s"}}, invalid, ""},
-		{"comma in short name", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a,b"}}, invalid, ""},
-		{"percent range", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a%b"}}, invalid, ""},
-		{"empty short name", nil, opDestroySnapshots, destroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{""}}, invalid, ""},
-		{"trailing slash", nil, opCreate, createArgs{Name: "backup/laptop/x/"}, invalid, ""},
-		{"rename to dotdot", nil, opRename, renameArgs{From: "backup/laptop/a", To: "backup/laptop/a/.."}, invalid, ""},
-		{"bookmark as snapshot", nil, opHolds, holdsArgs{Snaps: []string{"tank/data#b"}}, invalid, ""},
-		{"option as property", nil, opSet, setArgs{Name: "backup/laptop", Props: map[string]string{"-o": "x"}}, invalidProp, ""},
-		{"equals in property", nil, opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Exclude: []string{"a=b"}}}, invalidProp, ""},
-		{"empty send", nil, opSend, sendArgs{Options: zfs.SendOptions{To: "tank/data@"}}, invalid, ""},
-		{"bad token", nil, opDecodeResumeToken, tokenArgs{Token: "-nv; rm -rf /"}, badToken, ""},
-		{"bad token in send", nil, opSend, sendArgs{Options: zfs.SendOptions{ResumeToken: "../../etc/passwd"}}, badToken, ""},
+		{"dotdot root", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data/../other"}}, invalid, ""},
+		{"empty component", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank//data"}}, invalid, ""},
+		{"leading slash", nil, wire.OpList, wire.ListArgs{Roots: []string{"/tank/data"}}, invalid, ""},
+		{"snapshot as root", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data@s"}}, invalid, ""},
+		{"option as root", nil, wire.OpList, wire.ListArgs{Roots: []string{"-r"}}, invalid, ""},
+		{"dotdot receive", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/../../tank"}}, invalid, ""},
+		{"newline in name", nil, wire.OpGet, wire.GetArgs{Names: []string{"backup/laptop/x\nrm -rf /"}, Props: []string{"guid"}}, invalid, ""},
+		{"empty hold tag", nil, wire.OpHold, wire.HoldArgs{Tag: "", Snaps: []string{"tank/data@s"}}, invalid, ""},
+		{"comma in short name", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a,b"}}, invalid, ""},
+		{"percent range", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a%b"}}, invalid, ""},
+		{"empty short name", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{""}}, invalid, ""},
+		{"trailing slash", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x/"}, invalid, ""},
+		{"rename to dotdot", nil, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "backup/laptop/a/.."}, invalid, ""},
+		{"bookmark as snapshot", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data#b"}}, invalid, ""},
+		{"option as property", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop", Props: map[string]string{"-o": "x"}}, invalidProp, ""},
+		{"equals in property", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Exclude: []string{"a=b"}}}, invalidProp, ""},
+		{"empty send", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{To: "tank/data@"}}, invalid, ""},
+		{"bad token", nil, wire.OpDecodeResumeToken, wire.TokenArgs{Token: "-nv; rm -rf /"}, badToken, ""},
+		{"bad token in send", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: "../../etc/passwd"}}, badToken, ""},
 		// Also without a policy: names are validated all the same.
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,24 +130,24 @@ func TestPolicy(t *testing.T) {
 			resp := r.call(tc.op, tc.args)
 			var err error
 			if resp.Error != nil {
-				err = resp.Error.decode()
+				err = resp.Error.Decode()
 			}
 			calls := h.Calls()
 			if tc.want == nil {
 				if err != nil && (errors.Is(err, ErrForbidden) || errors.Is(err, zfs.ErrInvalidName)) {
 					t.Fatalf("refused: %v", err)
 				}
-				if len(calls) == 0 && tc.op != opReceive {
+				if len(calls) == 0 && tc.op != wire.OpReceive {
 					t.Fatalf("allowed but the handler did not run")
 				}
-				if tc.op == opReceive {
+				if tc.op == wire.OpReceive {
 					// Finish the stream so the server answers.
-					if err := writeFrame(r.conn, frameEnd, []byte(`{}`)); err != nil {
+					if err := wire.WriteFrame(r.conn, wire.FrameEnd, []byte(`{}`)); err != nil {
 						t.Fatal(err)
 					}
 					resp := r.readResponse()
 					if resp.Error != nil {
-						t.Fatalf("receive: %v", resp.Error.decode())
+						t.Fatalf("receive: %v", resp.Error.Decode())
 					}
 				}
 				return
@@ -171,8 +172,8 @@ func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 	h := newFake()
 	h.token = zfs.ResumeToken{ToGUID: 7, ToName: "tank/other@s"}
 	r := newRaw(t, h, ServeOptions{Policy: testPolicy(t, nil)})
-	resp := r.call(opSend, sendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
-	if resp.Error == nil || !errors.Is(resp.Error.decode(), ErrForbidden) {
+	resp := r.call(wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error == nil || !errors.Is(resp.Error.Decode(), ErrForbidden) {
 		t.Fatalf("response = %+v", resp)
 	}
 	if !strings.Contains(resp.Error.Message, "may not send tank/other@s") {
@@ -184,14 +185,14 @@ func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 
 	// A token of an allowed dataset goes through.
 	h.token.ToName = "tank/data/child@s"
-	resp = r.call(opSendSize, sendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
 	if resp.Error != nil {
-		t.Fatalf("allowed token refused: %v", resp.Error.decode())
+		t.Fatalf("allowed token refused: %v", resp.Error.Decode())
 	}
 	// A token that does not decode is refused with the decode error.
 	h.errs["DecodeResumeToken"] = zfs.ErrResumeTokenCorrupt
-	resp = r.call(opSendSize, sendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
-	if resp.Error == nil || !errors.Is(resp.Error.decode(), zfs.ErrResumeTokenCorrupt) {
+	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error == nil || !errors.Is(resp.Error.Decode(), zfs.ErrResumeTokenCorrupt) {
 		t.Fatalf("corrupt token: %+v", resp)
 	}
 	if n := len(h.Calls()); n != 4 {
@@ -242,13 +243,13 @@ func TestPolicyRefusalThroughClient(t *testing.T) {
 func TestNoPolicyStillValidates(t *testing.T) {
 	h := newFake()
 	r := newRaw(t, h, ServeOptions{})
-	for _, a := range []listArgs{{Roots: []string{"tank/../x"}}, {Roots: []string{""}}, {Options: zfs.ListOptions{UserProps: []string{"a,b"}}}} {
-		if resp := r.call(opList, a); resp.Error == nil {
+	for _, a := range []wire.ListArgs{{Roots: []string{"tank/../x"}}, {Roots: []string{""}}, {Options: zfs.ListOptions{UserProps: []string{"a,b"}}}} {
+		if resp := r.call(wire.OpList, a); resp.Error == nil {
 			t.Errorf("%+v accepted", a)
 		}
 	}
-	if resp := r.call(opList, listArgs{}); resp.Error != nil {
-		t.Errorf("full rights: listing all pools refused: %v", resp.Error.decode())
+	if resp := r.call(wire.OpList, wire.ListArgs{}); resp.Error != nil {
+		t.Errorf("full rights: listing all pools refused: %v", resp.Error.Decode())
 	}
 	if calls := h.Calls(); len(calls) != 1 {
 		t.Errorf("calls = %v", calls)

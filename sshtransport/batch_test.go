@@ -2,7 +2,6 @@ package sshtransport
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -75,7 +74,7 @@ func TestDestroyErrorListsEveryFailure(t *testing.T) {
 		}
 	}
 	var ze *zfs.Error
-	if !errors.As(de.Failed[names[0]], &ze) || !strings.Contains(ze.Stderr, "dataset is busy") || len(ze.Args[2]) > maxWireArg+16 {
+	if !errors.As(de.Failed[names[0]], &ze) || !strings.Contains(ze.Stderr, "dataset is busy") || len(ze.Args[2]) > 1<<10+16 /* wire bounds an argument to 1 KiB */ {
 		t.Errorf("Failed[first] lost zfs's stderr or carries the whole argv: %+v", ze)
 	}
 }
@@ -89,90 +88,6 @@ func TestDestroyNilFailureCrosses(t *testing.T) {
 	var de *zfs.DestroyError
 	if !errors.As(err, &de) || de.Failed["a"] == nil || len(de.Failed) != 1 {
 		t.Fatalf("err = %v, want a DestroyError naming a", err)
-	}
-}
-
-// Past its budget the far side omits names and says so; the client then
-// names every snapshot of its request that the answer does not list.
-func TestDestroyBatchPastBudget(t *testing.T) {
-	names := snapNames(70000) // 7 MB of names alone
-	failed := map[string]error{}
-	for _, n := range names {
-		failed[n] = fmt.Errorf("@%s: %w", n, zfs.ErrSnapshotHeld)
-	}
-	w := encodeError(&zfs.DestroyError{Dataset: "tank/data", Failed: failed})
-	b := w.Destroy
-	if b.Complete || b.Omitted == 0 || len(b.Failed)+b.Omitted != len(names) {
-		t.Fatalf("Complete %v, %d listed, %d omitted; want an incomplete batch accounting for all %d", b.Complete, len(b.Failed), b.Omitted, len(names))
-	}
-	p, err := json.Marshal(response{Error: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p) > maxWireBatch+maxWireMessage+4<<10 || len(p) > MaxControlPayload {
-		t.Errorf("encoded response of %d bytes", len(p))
-	}
-	var back response
-	if err := json.Unmarshal(p, &back); err != nil {
-		t.Fatal(err)
-	}
-	got := back.Error.decode()
-	completeBatch(got, append([]string{"maybe destroyed"}, names...))
-	var de *zfs.DestroyError
-	if !errors.As(got, &de) || len(de.Failed) != len(names)+1 {
-		t.Fatalf("after completion %d names failed, want %d", len(de.Failed), len(names)+1)
-	}
-	unreported := 0
-	for n, f := range de.Failed {
-		switch {
-		case errors.Is(f, ErrUnreported):
-			unreported++
-		case !errors.Is(f, zfs.ErrSnapshotHeld):
-			t.Fatalf("Failed[%s] = %v", n, f)
-		}
-	}
-	if unreported != b.Omitted+1 {
-		t.Errorf("%d unreported, want the %d omitted and the one not listed", unreported, b.Omitted)
-	}
-}
-
-// An older server listed at most 1000 failures without saying so: a batch
-// of 1000 or more without "complete" names every snapshot of the request it
-// does not list; a shorter one, or a complete one, is exact.
-func TestDestroyBatchFromOlderServer(t *testing.T) {
-	names := snapNames(1200)
-	batch := func(listed int, complete bool) *wireError {
-		b := &wireBatch{Dataset: "tank/data", Failed: map[string]wireLeaf{}, Complete: complete}
-		for _, n := range names[:listed] {
-			b.Failed[n] = wireLeaf{Kinds: []string{"snapshot_held"}, Message: "held"}
-		}
-		return &wireError{wireLeaf: wireLeaf{Message: "cannot destroy"}, Destroy: b}
-	}
-	tests := []struct {
-		name       string
-		w          *wireError
-		wantFailed int
-	}{
-		{"capped legacy list", batch(legacyWireFailed, false), len(names)},
-		{"short legacy list", batch(3, false), 3},
-		{"complete list", batch(legacyWireFailed, true), legacyWireFailed},
-	}
-	for _, tt := range tests {
-		// through JSON, as it crosses
-		p, err := json.Marshal(tt.w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var w wireError
-		if err := json.Unmarshal(p, &w); err != nil {
-			t.Fatal(err)
-		}
-		got := w.decode()
-		completeBatch(got, names)
-		var de *zfs.DestroyError
-		if !errors.As(got, &de) || len(de.Failed) != tt.wantFailed {
-			t.Errorf("%s: %d failed, want %d", tt.name, len(de.Failed), tt.wantFailed)
-		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -172,22 +173,22 @@ func TestTypedErrorsCrossTheWire(t *testing.T) {
 	}
 }
 
-// TestEverySentinelCrosses: each kind in wireKinds survives the trip, and
+// TestEverySentinelCrosses: each kind of wire.Kinds survives the trip, and
 // every exported Err* of package zfs has a kind (so a sentinel added there
 // without a wire name fails here).
 func TestEverySentinelCrosses(t *testing.T) {
-	for _, k := range wireKinds {
-		t.Run(k.name, func(t *testing.T) {
+	for _, k := range wire.Kinds() {
+		t.Run(k.Name, func(t *testing.T) {
 			h := newFake()
-			h.errs["Hold"] = fmt.Errorf("zfs hold: %w", k.err)
+			h.errs["Hold"] = fmt.Errorf("zfs hold: %w", k.Err)
 			s := newSession(t, h, ServeOptions{}, ClientOptions{})
 			err := s.c.Hold(context.Background(), "tag", []string{"tank/a@b"})
-			if !errors.Is(err, k.err) {
-				t.Fatalf("errors.Is(%v, %v) = false", err, k.err)
+			if !errors.Is(err, k.Err) {
+				t.Fatalf("errors.Is(%v, %v) = false", err, k.Err)
 			}
-			for _, other := range wireKinds {
-				if other.err != k.err && errors.Is(err, other.err) {
-					t.Errorf("error also claims %s", other.name)
+			for _, other := range wire.Kinds() {
+				if other.Err != k.Err && errors.Is(err, other.Err) {
+					t.Errorf("error also claims %s", other.Name)
 				}
 			}
 		})
@@ -198,8 +199,8 @@ func TestEverySentinelCrosses(t *testing.T) {
 		t.Fatalf("no zfs sources: %v", err)
 	}
 	known := map[string]bool{}
-	for _, k := range wireKinds {
-		known[k.err.Error()] = true
+	for _, k := range wire.Kinds() {
+		known[k.Err.Error()] = true
 	}
 	exported := map[string]error{
 		"ErrDatasetNotFound": zfs.ErrDatasetNotFound, "ErrExists": zfs.ErrExists, "ErrSnapshotHeld": zfs.ErrSnapshotHeld,
@@ -307,11 +308,11 @@ func TestFarCancellationIsNotLocal(t *testing.T) {
 func TestUnknownOpIsUnsupported(t *testing.T) {
 	r := newRaw(t, newFake(), ServeOptions{})
 	resp := r.call("format_disk", map[string]string{"pool": "tank"})
-	if resp.Error == nil || !errors.Is(resp.Error.decode(), errors.ErrUnsupported) {
+	if resp.Error == nil || !errors.Is(resp.Error.Decode(), errors.ErrUnsupported) {
 		t.Fatalf("response = %+v", resp)
 	}
 	// Still usable.
-	if resp := r.call(opHolds, holdsArgs{Snaps: []string{"tank/a@b"}}); resp.Error != nil {
+	if resp := r.call(wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/a@b"}}); resp.Error != nil {
 		t.Fatalf("after an unknown op: %+v", resp.Error)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -379,31 +380,31 @@ func newRaw(t testing.TB, h Handler, so ServeOptions) *rawConn {
 }
 
 // call sends a request with args and returns the decoded response.
-func (r *rawConn) call(op string, args any) response {
+func (r *rawConn) call(op string, args any) wire.Response {
 	r.t.Helper()
 	a, err := json.Marshal(args)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	p, _ := json.Marshal(request{Op: op, Args: a})
-	if err := writeFrame(r.conn, frameRequest, p); err != nil {
+	p, _ := json.Marshal(wire.Request{Op: op, Args: a})
+	if err := wire.WriteFrame(r.conn, wire.FrameRequest, p); err != nil {
 		r.t.Fatalf("write request: %v", err)
 	}
 	return r.readResponse()
 }
 
 // readResponse reads one response frame.
-func (r *rawConn) readResponse() response {
+func (r *rawConn) readResponse() wire.Response {
 	r.t.Helper()
-	t, payload, err := readFrame(r.br, nil)
+	t, payload, err := wire.ReadFrame(r.br, nil)
 	if err != nil {
 		r.t.Fatalf("read response: %v", err)
 	}
-	if t != frameResponse {
+	if t != wire.FrameResponse {
 		r.t.Fatalf("got a %s frame, want a response", t)
 	}
-	var resp response
-	if err := decodeStrict(payload, &resp); err != nil {
+	var resp wire.Response
+	if err := wire.DecodeStrict(payload, &resp); err != nil {
 		r.t.Fatal(err)
 	}
 	return resp
@@ -424,14 +425,14 @@ func (r *rawConn) serveResult() error {
 // expectFatal reads the error frame the server sends before it hangs up.
 func (r *rawConn) expectFatal() error {
 	r.t.Helper()
-	t, p, err := readFrame(r.br, nil)
+	t, p, err := wire.ReadFrame(r.br, nil)
 	if err != nil {
 		r.t.Fatalf("reading the error frame: %v", err)
 	}
-	if t != frameError {
+	if t != wire.FrameError {
 		r.t.Fatalf("got a %s frame, want an error frame", t)
 	}
-	err = decodeFatal(p)
+	err = wire.DecodeFatal(p)
 	if !errors.Is(err, ErrProtocol) {
 		r.t.Fatalf("error frame %v does not wrap ErrProtocol", err)
 	}

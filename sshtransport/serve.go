@@ -9,6 +9,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -72,7 +73,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o ServeO
 	growPipe(in)
 	growPipe(out)
 	s := &server{ctx: ctx, opCtx: opCtx, inputGone: inputGone, h: h, o: o, br: bufio.NewReaderSize(in, 64<<10), w: out}
-	if _, err := out.Write(handshakeLine(bannerPrefix, o.SoftwareVersion)); err != nil {
+	if _, err := out.Write(wire.HandshakeLine(wire.BannerPrefix, o.SoftwareVersion)); err != nil {
 		return fmt.Errorf("writing the banner: %w", err)
 	}
 	if err := s.hello(); err != nil {
@@ -102,7 +103,7 @@ type server struct {
 // inFrame is a frame read by the reader goroutine. buf, when set, is the
 // pooled buffer behind a data payload, returned with recycle.
 type inFrame struct {
-	t   frameType
+	t   wire.FrameType
 	p   []byte
 	err error
 	buf *[]byte
@@ -110,17 +111,17 @@ type inFrame struct {
 
 // hello reads the client's hello line.
 func (s *server) hello() error {
-	line, err := readLine(s.br, maxHandshakeLine)
+	line, err := wire.ReadLine(s.br, wire.MaxHandshakeLine)
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(line) == 0 {
 			return fmt.Errorf("%w: the client hung up before its hello", ErrProtocol)
 		}
-		return fmt.Errorf("%w: reading the client's hello: %w (got %s)", ErrProtocol, err, quoteGot(line))
+		return fmt.Errorf("%w: reading the client's hello: %w (got %s)", ErrProtocol, err, wire.QuoteGot(line))
 	}
-	peer, ok, perr := parseHandshake(line, helloPrefix)
+	peer, ok, perr := wire.ParseHandshake(line, wire.HelloPrefix)
 	switch {
 	case !ok:
-		return fmt.Errorf("%w: the client did not say hello (got %s)", ErrProtocol, quoteGot(line))
+		return fmt.Errorf("%w: the client did not say hello (got %s)", ErrProtocol, wire.QuoteGot(line))
 	case perr != nil:
 		return perr
 	case peer.Protocol != ProtocolVersion:
@@ -136,7 +137,7 @@ func (s *server) hello() error {
 func (s *server) readLoop() {
 	for {
 		buf := s.getBuf()
-		t, p, err := readFrame(s.br, *buf)
+		t, p, err := wire.ReadFrame(s.br, *buf)
 		if err != nil {
 			s.inputGone()
 		}
@@ -156,7 +157,7 @@ func (s *server) getBuf() *[]byte {
 	if b, ok := s.bufs.Get().(*[]byte); ok {
 		return b
 	}
-	b := make([]byte, MaxDataPayload)
+	b := make([]byte, wire.MaxDataPayload)
 	return &b
 }
 
@@ -194,11 +195,11 @@ func (s *server) loop() error {
 		}
 		s.recycle(f)
 		switch f.t {
-		case frameRequest:
+		case wire.FrameRequest:
 			if err := s.handle(f.p); err != nil {
 				return err
 			}
-		case frameCancel:
+		case wire.FrameCancel:
 			// A cancel that crossed the end of its stream: nothing to stop.
 		default:
 			return s.fatal(fmt.Errorf("%w: unexpected %s frame outside a stream", ErrProtocol, f.t))
@@ -210,8 +211,8 @@ func (s *server) loop() error {
 // returns err for Serve to return.
 func (s *server) fatal(err error) error {
 	if errors.Is(err, ErrProtocol) {
-		if p, merr := json.Marshal(encodeError(err)); merr == nil {
-			_ = writeFrame(s.w, frameError, p)
+		if p, merr := json.Marshal(wire.EncodeError(err)); merr == nil {
+			_ = wire.WriteFrame(s.w, wire.FrameError, p)
 		}
 	}
 	return err
@@ -219,26 +220,26 @@ func (s *server) fatal(err error) error {
 
 // respond writes a response frame with a result or an error.
 func (s *server) respond(result any, rerr error) error {
-	var r response
+	var r wire.Response
 	if rerr != nil {
-		r.Error = encodeError(rerr)
+		r.Error = wire.EncodeError(rerr)
 	} else if result != nil {
 		b, err := json.Marshal(result)
 		if err != nil {
-			r.Error = encodeError(fmt.Errorf("encoding the result: %w", err))
+			r.Error = wire.EncodeError(fmt.Errorf("encoding the result: %w", err))
 		} else {
 			r.Result = b
 		}
 	}
 	p, err := json.Marshal(r)
-	if err == nil && len(p) > MaxControlPayload {
-		p, err = json.Marshal(response{Error: encodeError(fmt.Errorf(
-			"the result of %d bytes exceeds the protocol's limit of %d bytes", len(p), MaxControlPayload))})
+	if err == nil && len(p) > wire.MaxControlPayload {
+		p, err = json.Marshal(wire.Response{Error: wire.EncodeError(fmt.Errorf(
+			"the result of %d bytes exceeds the protocol's limit of %d bytes", len(p), wire.MaxControlPayload))})
 	}
 	if err != nil {
 		return fmt.Errorf("encoding a response: %w", err)
 	}
-	if err := writeFrame(s.w, frameResponse, p); err != nil {
+	if err := wire.WriteFrame(s.w, wire.FrameResponse, p); err != nil {
 		return fmt.Errorf("writing a response: %w", err)
 	}
 	return nil
@@ -247,8 +248,8 @@ func (s *server) respond(result any, rerr error) error {
 // handle runs one request. It returns only errors that end Serve; the
 // request's own failure goes to the client.
 func (s *server) handle(payload []byte) error {
-	var req request
-	if err := decodeStrict(payload, &req); err != nil {
+	var req wire.Request
+	if err := wire.DecodeStrict(payload, &req); err != nil {
 		return s.fatal(fmt.Errorf("decoding a request: %w", err))
 	}
 	decode, ok := argDecoders[req.Op]
@@ -266,11 +267,11 @@ func (s *server) handle(payload []byte) error {
 		return s.respond(nil, err)
 	}
 	switch a := args.(type) {
-	case sendArgs:
-		if req.Op == opSend {
+	case wire.SendArgs:
+		if req.Op == wire.OpSend {
 			return s.send(a)
 		}
-	case receiveArgs:
+	case wire.ReceiveArgs:
 		return s.receive(a)
 	}
 	result, err := s.run(req.Op, args)
@@ -282,7 +283,7 @@ func (s *server) handle(payload []byte) error {
 // take several frames.
 func (s *server) respondOp(op string, result any, err error) error {
 	entries, ok := result.([]zfs.Entry)
-	if op != opList || err != nil || !ok {
+	if op != wire.OpList || err != nil || !ok {
 		return s.respond(result, err)
 	}
 	var (
@@ -294,11 +295,11 @@ func (s *server) respondOp(op string, result any, err error) error {
 		if merr != nil {
 			return s.respond(nil, merr)
 		}
-		p, merr := json.Marshal(response{Result: b, More: more})
+		p, merr := json.Marshal(wire.Response{Result: b, More: more})
 		if merr != nil {
 			return s.respond(nil, merr)
 		}
-		if werr := writeFrame(s.w, frameResponse, p); werr != nil {
+		if werr := wire.WriteFrame(s.w, wire.FrameResponse, p); werr != nil {
 			return fmt.Errorf("writing a response: %w", werr)
 		}
 		batch, size = batch[:0], 0
@@ -325,27 +326,27 @@ func (s *server) respondOp(op string, result any, err error) error {
 
 // argDecoders decode the arguments of each operation.
 var argDecoders = map[string]func(json.RawMessage) (validator, error){
-	opList:              decodeArgs[listArgs],
-	opGet:               decodeArgs[getArgs],
-	opHolds:             decodeArgs[holdsArgs],
-	opHold:              decodeArgs[holdArgs],
-	opRelease:           decodeArgs[holdArgs],
-	opBookmark:          decodeArgs[bookmarkArgs],
-	opDestroySnapshots:  decodeArgs[destroySnapshotsArgs],
-	opDestroyBookmarks:  decodeArgs[destroyBookmarksArgs],
-	opCreate:            decodeArgs[createArgs],
-	opSet:               decodeArgs[setArgs],
-	opRename:            decodeArgs[renameArgs],
-	opSend:              decodeArgs[sendArgs],
-	opSendSize:          decodeArgs[sendArgs],
-	opReceive:           decodeArgs[receiveArgs],
-	opAbortReceive:      decodeArgs[datasetArgs],
-	opDecodeResumeToken: decodeArgs[tokenArgs],
+	wire.OpList:              decodeArgs[wire.ListArgs],
+	wire.OpGet:               decodeArgs[wire.GetArgs],
+	wire.OpHolds:             decodeArgs[wire.HoldsArgs],
+	wire.OpHold:              decodeArgs[wire.HoldArgs],
+	wire.OpRelease:           decodeArgs[wire.HoldArgs],
+	wire.OpBookmark:          decodeArgs[wire.BookmarkArgs],
+	wire.OpDestroySnapshots:  decodeArgs[wire.DestroySnapshotsArgs],
+	wire.OpDestroyBookmarks:  decodeArgs[wire.DestroyBookmarksArgs],
+	wire.OpCreate:            decodeArgs[wire.CreateArgs],
+	wire.OpSet:               decodeArgs[wire.SetArgs],
+	wire.OpRename:            decodeArgs[wire.RenameArgs],
+	wire.OpSend:              decodeArgs[wire.SendArgs],
+	wire.OpSendSize:          decodeArgs[wire.SendArgs],
+	wire.OpReceive:           decodeArgs[wire.ReceiveArgs],
+	wire.OpAbortReceive:      decodeArgs[wire.DatasetArgs],
+	wire.OpDecodeResumeToken: decodeArgs[wire.TokenArgs],
 }
 
 func decodeArgs[T validator](raw json.RawMessage) (validator, error) {
 	var a T
-	if err := decodeStrict(raw, &a); err != nil {
+	if err := wire.DecodeStrict(raw, &a); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -355,42 +356,42 @@ func decodeArgs[T validator](raw json.RawMessage) (validator, error) {
 func (s *server) run(op string, args validator) (any, error) {
 	ctx, h := s.opCtx, s.h
 	switch a := args.(type) {
-	case listArgs:
+	case wire.ListArgs:
 		entries, err := h.List(ctx, a.Roots, a.Options)
 		if err != nil {
 			return nil, err
 		}
 		return s.o.Policy.filter(entries), nil
-	case getArgs:
+	case wire.GetArgs:
 		return h.Get(ctx, a.Names, a.Props)
-	case holdsArgs:
+	case wire.HoldsArgs:
 		return h.Holds(ctx, a.Snaps)
-	case holdArgs:
-		if op == opHold {
+	case wire.HoldArgs:
+		if op == wire.OpHold {
 			return nil, h.Hold(ctx, a.Tag, a.Snaps)
 		}
 		return nil, h.Release(ctx, a.Tag, a.Snaps)
-	case bookmarkArgs:
+	case wire.BookmarkArgs:
 		return nil, h.Bookmark(ctx, a.Source, a.Bookmark)
-	case destroySnapshotsArgs:
+	case wire.DestroySnapshotsArgs:
 		return nil, h.DestroySnapshots(ctx, a.Dataset, a.Names)
-	case destroyBookmarksArgs:
+	case wire.DestroyBookmarksArgs:
 		return nil, h.DestroyBookmarks(ctx, a.Bookmarks)
-	case createArgs:
+	case wire.CreateArgs:
 		return nil, h.Create(ctx, a.Name, a.Props, a.Parents)
-	case setArgs:
+	case wire.SetArgs:
 		return nil, h.Set(ctx, a.Name, a.Props)
-	case renameArgs:
+	case wire.RenameArgs:
 		return nil, h.Rename(ctx, a.From, a.To)
-	case sendArgs:
+	case wire.SendArgs:
 		vs, err := a.Options.Validate()
 		if err != nil {
 			return nil, err
 		}
 		return h.SendSize(ctx, vs)
-	case datasetArgs:
+	case wire.DatasetArgs:
 		return nil, h.AbortReceive(ctx, a.Dataset)
-	case tokenArgs:
+	case wire.TokenArgs:
 		return h.DecodeResumeToken(ctx, a.Token)
 	}
 	return nil, fmt.Errorf("operation %s: %w", op, errors.ErrUnsupported)
@@ -399,22 +400,22 @@ func (s *server) run(op string, args validator) (any, error) {
 // send runs a send stream: ok, data frames, end frame. A cancel frame from
 // the client kills the far zfs send; the stream still ends with an end
 // frame, so the connection stays usable.
-func (s *server) send(a sendArgs) error {
+func (s *server) send(a wire.SendArgs) error {
 	vs, err := a.Options.Validate()
-	enc, _, cerr := codecFor(a.Compress)
+	enc, _, cerr := wire.CodecFor(a.Compress)
 	if err == nil {
 		err = cerr
 	}
 	if err != nil {
-		s.log(opSend, logArgs(a), err)
+		s.log(wire.OpSend, logArgs(a), err)
 		return s.respond(nil, err)
 	}
-	defer enc.close()
+	defer enc.Close()
 	sctx, cancel := context.WithCancel(s.opCtx)
 	defer cancel()
 	rc, err := s.h.Send(sctx, vs)
 	if err != nil {
-		s.log(opSend, logArgs(a), err)
+		s.log(wire.OpSend, logArgs(a), err)
 		return s.respond(nil, err)
 	}
 	if err := s.respond(nil, nil); err != nil {
@@ -430,7 +431,7 @@ func (s *server) send(a sendArgs) error {
 		defer close(watched)
 		select {
 		case f := <-s.frames:
-			if f.err == nil && f.t == frameCancel {
+			if f.err == nil && f.t == wire.FrameCancel {
 				canceled = true
 			} else {
 				s.held = &f // for the main loop: EOF, error or a protocol violation
@@ -442,15 +443,15 @@ func (s *server) send(a sendArgs) error {
 	}()
 
 	var (
-		buf             = newDataBuf()
+		buf             = wire.NewDataBuf()
 		total           int64
 		sendErr, netErr error
 	)
 	for {
-		n, rerr := fillChunk(sctx, rc, buf[frameHeaderLen:])
+		n, rerr := wire.FillChunk(sctx, rc, buf[wire.FrameHeaderLen:])
 		if n > 0 {
-			t, fr := enc.frame(buf[:frameHeaderLen+n])
-			if err := writeFramed(s.w, t, fr); err != nil {
+			t, fr := enc.Frame(buf[:wire.FrameHeaderLen+n])
+			if err := wire.WriteFramed(s.w, t, fr); err != nil {
 				netErr = err
 				break
 			}
@@ -474,19 +475,19 @@ func (s *server) send(a sendArgs) error {
 	if canceled {
 		sendErr = nil // the client asked for it
 	}
-	s.log(opSend, logArgs(a), firstErr(netErr, sendErr))
+	s.log(wire.OpSend, logArgs(a), firstErr(netErr, sendErr))
 	if netErr != nil {
 		return fmt.Errorf("sending the stream: %w", netErr)
 	}
-	st := endStatus{Bytes: total}
+	st := wire.EndStatus{Bytes: total}
 	if sendErr != nil {
-		st.Error = encodeError(sendErr)
+		st.Error = wire.EncodeError(sendErr)
 	}
 	p, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encoding the end frame: %w", err)
 	}
-	if err := writeFrame(s.w, frameEnd, p); err != nil {
+	if err := wire.WriteFrame(s.w, wire.FrameEnd, p); err != nil {
 		return fmt.Errorf("writing the end frame: %w", err)
 	}
 	return nil
@@ -497,13 +498,13 @@ func (s *server) send(a sendArgs) error {
 // response. An abort end frame or a lost connection closes the pipe with
 // an error, so the handler's receive fails instead of completing on a
 // truncated stream.
-func (s *server) receive(a receiveArgs) error {
-	_, dec, err := codecFor(a.Compress)
+func (s *server) receive(a wire.ReceiveArgs) error {
+	_, dec, err := wire.CodecFor(a.Compress)
 	if err != nil {
-		s.log(opReceive, logArgs(a), err)
+		s.log(wire.OpReceive, logArgs(a), err)
 		return s.respond(nil, err)
 	}
-	defer dec.close()
+	defer dec.Close()
 	if err := s.respond(nil, nil); err != nil {
 		return err
 	}
@@ -531,7 +532,7 @@ func (s *server) receive(a receiveArgs) error {
 	for fatal == nil {
 		var f inFrame
 		if finished && !responded {
-			s.log(opReceive, logArgs(a), recvErr)
+			s.log(wire.OpReceive, logArgs(a), recvErr)
 			if err := s.respond(nil, recvErr); err != nil {
 				pw.CloseWithError(err)
 				return err
@@ -559,12 +560,12 @@ func (s *server) receive(a receiveArgs) error {
 			break
 		}
 		switch f.t {
-		case frameData, frameZData:
+		case wire.FrameData, wire.FrameZData:
 			if finished {
 				s.recycle(f) // zfs recv is done: discard up to the end frame
 				continue
 			}
-			data, derr := dec.payload(f.t, f.p)
+			data, derr := dec.Payload(f.t, f.p)
 			if derr != nil {
 				fatal = derr
 				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
@@ -574,9 +575,9 @@ func (s *server) receive(a receiveArgs) error {
 			_, _ = pw.Write(data) // fails only when the handler is done: noticed above
 			received += int64(len(data))
 			s.recycle(f)
-		case frameEnd:
-			var st endStatus
-			if derr := decodeStrict(f.p, &st); derr != nil {
+		case wire.FrameEnd:
+			var st wire.EndStatus
+			if derr := wire.DecodeStrict(f.p, &st); derr != nil {
 				fatal = derr
 				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
 				break
@@ -584,7 +585,7 @@ func (s *server) receive(a receiveArgs) error {
 			var aborted error
 			switch {
 			case st.Error != nil:
-				aborted = fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.decode())
+				aborted = fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.Decode())
 			case st.Bytes != received && !finished:
 				aborted = fmt.Errorf("%w: %w: the client sent %d stream bytes, %d arrived (cut in transit; nothing was committed, the next run resumes)",
 					ErrStreamAborted, ErrProtocol, st.Bytes, received)
@@ -601,7 +602,7 @@ func (s *server) receive(a receiveArgs) error {
 				recvErr = aborted
 			}
 			if !responded {
-				s.log(opReceive, logArgs(a), recvErr)
+				s.log(wire.OpReceive, logArgs(a), recvErr)
 				return s.respond(nil, recvErr)
 			}
 			return nil
@@ -611,7 +612,7 @@ func (s *server) receive(a receiveArgs) error {
 		}
 	}
 	finish()
-	s.log(opReceive, logArgs(a), firstErr(fatal, recvErr))
+	s.log(wire.OpReceive, logArgs(a), firstErr(fatal, recvErr))
 	return s.fatal(fatal)
 }
 
@@ -628,39 +629,39 @@ func (s *server) log(op string, args map[string]any, err error) {
 // logArgs renders a request's arguments for the log hook.
 func logArgs(v validator) map[string]any {
 	switch a := v.(type) {
-	case listArgs:
+	case wire.ListArgs:
 		return map[string]any{"roots": a.Roots, "depth": a.Options.Depth, "types": a.Options.Types}
-	case getArgs:
+	case wire.GetArgs:
 		return map[string]any{"names": a.Names, "props": a.Props}
-	case holdsArgs:
+	case wire.HoldsArgs:
 		return map[string]any{"snapshots": a.Snaps}
-	case holdArgs:
+	case wire.HoldArgs:
 		return map[string]any{"tag": a.Tag, "snapshots": a.Snaps}
-	case bookmarkArgs:
+	case wire.BookmarkArgs:
 		return map[string]any{"source": a.Source, "bookmark": a.Bookmark}
-	case destroySnapshotsArgs:
+	case wire.DestroySnapshotsArgs:
 		return map[string]any{"dataset": a.Dataset, "snapshots": a.Names}
-	case destroyBookmarksArgs:
+	case wire.DestroyBookmarksArgs:
 		return map[string]any{"bookmarks": a.Bookmarks}
-	case createArgs:
+	case wire.CreateArgs:
 		return map[string]any{"dataset": a.Name, "props": a.Props, "parents": a.Parents}
-	case setArgs:
+	case wire.SetArgs:
 		return map[string]any{"name": a.Name, "props": a.Props}
-	case renameArgs:
+	case wire.RenameArgs:
 		return map[string]any{"from": a.From, "to": a.To}
-	case sendArgs:
+	case wire.SendArgs:
 		o := a.Options
 		m := map[string]any{"from": o.From, "to": o.To, "raw": o.Raw, "compress": a.Compress}
 		if o.ResumeToken != "" {
 			m["resume_token"] = o.ResumeToken
 		}
 		return m
-	case receiveArgs:
+	case wire.ReceiveArgs:
 		o := a.Options
 		return map[string]any{"target": o.Target, "resumable": o.Resumable, "force": o.Force, "compress": a.Compress}
-	case datasetArgs:
+	case wire.DatasetArgs:
 		return map[string]any{"dataset": a.Dataset}
-	case tokenArgs:
+	case wire.TokenArgs:
 		return map[string]any{"token": a.Token}
 	}
 	return nil

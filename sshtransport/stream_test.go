@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -28,7 +29,7 @@ func mustSend(t testing.TB, o zfs.SendOptions) zfs.ValidatedSend {
 
 var testSend = zfs.SendOptions{From: "tank/data@a", To: "tank/data@b"}
 
-func compressions() []string { return []string{"", compressZstd} }
+func compressions() []string { return []string{"", wire.CompressZstd} }
 
 func TestSendStream(t *testing.T) {
 	for _, comp := range compressions() {
@@ -209,7 +210,7 @@ func TestSendIntoReceive(t *testing.T) {
 	src := newFake()
 	src.sendData = testData(4 << 20)
 	dst := newFake()
-	a := newSession(t, src, ServeOptions{}, ClientOptions{Compression: compressZstd})
+	a := newSession(t, src, ServeOptions{}, ClientOptions{Compression: wire.CompressZstd})
 	b := newSession(t, dst, ServeOptions{}, ClientOptions{})
 	rc, err := a.c.Send(context.Background(), mustSend(t, testSend))
 	if err != nil {
@@ -390,44 +391,14 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-func TestZstdBombRefused(t *testing.T) {
-	enc, dec, err := codecFor(compressZstd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.close()
-	defer dec.close()
-	bomb := enc.z.EncodeAll(make([]byte, 64<<20), nil)
-	if len(bomb) > MaxDataPayload {
-		t.Fatalf("bomb of %d bytes does not fit a frame", len(bomb))
-	}
-	if _, err := dec.payload(frameZData, bomb); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("decoding a 64 MiB bomb: %v", err)
-	}
-	// Within the limit it works, and garbage fails cleanly.
-	ok := enc.z.EncodeAll(make([]byte, MaxDataPayload), nil)
-	if out, err := dec.payload(frameZData, ok); err != nil || len(out) != MaxDataPayload {
-		t.Fatalf("1 MiB frame: %d, %v", len(out), err)
-	}
-	if _, err := dec.payload(frameZData, []byte("not zstd at all")); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("garbage: %v", err)
-	}
-	var none *decoder
-	if _, err := none.payload(frameZData, ok); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("zstd frame without negotiation: %v", err)
-	}
-}
-
 func TestServerRefusesBombInReceive(t *testing.T) {
 	h := newFake()
 	r := newRaw(t, h, ServeOptions{})
-	resp := r.call(opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}, Compress: compressZstd})
+	resp := r.call(wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}, Compress: wire.CompressZstd})
 	if resp.Error != nil {
-		t.Fatal(resp.Error.decode())
+		t.Fatal(resp.Error.Decode())
 	}
-	enc, _, _ := codecFor(compressZstd)
-	defer enc.close()
-	if err := writeFrame(r.conn, frameZData, enc.z.EncodeAll(make([]byte, 8<<20), nil)); err != nil {
+	if err := wire.WriteFrame(r.conn, wire.FrameZData, zstdEncode(t, make([]byte, 8<<20))); err != nil {
 		t.Fatal(err)
 	}
 	r.expectFatal()
@@ -566,18 +537,18 @@ func TestStreamLengthIsChecked(t *testing.T) {
 	// receive instead of completing it.
 	h := newFake()
 	r := newRaw(t, h, ServeOptions{})
-	if resp := r.call(opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}}); resp.Error != nil {
-		t.Fatal(resp.Error.decode())
+	if resp := r.call(wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}}); resp.Error != nil {
+		t.Fatal(resp.Error.Decode())
 	}
-	if err := writeFrame(r.conn, frameData, []byte("0123456789")); err != nil {
+	if err := wire.WriteFrame(r.conn, wire.FrameData, []byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFrame(r.conn, frameEnd, []byte(`{"bytes":20}`)); err != nil {
+	if err := wire.WriteFrame(r.conn, wire.FrameEnd, []byte(`{"bytes":20}`)); err != nil {
 		t.Fatal(err)
 	}
 	// the fake handler returns nil whatever it read: serve itself must not
 	// report a short stream as received
-	if resp := r.readResponse(); resp.Error == nil || !errors.Is(resp.Error.decode(), ErrStreamAborted) {
+	if resp := r.readResponse(); resp.Error == nil || !errors.Is(resp.Error.Decode(), ErrStreamAborted) {
 		t.Fatalf("response to a short stream: %+v, want an ErrStreamAborted error", resp)
 	}
 	if !errors.Is(h.recvReadErr, ErrProtocol) || string(h.recvData) != "0123456789" {
@@ -593,12 +564,12 @@ func TestStreamLengthIsChecked(t *testing.T) {
 		if _, err := br.ReadString('\n'); err != nil {
 			return
 		}
-		if _, _, err := readFrame(br, nil); err != nil {
+		if _, _, err := wire.ReadFrame(br, nil); err != nil {
 			return
 		}
-		_ = writeFrame(b, frameResponse, []byte(`{}`))
-		_ = writeFrame(b, frameData, []byte("abc"))
-		_ = writeFrame(b, frameEnd, []byte(`{"bytes":5}`))
+		_ = wire.WriteFrame(b, wire.FrameResponse, []byte(`{}`))
+		_ = wire.WriteFrame(b, wire.FrameData, []byte("abc"))
+		_ = wire.WriteFrame(b, wire.FrameEnd, []byte(`{"bytes":5}`))
 		_, _ = io.Copy(io.Discard, br)
 	}()
 	c, err := NewClient(context.Background(), a, ClientOptions{})
