@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zsync-dev/zsync/sshtransport/serve"
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -53,9 +55,9 @@ func TestDestroyErrorListsEveryFailure(t *testing.T) {
 		}
 		failed[n] = zfsFailure(kind, "cannot destroy snapshot tank/data@"+n+": dataset is busy", "zfs", "destroy", arg)
 	}
-	h := newFake()
-	h.errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: failed}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: failed}
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.DestroySnapshots(context.Background(), "tank/data", append([]string{"destroyed"}, names...))
 	var de *zfs.DestroyError
 	if !errors.As(err, &de) {
@@ -81,9 +83,9 @@ func TestDestroyErrorListsEveryFailure(t *testing.T) {
 
 // A nil error in the far side's Failed map still names the snapshot.
 func TestDestroyNilFailureCrosses(t *testing.T) {
-	h := newFake()
-	h.errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: map[string]error{"a": nil}}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: map[string]error{"a": nil}}
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.DestroySnapshots(context.Background(), "tank/data", []string{"a", "b"})
 	var de *zfs.DestroyError
 	if !errors.As(err, &de) || de.Failed["a"] == nil || len(de.Failed) != 1 {
@@ -97,17 +99,17 @@ func TestDestroySnapshotsSplitsRequests(t *testing.T) {
 	names := snapNames(10000)
 	r1, r2, r3 := names[:4096], names[4096:8192], names[8192:]
 	run := func(t *testing.T, answer func(call int, names []string) error) (error, [][]string) {
-		h := newFake()
+		h := servetest.NewFake()
 		var mu sync.Mutex
 		var calls [][]string
-		h.destroy = func(_ string, names []string) error {
+		h.Destroy = func(_ string, names []string) error {
 			mu.Lock()
 			calls = append(calls, names)
 			n := len(calls)
 			mu.Unlock()
 			return answer(n, names)
 		}
-		s := newSession(t, h, ServeOptions{}, ClientOptions{})
+		s := newSession(t, h, serve.Options{}, ClientOptions{})
 		return s.c.DestroySnapshots(context.Background(), "tank/data", names), calls
 	}
 	t.Run("all destroyed", func(t *testing.T) {

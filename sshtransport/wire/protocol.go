@@ -22,7 +22,7 @@ import (
 //     "ZSYNC-CLIENT <protocol> <software version>\n".
 //  3. Frames (frame.go) in both directions. The client sends one request
 //     frame at a time, {"op": ..., "args": {...}}, and reads the response
-//     frame(s), {"result": ...} or {"error": {...}} (wireError). A List
+//     frame(s), {"result": ...} or {"error": {...}} (Error). A List
 //     result may span several response frames ("more": true on all but
 //     the last).
 //

@@ -1,4 +1,4 @@
-package sshtransport
+package serve
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // is ReceiveRoot and everything below it; the client may do everything
 // there (the receiving side of a push job): receive, create, set, rename,
 // destroy, hold, release, bookmark. Anything outside both areas is refused
-// with an error wrapping ErrForbidden, and nothing runs. (Create with
+// with an error wrapping wire.ErrForbidden, and nothing runs. (Create with
 // parents may still create missing ancestors of ReceiveRoot itself, empty
 // filesystems, as `zfs create -p` of a dataset below it does.)
 //
@@ -64,7 +64,7 @@ func (e *forbiddenError) Error() string {
 	return fmt.Sprintf("client %s may not %s: %s", e.client, e.action, e.reason)
 }
 
-func (e *forbiddenError) Unwrap() error { return ErrForbidden }
+func (e *forbiddenError) Unwrap() error { return wire.ErrForbidden }
 
 func (p *Policy) forbid(action, reason string) error {
 	name := p.Client
@@ -208,7 +208,7 @@ func (p *Policy) authorize(ctx context.Context, h Handler, args validator) error
 		// snapshots, which are in no area here.
 		return nil
 	}
-	return fmt.Errorf("%w: no policy rule for %T", ErrForbidden, args)
+	return fmt.Errorf("%w: no policy rule for %T", wire.ErrForbidden, args)
 }
 
 // authorizeSend checks that a send reads only the send area. A resume

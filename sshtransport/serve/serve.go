@@ -1,4 +1,9 @@
-package sshtransport
+// Package serve is the far end of zsync's protocol, `zsync serve --stdio`:
+// Serve reads requests from the client, checks each against the client's
+// Policy and runs what the policy granted with a Handler (a *zfs.CLI). It
+// speaks the wire format of package sshtransport/wire and knows nothing of
+// SSH or of the client (package sshtransport).
+package serve
 
 import (
 	"bufio"
@@ -37,10 +42,9 @@ type Handler interface {
 }
 
 var _ Handler = (*zfs.CLI)(nil)
-var _ Handler = (*Client)(nil)
 
-// ServeOptions configures Serve.
-type ServeOptions struct {
+// Options configures Serve.
+type Options struct {
 	// SoftwareVersion is announced in the banner.
 	SoftwareVersion string
 	// Policy restricts the client; nil grants the full rights of the user
@@ -61,11 +65,11 @@ const listBatchBytes = 4 << 20
 // the banner to out, reads the client's hello from in, then answers
 // requests one at a time with h until in ends. A clean end of input between
 // requests returns nil; a protocol violation is answered with an error
-// frame and returned (wrapping ErrProtocol); a connection lost in the
+// frame and returned (wrapping wire.ErrProtocol); a connection lost in the
 // middle of a stream or a cancelled ctx is returned too. Serve does not
 // close in or out. When it returns early, a goroutine may remain blocked
 // reading in until in is closed or ends.
-func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o ServeOptions) error {
+func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	opCtx, inputGone := context.WithCancel(ctx)
@@ -92,7 +96,7 @@ type server struct {
 	opCtx     context.Context
 	inputGone context.CancelFunc
 	h         Handler
-	o         ServeOptions
+	o         Options
 	br        *bufio.Reader
 	w         io.Writer
 	frames    chan inFrame
@@ -114,18 +118,18 @@ func (s *server) hello() error {
 	line, err := wire.ReadLine(s.br, wire.MaxHandshakeLine)
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(line) == 0 {
-			return fmt.Errorf("%w: the client hung up before its hello", ErrProtocol)
+			return fmt.Errorf("%w: the client hung up before its hello", wire.ErrProtocol)
 		}
-		return fmt.Errorf("%w: reading the client's hello: %w (got %s)", ErrProtocol, err, wire.QuoteGot(line))
+		return fmt.Errorf("%w: reading the client's hello: %w (got %s)", wire.ErrProtocol, err, wire.QuoteGot(line))
 	}
 	peer, ok, perr := wire.ParseHandshake(line, wire.HelloPrefix)
 	switch {
 	case !ok:
-		return fmt.Errorf("%w: the client did not say hello (got %s)", ErrProtocol, wire.QuoteGot(line))
+		return fmt.Errorf("%w: the client did not say hello (got %s)", wire.ErrProtocol, wire.QuoteGot(line))
 	case perr != nil:
 		return perr
-	case peer.Protocol != ProtocolVersion:
-		err := &VersionMismatchError{Local: ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
+	case peer.Protocol != wire.ProtocolVersion:
+		err := &wire.VersionMismatchError{Local: wire.ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
 		s.log("hello", map[string]any{"protocol": peer.Protocol, "software": peer.Software}, err)
 		return err
 	}
@@ -202,7 +206,7 @@ func (s *server) loop() error {
 		case wire.FrameCancel:
 			// A cancel that crossed the end of its stream: nothing to stop.
 		default:
-			return s.fatal(fmt.Errorf("%w: unexpected %s frame outside a stream", ErrProtocol, f.t))
+			return s.fatal(fmt.Errorf("%w: unexpected %s frame outside a stream", wire.ErrProtocol, f.t))
 		}
 	}
 }
@@ -210,7 +214,7 @@ func (s *server) loop() error {
 // fatal tells the client about a protocol violation (best effort) and
 // returns err for Serve to return.
 func (s *server) fatal(err error) error {
-	if errors.Is(err, ErrProtocol) {
+	if errors.Is(err, wire.ErrProtocol) {
 		if p, merr := json.Marshal(wire.EncodeError(err)); merr == nil {
 			_ = wire.WriteFrame(s.w, wire.FrameError, p)
 		}
@@ -397,229 +401,6 @@ func (s *server) run(op string, args validator) (any, error) {
 	return nil, fmt.Errorf("operation %s: %w", op, errors.ErrUnsupported)
 }
 
-// send runs a send stream: ok, data frames, end frame. A cancel frame from
-// the client kills the far zfs send; the stream still ends with an end
-// frame, so the connection stays usable.
-func (s *server) send(a wire.SendArgs) error {
-	vs, err := a.Options.Validate()
-	enc, _, cerr := wire.CodecFor(a.Compress)
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
-		s.log(wire.OpSend, logArgs(a), err)
-		return s.respond(nil, err)
-	}
-	defer enc.Close()
-	sctx, cancel := context.WithCancel(s.opCtx)
-	defer cancel()
-	rc, err := s.h.Send(sctx, vs)
-	if err != nil {
-		s.log(wire.OpSend, logArgs(a), err)
-		return s.respond(nil, err)
-	}
-	if err := s.respond(nil, nil); err != nil {
-		_ = rc.Close()
-		return err
-	}
-
-	// Watch for a cancel (or the client going away) while streaming.
-	var canceled bool
-	stop := make(chan struct{})
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case f := <-s.frames:
-			if f.err == nil && f.t == wire.FrameCancel {
-				canceled = true
-			} else {
-				s.held = &f // for the main loop: EOF, error or a protocol violation
-			}
-			cancel()
-		case <-stop:
-		case <-s.ctx.Done():
-		}
-	}()
-
-	var (
-		buf             = wire.NewDataBuf()
-		total           int64
-		sendErr, netErr error
-	)
-	for {
-		n, rerr := wire.FillChunk(sctx, rc, buf[wire.FrameHeaderLen:])
-		if n > 0 {
-			t, fr := enc.Frame(buf[:wire.FrameHeaderLen+n])
-			if err := wire.WriteFramed(s.w, t, fr); err != nil {
-				netErr = err
-				break
-			}
-			total += int64(n)
-		}
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) {
-				sendErr = rerr
-			}
-			break
-		}
-	}
-	if netErr != nil {
-		cancel()
-	}
-	if cerr := rc.Close(); cerr != nil && sendErr == nil {
-		sendErr = cerr
-	}
-	close(stop)
-	<-watched
-	if canceled {
-		sendErr = nil // the client asked for it
-	}
-	s.log(wire.OpSend, logArgs(a), firstErr(netErr, sendErr))
-	if netErr != nil {
-		return fmt.Errorf("sending the stream: %w", netErr)
-	}
-	st := wire.EndStatus{Bytes: total}
-	if sendErr != nil {
-		st.Error = wire.EncodeError(sendErr)
-	}
-	p, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encoding the end frame: %w", err)
-	}
-	if err := wire.WriteFrame(s.w, wire.FrameEnd, p); err != nil {
-		return fmt.Errorf("writing the end frame: %w", err)
-	}
-	return nil
-}
-
-// receive runs a receive stream: ok, the client's data frames into the
-// handler's Receive through a pipe, the client's end frame, the final
-// response. An abort end frame or a lost connection closes the pipe with
-// an error, so the handler's receive fails instead of completing on a
-// truncated stream.
-func (s *server) receive(a wire.ReceiveArgs) error {
-	_, dec, err := wire.CodecFor(a.Compress)
-	if err != nil {
-		s.log(wire.OpReceive, logArgs(a), err)
-		return s.respond(nil, err)
-	}
-	defer dec.Close()
-	if err := s.respond(nil, nil); err != nil {
-		return err
-	}
-	pr, pw := io.Pipe()
-	result := make(chan error, 1)
-	go func() {
-		err := s.h.Receive(s.opCtx, a.Options, pr)
-		pr.CloseWithError(errReceiverDone)
-		result <- err
-	}()
-
-	var (
-		recvErr   error
-		received  int64 // stream bytes handed to the handler
-		finished  bool  // the handler returned and recvErr is its result
-		responded bool
-		fatal     error
-	)
-	finish := func() {
-		if !finished {
-			recvErr = <-result
-			finished = true
-		}
-	}
-	for fatal == nil {
-		var f inFrame
-		if finished && !responded {
-			s.log(wire.OpReceive, logArgs(a), recvErr)
-			if err := s.respond(nil, recvErr); err != nil {
-				pw.CloseWithError(err)
-				return err
-			}
-			responded = true
-		}
-		if finished || s.held != nil {
-			f = s.next()
-		} else {
-			select {
-			case recvErr = <-result:
-				finished = true
-				continue
-			case f = <-s.frames:
-			case <-s.ctx.Done():
-				f = inFrame{err: s.ctx.Err()}
-			}
-		}
-		if f.err != nil {
-			fatal = fmt.Errorf("receiving the stream: %w", f.err)
-			if errors.Is(f.err, io.EOF) {
-				fatal = fmt.Errorf("receiving the stream: the client hung up mid-stream: %w", io.ErrUnexpectedEOF)
-			}
-			pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, fatal))
-			break
-		}
-		switch f.t {
-		case wire.FrameData, wire.FrameZData:
-			if finished {
-				s.recycle(f) // zfs recv is done: discard up to the end frame
-				continue
-			}
-			data, derr := dec.Payload(f.t, f.p)
-			if derr != nil {
-				fatal = derr
-				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
-				s.recycle(f)
-				break
-			}
-			_, _ = pw.Write(data) // fails only when the handler is done: noticed above
-			received += int64(len(data))
-			s.recycle(f)
-		case wire.FrameEnd:
-			var st wire.EndStatus
-			if derr := wire.DecodeStrict(f.p, &st); derr != nil {
-				fatal = derr
-				pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, derr))
-				break
-			}
-			var aborted error
-			switch {
-			case st.Error != nil:
-				aborted = fmt.Errorf("%w: %w", ErrStreamAborted, st.Error.Decode())
-			case st.Bytes != received && !finished:
-				aborted = fmt.Errorf("%w: %w: the client sent %d stream bytes, %d arrived (cut in transit; nothing was committed, the next run resumes)",
-					ErrStreamAborted, ErrProtocol, st.Bytes, received)
-			}
-			if aborted != nil {
-				pw.CloseWithError(aborted)
-			} else {
-				_ = pw.Close()
-			}
-			finish()
-			if recvErr == nil && aborted != nil && !responded {
-				// never report success for a stream that did not arrive
-				// whole, whatever the handler made of it
-				recvErr = aborted
-			}
-			if !responded {
-				s.log(wire.OpReceive, logArgs(a), recvErr)
-				return s.respond(nil, recvErr)
-			}
-			return nil
-		default:
-			fatal = fmt.Errorf("%w: unexpected %s frame in a receive stream", ErrProtocol, f.t)
-			pw.CloseWithError(fmt.Errorf("%w: %w", ErrStreamAborted, fatal))
-		}
-	}
-	finish()
-	s.log(wire.OpReceive, logArgs(a), firstErr(fatal, recvErr))
-	return s.fatal(fatal)
-}
-
-// errReceiverDone ends the pipe's write side once the handler's Receive
-// returned without reading the whole stream.
-var errReceiverDone = errors.New("the receive ended before its stream")
-
 func (s *server) log(op string, args map[string]any, err error) {
 	if s.o.Log != nil {
 		s.o.Log(op, args, err)
@@ -682,4 +463,10 @@ func shortText(s string) string {
 		return s[:64] + "..."
 	}
 	return s
+}
+
+// validator is implemented by the argument structs of every request
+// (package wire): Validate checks every name before anything runs.
+type validator interface {
+	Validate() error
 }

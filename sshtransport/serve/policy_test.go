@@ -1,11 +1,11 @@
-package sshtransport
+package serve
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
 	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
@@ -32,7 +32,7 @@ func TestPolicy(t *testing.T) {
 	appendOnly := func(p *Policy) { p.AppendOnly = true }
 	pruneSend := func(p *Policy) { p.PruneSend = true }
 	noReceive := func(p *Policy) { p.ReceiveRoot = "" }
-	ok, forbidden, invalid, invalidProp, badToken := error(nil), ErrForbidden, zfs.ErrInvalidName, zfs.ErrInvalidProperty, zfs.ErrResumeTokenCorrupt
+	ok, forbidden, invalid, invalidProp, badToken := error(nil), wire.ErrForbidden, zfs.ErrInvalidName, zfs.ErrInvalidProperty, zfs.ErrResumeTokenCorrupt
 	for _, tc := range []struct {
 		name string
 		mod  func(*Policy)
@@ -120,9 +120,9 @@ func TestPolicy(t *testing.T) {
 		// Also without a policy: names are validated all the same.
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newFake()
+			h := servetest.NewFake()
 			var logged []error
-			r := newRaw(t, h, ServeOptions{Policy: testPolicy(t, tc.mod), Log: func(op string, args map[string]any, err error) {
+			r := newRaw(t, h, Options{Policy: testPolicy(t, tc.mod), Log: func(op string, args map[string]any, err error) {
 				if op != "hello" {
 					logged = append(logged, err)
 				}
@@ -134,7 +134,7 @@ func TestPolicy(t *testing.T) {
 			}
 			calls := h.Calls()
 			if tc.want == nil {
-				if err != nil && (errors.Is(err, ErrForbidden) || errors.Is(err, zfs.ErrInvalidName)) {
+				if err != nil && (errors.Is(err, wire.ErrForbidden) || errors.Is(err, zfs.ErrInvalidName)) {
 					t.Fatalf("refused: %v", err)
 				}
 				if len(calls) == 0 && tc.op != wire.OpReceive {
@@ -169,11 +169,11 @@ func TestPolicy(t *testing.T) {
 }
 
 func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
-	h := newFake()
-	h.token = zfs.ResumeToken{ToGUID: 7, ToName: "tank/other@s"}
-	r := newRaw(t, h, ServeOptions{Policy: testPolicy(t, nil)})
+	h := servetest.NewFake()
+	h.Token = zfs.ResumeToken{ToGUID: 7, ToName: "tank/other@s"}
+	r := newRaw(t, h, Options{Policy: testPolicy(t, nil)})
 	resp := r.call(wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
-	if resp.Error == nil || !errors.Is(resp.Error.Decode(), ErrForbidden) {
+	if resp.Error == nil || !errors.Is(resp.Error.Decode(), wire.ErrForbidden) {
 		t.Fatalf("response = %+v", resp)
 	}
 	if !strings.Contains(resp.Error.Message, "may not send tank/other@s") {
@@ -184,13 +184,13 @@ func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 	}
 
 	// A token of an allowed dataset goes through.
-	h.token.ToName = "tank/data/child@s"
+	h.Token.ToName = "tank/data/child@s"
 	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
 	if resp.Error != nil {
 		t.Fatalf("allowed token refused: %v", resp.Error.Decode())
 	}
 	// A token that does not decode is refused with the decode error.
-	h.errs["DecodeResumeToken"] = zfs.ErrResumeTokenCorrupt
+	h.Errs["DecodeResumeToken"] = zfs.ErrResumeTokenCorrupt
 	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
 	if resp.Error == nil || !errors.Is(resp.Error.Decode(), zfs.ErrResumeTokenCorrupt) {
 		t.Fatalf("corrupt token: %+v", resp)
@@ -200,49 +200,9 @@ func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 	}
 }
 
-func TestPolicyFiltersListings(t *testing.T) {
-	h := newFake()
-	for _, n := range []string{"tank/data", "tank/data@s", "tank/data#zsync_cursor", "tank/data/child", "tank/data/child@s",
-		"tank/data/secret", "tank/data/secret@s", "tank/data/secret/deeper"} {
-		h.entries = append(h.entries, zfs.Entry{Name: n})
-	}
-	s := newSession(t, h, ServeOptions{Policy: testPolicy(t, nil)}, ClientOptions{})
-	got, err := s.c.List(context.Background(), []string{"tank/data"}, zfs.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range got {
-		names = append(names, e.Name)
-	}
-	want := "tank/data tank/data@s tank/data#zsync_cursor tank/data/child tank/data/child@s"
-	if strings.Join(names, " ") != want {
-		t.Errorf("List = %v, want %s", names, want)
-	}
-}
-
-func TestPolicyRefusalThroughClient(t *testing.T) {
-	h := newFake()
-	s := newSession(t, h, ServeOptions{Policy: testPolicy(t, func(p *Policy) { p.AppendOnly = true })}, ClientOptions{})
-	err := s.c.DestroySnapshots(context.Background(), "backup/laptop/tank/data", []string{"zsync_1"})
-	if !errors.Is(err, ErrForbidden) {
-		t.Fatalf("err = %v", err)
-	}
-	if want := "client laptop may not destroy snapshots of backup/laptop/tank/data: append_only is set"; err.Error() != want {
-		t.Errorf("message %q, want %q", err, want)
-	}
-	if len(h.Calls()) != 0 {
-		t.Errorf("handler ran: %v", h.Calls())
-	}
-	// A refusal leaves the connection usable.
-	if err := s.c.Hold(context.Background(), "t", []string{"backup/laptop/x@s"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestNoPolicyStillValidates(t *testing.T) {
-	h := newFake()
-	r := newRaw(t, h, ServeOptions{})
+	h := servetest.NewFake()
+	r := newRaw(t, h, Options{})
 	for _, a := range []wire.ListArgs{{Roots: []string{"tank/../x"}}, {Roots: []string{""}}, {Options: zfs.ListOptions{UserProps: []string{"a,b"}}}} {
 		if resp := r.call(wire.OpList, a); resp.Error == nil {
 			t.Errorf("%+v accepted", a)
