@@ -122,10 +122,10 @@ func FuzzReadFrame(f *testing.F) {
 			case wire.FrameRequest:
 				var req wire.Request
 				if wire.DecodeStrict(p, &req) == nil {
-					if d, ok := argDecoders[req.Op]; ok {
-						if a, err := d(req.Args); err == nil {
-							_ = a.Validate()
-							_ = (&Policy{Client: "fuzz", ReceiveRoot: "backup/x"}).authorize(context.Background(), servetest.NewFake(), a)
+					if d, ok := requests[req.Op]; ok {
+						if r, err := d(req.Args); err == nil && r.validate() == nil {
+							g := &gate{policy: &Policy{Client: "fuzz", ReceiveRoot: "backup/x"}, decodeToken: servetest.NewFake().DecodeResumeToken}
+							_, _ = r.authorize(context.Background(), g)
 						}
 					}
 				}

@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -213,5 +215,60 @@ func TestNoPolicyStillValidates(t *testing.T) {
 	}
 	if calls := h.Calls(); len(calls) != 1 {
 		t.Errorf("calls = %v", calls)
+	}
+}
+
+// TestEveryRequestIsGranted: every operation of the requests table
+// decodes, validates and, without a policy, is granted exactly one thing
+// to run; with the test policy, it is granted or refused, never both.
+func TestEveryRequestIsGranted(t *testing.T) {
+	valid := map[string]string{
+		wire.OpList:              `{"roots":["tank/data"],"options":{}}`,
+		wire.OpGet:               `{"names":["tank/data"],"props":["guid"]}`,
+		wire.OpHolds:             `{"snaps":["tank/data@s"]}`,
+		wire.OpHold:              `{"tag":"t","snaps":["tank/data@s"]}`,
+		wire.OpRelease:           `{"tag":"t","snaps":["tank/data@s"]}`,
+		wire.OpBookmark:          `{"source":"tank/data@s","bookmark":"tank/data#b"}`,
+		wire.OpDestroySnapshots:  `{"dataset":"backup/laptop/x","names":["s"]}`,
+		wire.OpDestroyBookmarks:  `{"bookmarks":["backup/laptop/x#b"]}`,
+		wire.OpCreate:            `{"name":"backup/laptop/x"}`,
+		wire.OpSet:               `{"name":"backup/laptop/x","props":{"zsync:x":"1"}}`,
+		wire.OpRename:            `{"from":"backup/laptop/a","to":"backup/laptop/b"}`,
+		wire.OpSend:              `{"options":{"To":"tank/data@s"}}`,
+		wire.OpSendSize:          `{"options":{"To":"tank/data@s"}}`,
+		wire.OpReceive:           `{"options":{"Target":"backup/laptop/x"}}`,
+		wire.OpAbortReceive:      `{"dataset":"backup/laptop/x"}`,
+		wire.OpDecodeResumeToken: `{"token":"` + goodToken + `"}`,
+	}
+	for op, decode := range requests {
+		args, ok := valid[op]
+		if !ok {
+			t.Errorf("%s: no test arguments", op)
+			continue
+		}
+		r, err := decode(json.RawMessage(args))
+		if err != nil {
+			t.Fatalf("%s: decoding %s: %v", op, args, err)
+		}
+		if err := r.validate(); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		for _, p := range []*Policy{nil, testPolicy(t, nil)} {
+			g, err := r.authorize(context.Background(), &gate{policy: p, decodeToken: servetest.NewFake().DecodeResumeToken})
+			parts := 0
+			for _, set := range []bool{g.call != nil, g.send != nil, g.recv != nil} {
+				if set {
+					parts++
+				}
+			}
+			switch {
+			case err == nil && parts != 1:
+				t.Errorf("%s (policy %v): granted %d things to run, want 1", op, p != nil, parts)
+			case err != nil && parts != 0:
+				t.Errorf("%s (policy %v): refused (%v) and granted", op, p != nil, err)
+			case err != nil && p == nil:
+				t.Errorf("%s: refused without a policy: %v", op, err)
+			}
+		}
 	}
 }

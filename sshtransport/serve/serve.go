@@ -249,38 +249,52 @@ func (s *server) respond(result any, rerr error) error {
 	return nil
 }
 
-// handle runs one request. It returns only errors that end Serve; the
-// request's own failure goes to the client.
+// handle runs one request: decode it into its request type, validate it,
+// have the policy grant it, run the grant. It returns only errors that end
+// Serve; the request's own failure goes to the client.
 func (s *server) handle(payload []byte) error {
 	var req wire.Request
 	if err := wire.DecodeStrict(payload, &req); err != nil {
 		return s.fatal(fmt.Errorf("decoding a request: %w", err))
 	}
-	decode, ok := argDecoders[req.Op]
+	decode, ok := requests[req.Op]
 	if !ok {
 		err := fmt.Errorf("unknown operation %q: %w", shortText(req.Op), errors.ErrUnsupported)
 		s.log(shortText(req.Op), nil, err)
 		return s.respond(nil, err)
 	}
-	args, err := decode(req.Args)
+	r, err := decode(req.Args)
 	if err != nil {
 		return s.fatal(fmt.Errorf("decoding the arguments of %s: %w", req.Op, err))
 	}
-	if err := s.o.Policy.authorize(s.opCtx, s.h, args); err != nil {
-		s.log(req.Op, logArgs(args), err)
+	g, err := s.authorize(r)
+	if err != nil {
+		s.log(req.Op, r.logArgs(), err)
 		return s.respond(nil, err)
 	}
-	switch a := args.(type) {
-	case wire.SendArgs:
-		if req.Op == wire.OpSend {
-			return s.send(a)
-		}
-	case wire.ReceiveArgs:
-		return s.receive(a)
+	switch {
+	case g.send != nil:
+		return s.send(*g.send, r.logArgs())
+	case g.recv != nil:
+		return s.receive(*g.recv, r.logArgs())
 	}
-	result, err := s.run(req.Op, args)
-	s.log(req.Op, logArgs(args), err)
+	var result any
+	if g.call != nil {
+		result, err = g.call(s.opCtx, s.h)
+	} else {
+		err = fmt.Errorf("operation %s: %w", req.Op, errors.ErrUnsupported)
+	}
+	s.log(req.Op, r.logArgs(), err)
 	return s.respondOp(req.Op, result, err)
+}
+
+// authorize validates r and has the client's policy grant it (a nil
+// policy grants whatever validates). A refusal wraps wire.ErrForbidden.
+func (s *server) authorize(r request) (grant, error) {
+	if err := r.validate(); err != nil {
+		return grant{}, err
+	}
+	return r.authorize(s.opCtx, &gate{policy: s.o.Policy, decodeToken: s.h.DecodeResumeToken})
 }
 
 // respondOp writes the response of a non-stream operation; a listing may
@@ -328,124 +342,10 @@ func (s *server) respondOp(op string, result any, err error) error {
 	return flush(false)
 }
 
-// argDecoders decode the arguments of each operation.
-var argDecoders = map[string]func(json.RawMessage) (validator, error){
-	wire.OpList:              decodeArgs[wire.ListArgs],
-	wire.OpGet:               decodeArgs[wire.GetArgs],
-	wire.OpHolds:             decodeArgs[wire.HoldsArgs],
-	wire.OpHold:              decodeArgs[wire.HoldArgs],
-	wire.OpRelease:           decodeArgs[wire.HoldArgs],
-	wire.OpBookmark:          decodeArgs[wire.BookmarkArgs],
-	wire.OpDestroySnapshots:  decodeArgs[wire.DestroySnapshotsArgs],
-	wire.OpDestroyBookmarks:  decodeArgs[wire.DestroyBookmarksArgs],
-	wire.OpCreate:            decodeArgs[wire.CreateArgs],
-	wire.OpSet:               decodeArgs[wire.SetArgs],
-	wire.OpRename:            decodeArgs[wire.RenameArgs],
-	wire.OpSend:              decodeArgs[wire.SendArgs],
-	wire.OpSendSize:          decodeArgs[wire.SendArgs],
-	wire.OpReceive:           decodeArgs[wire.ReceiveArgs],
-	wire.OpAbortReceive:      decodeArgs[wire.DatasetArgs],
-	wire.OpDecodeResumeToken: decodeArgs[wire.TokenArgs],
-}
-
-func decodeArgs[T validator](raw json.RawMessage) (validator, error) {
-	var a T
-	if err := wire.DecodeStrict(raw, &a); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-// run dispatches a non-stream operation to the handler.
-func (s *server) run(op string, args validator) (any, error) {
-	ctx, h := s.opCtx, s.h
-	switch a := args.(type) {
-	case wire.ListArgs:
-		entries, err := h.List(ctx, a.Roots, a.Options)
-		if err != nil {
-			return nil, err
-		}
-		return s.o.Policy.filter(entries), nil
-	case wire.GetArgs:
-		return h.Get(ctx, a.Names, a.Props)
-	case wire.HoldsArgs:
-		return h.Holds(ctx, a.Snaps)
-	case wire.HoldArgs:
-		if op == wire.OpHold {
-			return nil, h.Hold(ctx, a.Tag, a.Snaps)
-		}
-		return nil, h.Release(ctx, a.Tag, a.Snaps)
-	case wire.BookmarkArgs:
-		return nil, h.Bookmark(ctx, a.Source, a.Bookmark)
-	case wire.DestroySnapshotsArgs:
-		return nil, h.DestroySnapshots(ctx, a.Dataset, a.Names)
-	case wire.DestroyBookmarksArgs:
-		return nil, h.DestroyBookmarks(ctx, a.Bookmarks)
-	case wire.CreateArgs:
-		return nil, h.Create(ctx, a.Name, a.Props, a.Parents)
-	case wire.SetArgs:
-		return nil, h.Set(ctx, a.Name, a.Props)
-	case wire.RenameArgs:
-		return nil, h.Rename(ctx, a.From, a.To)
-	case wire.SendArgs:
-		vs, err := a.Options.Validate()
-		if err != nil {
-			return nil, err
-		}
-		return h.SendSize(ctx, vs)
-	case wire.DatasetArgs:
-		return nil, h.AbortReceive(ctx, a.Dataset)
-	case wire.TokenArgs:
-		return h.DecodeResumeToken(ctx, a.Token)
-	}
-	return nil, fmt.Errorf("operation %s: %w", op, errors.ErrUnsupported)
-}
-
 func (s *server) log(op string, args map[string]any, err error) {
 	if s.o.Log != nil {
 		s.o.Log(op, args, err)
 	}
-}
-
-// logArgs renders a request's arguments for the log hook.
-func logArgs(v validator) map[string]any {
-	switch a := v.(type) {
-	case wire.ListArgs:
-		return map[string]any{"roots": a.Roots, "depth": a.Options.Depth, "types": a.Options.Types}
-	case wire.GetArgs:
-		return map[string]any{"names": a.Names, "props": a.Props}
-	case wire.HoldsArgs:
-		return map[string]any{"snapshots": a.Snaps}
-	case wire.HoldArgs:
-		return map[string]any{"tag": a.Tag, "snapshots": a.Snaps}
-	case wire.BookmarkArgs:
-		return map[string]any{"source": a.Source, "bookmark": a.Bookmark}
-	case wire.DestroySnapshotsArgs:
-		return map[string]any{"dataset": a.Dataset, "snapshots": a.Names}
-	case wire.DestroyBookmarksArgs:
-		return map[string]any{"bookmarks": a.Bookmarks}
-	case wire.CreateArgs:
-		return map[string]any{"dataset": a.Name, "props": a.Props, "parents": a.Parents}
-	case wire.SetArgs:
-		return map[string]any{"name": a.Name, "props": a.Props}
-	case wire.RenameArgs:
-		return map[string]any{"from": a.From, "to": a.To}
-	case wire.SendArgs:
-		o := a.Options
-		m := map[string]any{"from": o.From, "to": o.To, "raw": o.Raw, "compress": a.Compress}
-		if o.ResumeToken != "" {
-			m["resume_token"] = o.ResumeToken
-		}
-		return m
-	case wire.ReceiveArgs:
-		o := a.Options
-		return map[string]any{"target": o.Target, "resumable": o.Resumable, "force": o.Force, "compress": a.Compress}
-	case wire.DatasetArgs:
-		return map[string]any{"dataset": a.Dataset}
-	case wire.TokenArgs:
-		return map[string]any{"token": a.Token}
-	}
-	return nil
 }
 
 func firstErr(errs ...error) error {
@@ -463,10 +363,4 @@ func shortText(s string) string {
 		return s[:64] + "..."
 	}
 	return s
-}
-
-// validator is implemented by the argument structs of every request
-// (package wire): Validate checks every name before anything runs.
-type validator interface {
-	Validate() error
 }

@@ -13,22 +13,18 @@ import (
 // send runs a send stream: ok, data frames, end frame. A cancel frame from
 // the client kills the far zfs send; the stream still ends with an end
 // frame, so the connection stays usable.
-func (s *server) send(a wire.SendArgs) error {
-	vs, err := a.Options.Validate()
-	enc, _, cerr := wire.CodecFor(a.Compress)
-	if err == nil {
-		err = cerr
-	}
+func (s *server) send(g sendGrant, logged map[string]any) error {
+	enc, _, err := wire.CodecFor(g.compress)
 	if err != nil {
-		s.log(wire.OpSend, logArgs(a), err)
+		s.log(wire.OpSend, logged, err)
 		return s.respond(nil, err)
 	}
 	defer enc.Close()
 	sctx, cancel := context.WithCancel(s.opCtx)
 	defer cancel()
-	rc, err := s.h.Send(sctx, vs)
+	rc, err := s.h.Send(sctx, g.send)
 	if err != nil {
-		s.log(wire.OpSend, logArgs(a), err)
+		s.log(wire.OpSend, logged, err)
 		return s.respond(nil, err)
 	}
 	if err := s.respond(nil, nil); err != nil {
@@ -88,7 +84,7 @@ func (s *server) send(a wire.SendArgs) error {
 	if canceled {
 		sendErr = nil // the client asked for it
 	}
-	s.log(wire.OpSend, logArgs(a), firstErr(netErr, sendErr))
+	s.log(wire.OpSend, logged, firstErr(netErr, sendErr))
 	if netErr != nil {
 		return fmt.Errorf("sending the stream: %w", netErr)
 	}
@@ -111,10 +107,10 @@ func (s *server) send(a wire.SendArgs) error {
 // response. An abort end frame or a lost connection closes the pipe with
 // an error, so the handler's receive fails instead of completing on a
 // truncated stream.
-func (s *server) receive(a wire.ReceiveArgs) error {
-	_, dec, err := wire.CodecFor(a.Compress)
+func (s *server) receive(g recvGrant, logged map[string]any) error {
+	_, dec, err := wire.CodecFor(g.compress)
 	if err != nil {
-		s.log(wire.OpReceive, logArgs(a), err)
+		s.log(wire.OpReceive, logged, err)
 		return s.respond(nil, err)
 	}
 	defer dec.Close()
@@ -124,7 +120,7 @@ func (s *server) receive(a wire.ReceiveArgs) error {
 	pr, pw := io.Pipe()
 	result := make(chan error, 1)
 	go func() {
-		err := s.h.Receive(s.opCtx, a.Options, pr)
+		err := s.h.Receive(s.opCtx, g.opts, pr)
 		pr.CloseWithError(errReceiverDone)
 		result <- err
 	}()
@@ -145,7 +141,7 @@ func (s *server) receive(a wire.ReceiveArgs) error {
 	for fatal == nil {
 		var f inFrame
 		if finished && !responded {
-			s.log(wire.OpReceive, logArgs(a), recvErr)
+			s.log(wire.OpReceive, logged, recvErr)
 			if err := s.respond(nil, recvErr); err != nil {
 				pw.CloseWithError(err)
 				return err
@@ -215,7 +211,7 @@ func (s *server) receive(a wire.ReceiveArgs) error {
 				recvErr = aborted
 			}
 			if !responded {
-				s.log(wire.OpReceive, logArgs(a), recvErr)
+				s.log(wire.OpReceive, logged, recvErr)
 				return s.respond(nil, recvErr)
 			}
 			return nil
@@ -225,7 +221,7 @@ func (s *server) receive(a wire.ReceiveArgs) error {
 		}
 	}
 	finish()
-	s.log(wire.OpReceive, logArgs(a), firstErr(fatal, recvErr))
+	s.log(wire.OpReceive, logged, firstErr(fatal, recvErr))
 	return s.fatal(fatal)
 }
 
