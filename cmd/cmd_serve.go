@@ -3,7 +3,7 @@ package cmd
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/zsync-dev/zsync/sshtransport"
+	"github.com/zsync-dev/zsync/sshtransport/serve"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -24,7 +24,7 @@ func serveCommand(e *env) *cli.Command {
 				return usageErrorf("serve needs --stdio")
 			}
 			var cfg *Config
-			var pol *sshtransport.Policy
+			var pol *serve.Policy
 			if name := c.String("client"); name != "" {
 				var err error
 				cfg, err = loadConfigFlag(c)
@@ -40,7 +40,7 @@ func serveCommand(e *env) *cli.Command {
 				if cl == nil {
 					return usageErrorf("no [[serve.client]] named %q in %s", name, cfg.Path)
 				}
-				pol = &sshtransport.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend}
+				pol = &serve.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend}
 				if len(cl.Send) > 0 {
 					f, err := zfs.ParseFilter(cl.Send)
 					if err != nil {
@@ -53,7 +53,7 @@ func serveCommand(e *env) *cli.Command {
 			}
 			z := e.newZFS(cfg)
 			log := e.log.With().Str("client", c.String("client")).Logger()
-			return sshtransport.Serve(c.Context, e.stdin, e.stdout, z, sshtransport.ServeOptions{
+			return serve.Serve(c.Context, e.stdin, e.stdout, z, serve.Options{
 				SoftwareVersion: version,
 				Policy:          pol,
 				Log: func(op string, args map[string]any, err error) {

@@ -2,7 +2,6 @@ package sshtransport
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zsync-dev/zsync/sshtransport/serve"
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -54,9 +55,9 @@ func TestDestroyErrorListsEveryFailure(t *testing.T) {
 		}
 		failed[n] = zfsFailure(kind, "cannot destroy snapshot tank/data@"+n+": dataset is busy", "zfs", "destroy", arg)
 	}
-	h := newFake()
-	h.errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: failed}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: failed}
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.DestroySnapshots(context.Background(), "tank/data", append([]string{"destroyed"}, names...))
 	var de *zfs.DestroyError
 	if !errors.As(err, &de) {
@@ -75,104 +76,20 @@ func TestDestroyErrorListsEveryFailure(t *testing.T) {
 		}
 	}
 	var ze *zfs.Error
-	if !errors.As(de.Failed[names[0]], &ze) || !strings.Contains(ze.Stderr, "dataset is busy") || len(ze.Args[2]) > maxWireArg+16 {
+	if !errors.As(de.Failed[names[0]], &ze) || !strings.Contains(ze.Stderr, "dataset is busy") || len(ze.Args[2]) > 1<<10+16 /* wire bounds an argument to 1 KiB */ {
 		t.Errorf("Failed[first] lost zfs's stderr or carries the whole argv: %+v", ze)
 	}
 }
 
 // A nil error in the far side's Failed map still names the snapshot.
 func TestDestroyNilFailureCrosses(t *testing.T) {
-	h := newFake()
-	h.errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: map[string]error{"a": nil}}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: map[string]error{"a": nil}}
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.DestroySnapshots(context.Background(), "tank/data", []string{"a", "b"})
 	var de *zfs.DestroyError
 	if !errors.As(err, &de) || de.Failed["a"] == nil || len(de.Failed) != 1 {
 		t.Fatalf("err = %v, want a DestroyError naming a", err)
-	}
-}
-
-// Past its budget the far side omits names and says so; the client then
-// names every snapshot of its request that the answer does not list.
-func TestDestroyBatchPastBudget(t *testing.T) {
-	names := snapNames(70000) // 7 MB of names alone
-	failed := map[string]error{}
-	for _, n := range names {
-		failed[n] = fmt.Errorf("@%s: %w", n, zfs.ErrSnapshotHeld)
-	}
-	w := encodeError(&zfs.DestroyError{Dataset: "tank/data", Failed: failed})
-	b := w.Destroy
-	if b.Complete || b.Omitted == 0 || len(b.Failed)+b.Omitted != len(names) {
-		t.Fatalf("Complete %v, %d listed, %d omitted; want an incomplete batch accounting for all %d", b.Complete, len(b.Failed), b.Omitted, len(names))
-	}
-	p, err := json.Marshal(response{Error: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p) > maxWireBatch+maxWireMessage+4<<10 || len(p) > MaxControlPayload {
-		t.Errorf("encoded response of %d bytes", len(p))
-	}
-	var back response
-	if err := json.Unmarshal(p, &back); err != nil {
-		t.Fatal(err)
-	}
-	got := back.Error.decode()
-	completeBatch(got, append([]string{"maybe destroyed"}, names...))
-	var de *zfs.DestroyError
-	if !errors.As(got, &de) || len(de.Failed) != len(names)+1 {
-		t.Fatalf("after completion %d names failed, want %d", len(de.Failed), len(names)+1)
-	}
-	unreported := 0
-	for n, f := range de.Failed {
-		switch {
-		case errors.Is(f, ErrUnreported):
-			unreported++
-		case !errors.Is(f, zfs.ErrSnapshotHeld):
-			t.Fatalf("Failed[%s] = %v", n, f)
-		}
-	}
-	if unreported != b.Omitted+1 {
-		t.Errorf("%d unreported, want the %d omitted and the one not listed", unreported, b.Omitted)
-	}
-}
-
-// An older server listed at most 1000 failures without saying so: a batch
-// of 1000 or more without "complete" names every snapshot of the request it
-// does not list; a shorter one, or a complete one, is exact.
-func TestDestroyBatchFromOlderServer(t *testing.T) {
-	names := snapNames(1200)
-	batch := func(listed int, complete bool) *wireError {
-		b := &wireBatch{Dataset: "tank/data", Failed: map[string]wireLeaf{}, Complete: complete}
-		for _, n := range names[:listed] {
-			b.Failed[n] = wireLeaf{Kinds: []string{"snapshot_held"}, Message: "held"}
-		}
-		return &wireError{wireLeaf: wireLeaf{Message: "cannot destroy"}, Destroy: b}
-	}
-	tests := []struct {
-		name       string
-		w          *wireError
-		wantFailed int
-	}{
-		{"capped legacy list", batch(legacyWireFailed, false), len(names)},
-		{"short legacy list", batch(3, false), 3},
-		{"complete list", batch(legacyWireFailed, true), legacyWireFailed},
-	}
-	for _, tt := range tests {
-		// through JSON, as it crosses
-		p, err := json.Marshal(tt.w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var w wireError
-		if err := json.Unmarshal(p, &w); err != nil {
-			t.Fatal(err)
-		}
-		got := w.decode()
-		completeBatch(got, names)
-		var de *zfs.DestroyError
-		if !errors.As(got, &de) || len(de.Failed) != tt.wantFailed {
-			t.Errorf("%s: %d failed, want %d", tt.name, len(de.Failed), tt.wantFailed)
-		}
 	}
 }
 
@@ -182,17 +99,17 @@ func TestDestroySnapshotsSplitsRequests(t *testing.T) {
 	names := snapNames(10000)
 	r1, r2, r3 := names[:4096], names[4096:8192], names[8192:]
 	run := func(t *testing.T, answer func(call int, names []string) error) (error, [][]string) {
-		h := newFake()
+		h := servetest.NewFake()
 		var mu sync.Mutex
 		var calls [][]string
-		h.destroy = func(_ string, names []string) error {
+		h.Destroy = func(_ string, names []string) error {
 			mu.Lock()
 			calls = append(calls, names)
 			n := len(calls)
 			mu.Unlock()
 			return answer(n, names)
 		}
-		s := newSession(t, h, ServeOptions{}, ClientOptions{})
+		s := newSession(t, h, serve.Options{}, ClientOptions{})
 		return s.c.DestroySnapshots(context.Background(), "tank/data", names), calls
 	}
 	t.Run("all destroyed", func(t *testing.T) {

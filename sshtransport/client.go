@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -95,7 +96,7 @@ type Client struct {
 // protocol version, the context's error (context.DeadlineExceeded after
 // HandshakeTimeout) when no banner came.
 func NewClient(ctx context.Context, rw io.ReadWriteCloser, o ClientOptions) (*Client, error) {
-	if _, _, err := codecFor(o.Compression); err != nil {
+	if _, _, err := wire.CodecFor(o.Compression); err != nil {
 		_ = rw.Close()
 		return nil, err
 	}
@@ -135,25 +136,25 @@ func NewClient(ctx context.Context, rw io.ReadWriteCloser, o ClientOptions) (*Cl
 
 // handshake reads the banner and writes the hello line.
 func (c *Client) handshake() (PeerInfo, error) {
-	line, err := readLine(c.br, maxHandshakeLine)
+	line, err := wire.ReadLine(c.br, wire.MaxHandshakeLine)
 	if err != nil && len(line) == 0 {
 		if errors.Is(err, io.EOF) {
 			return PeerInfo{}, fmt.Errorf("%w (got nothing: the connection closed)", ErrNotZsync)
 		}
 		return PeerInfo{}, fmt.Errorf("%w (got nothing: %w)", ErrNotZsync, err)
 	}
-	peer, ok, perr := parseHandshake(line, bannerPrefix)
+	peer, ok, perr := wire.ParseHandshake(line, wire.BannerPrefix)
 	switch {
 	case !ok:
-		return PeerInfo{}, fmt.Errorf("%w (got %s)", ErrNotZsync, quoteGot(line))
+		return PeerInfo{}, fmt.Errorf("%w (got %s)", ErrNotZsync, wire.QuoteGot(line))
 	case err != nil:
-		return PeerInfo{}, fmt.Errorf("%w: incomplete banner %s: %w", ErrProtocol, quoteGot(line), err)
+		return PeerInfo{}, fmt.Errorf("%w: incomplete banner %s: %w", ErrProtocol, wire.QuoteGot(line), err)
 	case perr != nil:
 		return PeerInfo{}, perr
 	case peer.Protocol != ProtocolVersion:
 		return PeerInfo{}, &VersionMismatchError{Local: ProtocolVersion, Remote: peer.Protocol, Peer: peer.Software}
 	}
-	if _, err := c.rw.Write(handshakeLine(helloPrefix, c.opts.SoftwareVersion)); err != nil {
+	if _, err := c.rw.Write(wire.HandshakeLine(wire.HelloPrefix, c.opts.SoftwareVersion)); err != nil {
 		return PeerInfo{}, fmt.Errorf("sending the hello line: %w", err)
 	}
 	return peer, nil
@@ -284,14 +285,14 @@ func (c *Client) writeRequest(ctx context.Context, op string, args any) error {
 	if err != nil {
 		return fmt.Errorf("%s: encoding the request: %w", op, err)
 	}
-	p, err := json.Marshal(request{Op: op, Args: a})
+	p, err := json.Marshal(wire.Request{Op: op, Args: a})
 	if err != nil {
 		return fmt.Errorf("%s: encoding the request: %w", op, err)
 	}
-	if len(p) > MaxControlPayload {
-		return fmt.Errorf("%s: request of %d bytes exceeds the protocol's limit of %d", op, len(p), MaxControlPayload)
+	if len(p) > wire.MaxControlPayload {
+		return fmt.Errorf("%s: request of %d bytes exceeds the protocol's limit of %d", op, len(p), wire.MaxControlPayload)
 	}
-	if err := writeFrame(c.rw, frameRequest, p); err != nil {
+	if err := wire.WriteFrame(c.rw, wire.FrameRequest, p); err != nil {
 		return c.ioError(ctx, op, err)
 	}
 	return nil
@@ -300,44 +301,31 @@ func (c *Client) writeRequest(ctx context.Context, op string, args any) error {
 // readResponse reads one response frame. It returns the response when the
 // far side answered, a *RemoteError when it answered with an error, and a
 // connection error otherwise (the connection is then broken).
-func (c *Client) readResponse(ctx context.Context, op string) (response, error) {
-	t, p, err := readFrame(c.br, nil)
+func (c *Client) readResponse(ctx context.Context, op string) (wire.Response, error) {
+	t, p, err := wire.ReadFrame(c.br, nil)
 	if err != nil {
-		return response{}, c.ioError(ctx, op, err)
+		return wire.Response{}, c.ioError(ctx, op, err)
 	}
 	switch t {
-	case frameResponse:
-		var r response
-		if err := decodeLenient(p, &r); err != nil {
-			return response{}, c.ioError(ctx, op, err)
+	case wire.FrameResponse:
+		var r wire.Response
+		if err := wire.DecodeLenient(p, &r); err != nil {
+			return wire.Response{}, c.ioError(ctx, op, err)
 		}
 		if r.Error != nil {
-			return r, r.Error.decode()
+			return r, r.Error.Decode()
 		}
 		return r, nil
-	case frameError:
-		return response{}, c.ioError(ctx, op, decodeFatal(p))
+	case wire.FrameError:
+		return wire.Response{}, c.ioError(ctx, op, wire.DecodeFatal(p))
 	}
-	return response{}, c.ioError(ctx, op, fmt.Errorf("%w: unexpected %s frame instead of a response", ErrProtocol, t))
-}
-
-// decodeFatal decodes the payload of an error frame.
-func decodeFatal(p []byte) error {
-	var w wireError
-	if err := decodeLenient(p, &w); err != nil {
-		return err
-	}
-	e := w.decode()
-	if !errors.Is(e, ErrProtocol) {
-		return fmt.Errorf("%w: the far side gave up: %w", ErrProtocol, e)
-	}
-	return fmt.Errorf("the far side gave up: %w", e)
+	return wire.Response{}, c.ioError(ctx, op, fmt.Errorf("%w: unexpected %s frame instead of a response", ErrProtocol, t))
 }
 
 // call runs one request/response exchange and decodes the result into
 // result (nil when the operation returns nothing).
 func (c *Client) call(ctx context.Context, op string, args validator, result any) error {
-	if err := args.validate(); err != nil {
+	if err := args.Validate(); err != nil {
 		return err
 	}
 	if err := c.acquire(ctx); err != nil {
@@ -376,8 +364,8 @@ func (c *Client) exchange(ctx context.Context, op string, args any, result any) 
 // sends large listings in several frames; with a policy it returns only
 // what the client may see.
 func (c *Client) List(ctx context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error) {
-	args := listArgs{Roots: roots, Options: o}
-	if err := args.validate(); err != nil {
+	args := wire.ListArgs{Roots: roots, Options: o}
+	if err := args.Validate(); err != nil {
 		return nil, err
 	}
 	if err := c.acquire(ctx); err != nil {
@@ -387,29 +375,29 @@ func (c *Client) List(ctx context.Context, roots []string, o zfs.ListOptions) ([
 	unwatch := c.watch(ctx)
 	entries, err := c.list(ctx, args)
 	if !unwatch() && err != nil {
-		return nil, fmt.Errorf("%s: %w", opList, c.ctxError(ctx))
+		return nil, fmt.Errorf("%s: %w", wire.OpList, c.ctxError(ctx))
 	}
 	return entries, err
 }
 
-func (c *Client) list(ctx context.Context, args listArgs) ([]zfs.Entry, error) {
-	if err := c.writeRequest(ctx, opList, args); err != nil {
+func (c *Client) list(ctx context.Context, args wire.ListArgs) ([]zfs.Entry, error) {
+	if err := c.writeRequest(ctx, wire.OpList, args); err != nil {
 		return nil, err
 	}
 	var all []zfs.Entry
 	total := 0
 	for {
-		r, err := c.readResponse(ctx, opList)
+		r, err := c.readResponse(ctx, wire.OpList)
 		if err != nil {
 			return nil, err
 		}
 		total += len(r.Result)
 		if total > maxListBytes {
-			return nil, c.ioError(ctx, opList, fmt.Errorf("%w: listing larger than %d bytes", ErrProtocol, maxListBytes))
+			return nil, c.ioError(ctx, wire.OpList, fmt.Errorf("%w: listing larger than %d bytes", ErrProtocol, maxListBytes))
 		}
 		var batch []zfs.Entry
 		if err := json.Unmarshal(r.Result, &batch); err != nil {
-			return nil, c.ioError(ctx, opList, fmt.Errorf("%w: bad listing: %w", ErrProtocol, err))
+			return nil, c.ioError(ctx, wire.OpList, fmt.Errorf("%w: bad listing: %w", ErrProtocol, err))
 		}
 		all = append(all, batch...)
 		if !r.More {
@@ -421,7 +409,7 @@ func (c *Client) list(ctx context.Context, args listArgs) ([]zfs.Entry, error) {
 // Get returns properties of names, like zfs.CLI.Get.
 func (c *Client) Get(ctx context.Context, names []string, props []string) (map[string]map[string]string, error) {
 	var out map[string]map[string]string
-	if err := c.call(ctx, opGet, getArgs{Names: names, Props: props}, &out); err != nil {
+	if err := c.call(ctx, wire.OpGet, wire.GetArgs{Names: names, Props: props}, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -430,7 +418,7 @@ func (c *Client) Get(ctx context.Context, names []string, props []string) (map[s
 // Holds returns the hold tags of snaps, like zfs.CLI.Holds.
 func (c *Client) Holds(ctx context.Context, snaps []string) (map[string][]string, error) {
 	var out map[string][]string
-	if err := c.call(ctx, opHolds, holdsArgs{Snaps: snaps}, &out); err != nil {
+	if err := c.call(ctx, wire.OpHolds, wire.HoldsArgs{Snaps: snaps}, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -441,23 +429,23 @@ func (c *Client) Holds(ctx context.Context, snaps []string) (map[string][]string
 // 1000), each snapshot of snaps it does not list is added to it as failed,
 // wrapping ErrUnreported.
 func (c *Client) Hold(ctx context.Context, tag string, snaps []string) error {
-	err := c.call(ctx, opHold, holdArgs{Tag: tag, Snaps: snaps}, nil)
-	completeBatch(err, snaps)
+	err := c.call(ctx, wire.OpHold, wire.HoldArgs{Tag: tag, Snaps: snaps}, nil)
+	wire.CompleteBatch(err, snaps)
 	return err
 }
 
 // Release removes the hold tag from snaps, like zfs.CLI.Release, with the
 // same exact *zfs.HoldError as Hold.
 func (c *Client) Release(ctx context.Context, tag string, snaps []string) error {
-	err := c.call(ctx, opRelease, holdArgs{Tag: tag, Snaps: snaps}, nil)
-	completeBatch(err, snaps)
+	err := c.call(ctx, wire.OpRelease, wire.HoldArgs{Tag: tag, Snaps: snaps}, nil)
+	wire.CompleteBatch(err, snaps)
 	return err
 }
 
 // Bookmark creates bookmark from a snapshot or bookmark, like
 // zfs.CLI.Bookmark.
 func (c *Client) Bookmark(ctx context.Context, snapOrBookmark, bookmark string) error {
-	return c.call(ctx, opBookmark, bookmarkArgs{Source: snapOrBookmark, Bookmark: bookmark}, nil)
+	return c.call(ctx, wire.OpBookmark, wire.BookmarkArgs{Source: snapOrBookmark, Bookmark: bookmark}, nil)
 }
 
 // destroyRequestNames bounds the snapshots of one destroy_snapshots
@@ -509,36 +497,36 @@ func (c *Client) DestroySnapshots(ctx context.Context, dataset string, shortName
 
 // destroySnapshots is one destroy_snapshots request.
 func (c *Client) destroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
-	err := c.call(ctx, opDestroySnapshots, destroySnapshotsArgs{Dataset: dataset, Names: shortNames}, nil)
-	completeBatch(err, shortNames)
+	err := c.call(ctx, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: dataset, Names: shortNames}, nil)
+	wire.CompleteBatch(err, shortNames)
 	return err
 }
 
 // DestroyBookmarks destroys bookmarks, like zfs.CLI.DestroyBookmarks.
 func (c *Client) DestroyBookmarks(ctx context.Context, bookmarks []string) error {
-	return c.call(ctx, opDestroyBookmarks, destroyBookmarksArgs{Bookmarks: bookmarks}, nil)
+	return c.call(ctx, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: bookmarks}, nil)
 }
 
 // Create creates a filesystem, like zfs.CLI.Create.
 func (c *Client) Create(ctx context.Context, name string, props map[string]string, parents bool) error {
-	return c.call(ctx, opCreate, createArgs{Name: name, Props: props, Parents: parents}, nil)
+	return c.call(ctx, wire.OpCreate, wire.CreateArgs{Name: name, Props: props, Parents: parents}, nil)
 }
 
 // Set sets properties, like zfs.CLI.Set.
 func (c *Client) Set(ctx context.Context, name string, props map[string]string) error {
-	return c.call(ctx, opSet, setArgs{Name: name, Props: props}, nil)
+	return c.call(ctx, wire.OpSet, wire.SetArgs{Name: name, Props: props}, nil)
 }
 
 // Rename renames a dataset, like zfs.CLI.Rename.
 func (c *Client) Rename(ctx context.Context, from, to string) error {
-	return c.call(ctx, opRename, renameArgs{From: from, To: to}, nil)
+	return c.call(ctx, wire.OpRename, wire.RenameArgs{From: from, To: to}, nil)
 }
 
 // SendSize estimates the size of a send on the far side, like
 // zfs.CLI.SendSize.
 func (c *Client) SendSize(ctx context.Context, s zfs.ValidatedSend) (int64, error) {
 	var n int64
-	if err := c.call(ctx, opSendSize, sendArgs{Options: s.Options()}, &n); err != nil {
+	if err := c.call(ctx, wire.OpSendSize, wire.SendArgs{Options: s.Options()}, &n); err != nil {
 		return 0, err
 	}
 	return n, nil
@@ -547,14 +535,14 @@ func (c *Client) SendSize(ctx context.Context, s zfs.ValidatedSend) (int64, erro
 // AbortReceive discards the partial state of an interrupted resumable
 // receive on the far side, like zfs.CLI.AbortReceive.
 func (c *Client) AbortReceive(ctx context.Context, dataset string) error {
-	return c.call(ctx, opAbortReceive, datasetArgs{Dataset: dataset}, nil)
+	return c.call(ctx, wire.OpAbortReceive, wire.DatasetArgs{Dataset: dataset}, nil)
 }
 
 // DecodeResumeToken decodes a receive_resume_token on the far side, like
 // zfs.CLI.DecodeResumeToken.
 func (c *Client) DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error) {
 	var t zfs.ResumeToken
-	if err := c.call(ctx, opDecodeResumeToken, tokenArgs{Token: token}, &t); err != nil {
+	if err := c.call(ctx, wire.OpDecodeResumeToken, wire.TokenArgs{Token: token}, &t); err != nil {
 		return zfs.ResumeToken{}, err
 	}
 	return t, nil
@@ -568,39 +556,39 @@ func (c *Client) DecodeResumeToken(ctx context.Context, token string) (zfs.Resum
 // send and keeps the connection usable. ctx governs the whole stream:
 // cancelling it closes the connection.
 func (c *Client) Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCloser, error) {
-	args := sendArgs{Options: s.Options(), Compress: c.opts.Compression}
-	if err := args.validate(); err != nil {
+	args := wire.SendArgs{Options: s.Options(), Compress: c.opts.Compression}
+	if err := args.Validate(); err != nil {
 		return nil, err
 	}
-	_, dec, err := codecFor(args.Compress)
+	_, dec, err := wire.CodecFor(args.Compress)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.acquire(ctx); err != nil {
-		dec.close()
+		dec.Close()
 		return nil, err
 	}
 	unwatch := c.watch(ctx)
 	fail := func(err error) (io.ReadCloser, error) {
-		dec.close()
+		dec.Close()
 		if !unwatch() {
-			err = fmt.Errorf("%s: %w", opSend, c.ctxError(ctx))
+			err = fmt.Errorf("%s: %w", wire.OpSend, c.ctxError(ctx))
 		}
 		c.release()
 		return nil, err
 	}
-	if err := c.writeRequest(ctx, opSend, args); err != nil {
+	if err := c.writeRequest(ctx, wire.OpSend, args); err != nil {
 		return fail(err)
 	}
-	r, err := c.readResponse(ctx, opSend)
+	r, err := c.readResponse(ctx, wire.OpSend)
 	if err == nil && r.More {
-		err = c.ioError(ctx, opSend, fmt.Errorf("%w: continued response to send", ErrProtocol))
+		err = c.ioError(ctx, wire.OpSend, fmt.Errorf("%w: continued response to send", ErrProtocol))
 	}
 	if err != nil {
 		return fail(err)
 	}
 	c.streaming.Store(true)
-	return &sendStream{c: c, ctx: ctx, dec: dec, rbuf: make([]byte, MaxDataPayload), unwat: unwatch}, nil
+	return &sendStream{c: c, ctx: ctx, dec: dec, rbuf: make([]byte, wire.MaxDataPayload), unwat: unwatch}, nil
 }
 
 // Receive feeds stream to a zfs receive on the far side, like
@@ -610,18 +598,18 @@ func (c *Client) Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCloser, 
 // completes on a truncated stream) and the error wraps both the read error
 // and the far receive's error.
 func (c *Client) Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error {
-	args := receiveArgs{Options: o, Compress: c.opts.Compression}
-	if err := args.validate(); err != nil {
+	args := wire.ReceiveArgs{Options: o, Compress: c.opts.Compression}
+	if err := args.Validate(); err != nil {
 		return err
 	}
 	if stream == nil {
 		return errors.New("receive: no stream")
 	}
-	enc, _, err := codecFor(args.Compress)
+	enc, _, err := wire.CodecFor(args.Compress)
 	if err != nil {
 		return err
 	}
-	defer enc.close()
+	defer enc.Close()
 	if err := c.acquire(ctx); err != nil {
 		return err
 	}
@@ -629,26 +617,26 @@ func (c *Client) Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reade
 	unwatch := c.watch(ctx)
 	err = c.receive(ctx, args, stream, enc)
 	if !unwatch() && err != nil {
-		return fmt.Errorf("%s: %w", opReceive, c.ctxError(ctx))
+		return fmt.Errorf("%s: %w", wire.OpReceive, c.ctxError(ctx))
 	}
 	return err
 }
 
 // frameResult is a frame read by a helper goroutine.
 type frameResult struct {
-	t   frameType
+	t   wire.FrameType
 	p   []byte
 	err error
 }
 
-func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader, enc *encoder) error {
-	if err := c.writeRequest(ctx, opReceive, args); err != nil {
+func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.Reader, enc *wire.Encoder) error {
+	if err := c.writeRequest(ctx, wire.OpReceive, args); err != nil {
 		return err
 	}
-	if r, err := c.readResponse(ctx, opReceive); err != nil {
+	if r, err := c.readResponse(ctx, wire.OpReceive); err != nil {
 		return err
 	} else if r.More {
-		return c.ioError(ctx, opReceive, fmt.Errorf("%w: continued response to receive", ErrProtocol))
+		return c.ioError(ctx, wire.OpReceive, fmt.Errorf("%w: continued response to receive", ErrProtocol))
 	}
 	// From here on the far side may answer early (its zfs recv ended
 	// before the stream did): read its final response concurrently. That
@@ -657,14 +645,14 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 	defer c.passiveReads(false)
 	final := make(chan frameResult, 1)
 	go func() {
-		t, p, err := readFrame(c.br, nil)
+		t, p, err := wire.ReadFrame(c.br, nil)
 		final <- frameResult{t, p, err}
 	}()
 	var (
 		got    *frameResult
 		srcErr error
 		sent   int64
-		buf    = newDataBuf()
+		buf    = wire.NewDataBuf()
 	)
 	for got == nil {
 		select {
@@ -673,13 +661,13 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 			continue
 		default:
 		}
-		n, err := fillChunk(ctx, stream, buf[frameHeaderLen:])
+		n, err := wire.FillChunk(ctx, stream, buf[wire.FrameHeaderLen:])
 		if n > 0 {
-			t, fr := enc.frame(buf[:frameHeaderLen+n])
-			if werr := c.lim.wait(ctx, len(fr)-frameHeaderLen); werr != nil {
-				return c.ioError(ctx, opReceive, werr)
+			t, fr := enc.Frame(buf[:wire.FrameHeaderLen+n])
+			if werr := c.lim.wait(ctx, len(fr)-wire.FrameHeaderLen); werr != nil {
+				return c.ioError(ctx, wire.OpReceive, werr)
 			}
-			if werr := writeFramed(c.rw, t, fr); werr != nil {
+			if werr := wire.WriteFramed(c.rw, t, fr); werr != nil {
 				return c.writeFailed(ctx, werr, final)
 			}
 			sent += int64(n)
@@ -688,25 +676,25 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 			break
 		}
 		if ctx.Err() != nil {
-			return c.ioError(ctx, opReceive, ctx.Err())
+			return c.ioError(ctx, wire.OpReceive, ctx.Err())
 		}
 		if err != nil {
 			srcErr = fmt.Errorf("reading the stream to receive: %w", err)
 			break
 		}
 	}
-	st := endStatus{Bytes: sent}
+	st := wire.EndStatus{Bytes: sent}
 	switch {
 	case srcErr != nil:
-		st.Error = encodeError(fmt.Errorf("%w: %w", ErrStreamAborted, srcErr))
+		st.Error = wire.EncodeError(fmt.Errorf("%w: %w", ErrStreamAborted, srcErr))
 	case got != nil:
-		st.Error = encodeError(fmt.Errorf("%w: the far receive ended early", ErrStreamAborted))
+		st.Error = wire.EncodeError(fmt.Errorf("%w: the far receive ended early", ErrStreamAborted))
 	}
 	p, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("%s: encoding the end frame: %w", opReceive, err)
+		return fmt.Errorf("%s: encoding the end frame: %w", wire.OpReceive, err)
 	}
-	if err := writeFrame(c.rw, frameEnd, p); err != nil && got == nil {
+	if err := wire.WriteFrame(c.rw, wire.FrameEnd, p); err != nil && got == nil {
 		return c.writeFailed(ctx, err, final)
 	}
 	c.passiveReads(false) // now zsync waits for the far side's answer
@@ -717,9 +705,9 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 	rerr := c.finalResponse(ctx, *got)
 	switch {
 	case srcErr != nil && rerr != nil:
-		return fmt.Errorf("%s: %w (far receive: %w)", opReceive, srcErr, rerr)
+		return fmt.Errorf("%s: %w (far receive: %w)", wire.OpReceive, srcErr, rerr)
 	case srcErr != nil:
-		return fmt.Errorf("%s: %w", opReceive, srcErr)
+		return fmt.Errorf("%s: %w", wire.OpReceive, srcErr)
 	}
 	return rerr
 }
@@ -728,9 +716,9 @@ func (c *Client) receive(ctx context.Context, args receiveArgs, stream io.Reader
 // have said why before it hung up, which explains more than the write
 // error does.
 func (c *Client) writeFailed(ctx context.Context, werr error, final <-chan frameResult) error {
-	err := c.ioError(ctx, opReceive, werr)
+	err := c.ioError(ctx, wire.OpReceive, werr)
 	f := <-final // closing the connection ended the reader
-	if f.err == nil && (f.t == frameResponse || f.t == frameError) && ctx.Err() == nil {
+	if f.err == nil && (f.t == wire.FrameResponse || f.t == wire.FrameError) && ctx.Err() == nil {
 		return c.finalResponse(ctx, f)
 	}
 	return err
@@ -739,22 +727,22 @@ func (c *Client) writeFailed(ctx context.Context, werr error, final <-chan frame
 // finalResponse interprets the frame that ends a receive.
 func (c *Client) finalResponse(ctx context.Context, f frameResult) error {
 	if f.err != nil {
-		return c.ioError(ctx, opReceive, f.err)
+		return c.ioError(ctx, wire.OpReceive, f.err)
 	}
 	switch f.t {
-	case frameResponse:
-		var r response
-		if err := decodeLenient(f.p, &r); err != nil {
-			return c.ioError(ctx, opReceive, err)
+	case wire.FrameResponse:
+		var r wire.Response
+		if err := wire.DecodeLenient(f.p, &r); err != nil {
+			return c.ioError(ctx, wire.OpReceive, err)
 		}
 		if r.Error != nil {
-			return r.Error.decode()
+			return r.Error.Decode()
 		}
 		return nil
-	case frameError:
-		return c.ioError(ctx, opReceive, decodeFatal(f.p))
+	case wire.FrameError:
+		return c.ioError(ctx, wire.OpReceive, wire.DecodeFatal(f.p))
 	}
-	return c.ioError(ctx, opReceive, fmt.Errorf("%w: unexpected %s frame instead of the receive's result", ErrProtocol, f.t))
+	return c.ioError(ctx, wire.OpReceive, fmt.Errorf("%w: unexpected %s frame instead of the receive's result", ErrProtocol, f.t))
 }
 
 // closeGrace is how long Close of a StartLocal client waits for the child
@@ -777,4 +765,10 @@ func (c *Client) passiveReads(p bool) {
 	if c.idle != nil {
 		c.idle.setPassive(p)
 	}
+}
+
+// validator is implemented by the argument structs of every request
+// (package wire): Validate checks every name before anything is sent.
+type validator interface {
+	Validate() error
 }

@@ -17,24 +17,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/serve"
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
+// The Client has the method set of *zfs.CLI: it is a Handler too (a far
+// side could serve through another).
+var _ serve.Handler = (*Client)(nil)
+
 func TestRoundTripEveryOp(t *testing.T) {
-	h := newFake()
+	h := servetest.NewFake()
 	created := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
-	h.entries = []zfs.Entry{
+	h.Entries = []zfs.Entry{
 		{Name: "tank/data", Type: zfs.Filesystem, GUID: 1<<63 + 5, CreateTXG: 10, Creation: created,
 			Encryption: "aes-256-gcm", EncryptionRoot: "tank/data", KeyStatus: "available",
 			ResumeToken: "1-abc-10-789c", User: map[string]string{"zsync:target-id": "0123456789abcdef"}},
 		{Name: "tank/data@zsync_20261122T050000Z", Type: zfs.Snapshot, GUID: 42, CreateTXG: 11, Creation: created, UserRefs: 2},
 		{Name: "tank/data#zsync_cursor", Type: zfs.Bookmark, GUID: 42, CreateTXG: 11, Creation: created},
 	}
-	h.props = map[string]map[string]string{"tank/data": {"zsync:target-id": "0123456789abcdef", "mounted": "no"}}
-	h.holds = map[string][]string{"tank/data@s1": {"zsync_step_T1", "keep"}}
-	h.size = 123456789
-	h.token = zfs.ResumeToken{FromGUID: 1, ToGUID: 2, ToName: "tank/data@s2", Raw: true, Bytes: 99}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{SoftwareVersion: "v1.2.3"})
+	h.Props = map[string]map[string]string{"tank/data": {"zsync:target-id": "0123456789abcdef", "mounted": "no"}}
+	h.HoldTags = map[string][]string{"tank/data@s1": {"zsync_step_T1", "keep"}}
+	h.Size = 123456789
+	h.Token = zfs.ResumeToken{FromGUID: 1, ToGUID: 2, ToName: "tank/data@s2", Raw: true, Bytes: 99}
+	s := newSession(t, h, serve.Options{}, ClientOptions{SoftwareVersion: "v1.2.3"})
 	c, ctx := s.c, context.Background()
 
 	if p := c.Peer(); p.Protocol != ProtocolVersion || p.Software != "v-test" {
@@ -44,15 +51,15 @@ func TestRoundTripEveryOp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
-	if !reflect.DeepEqual(entries, h.entries) {
-		t.Errorf("List = %+v\nwant %+v", entries, h.entries)
+	if !reflect.DeepEqual(entries, h.Entries) {
+		t.Errorf("List = %+v\nwant %+v", entries, h.Entries)
 	}
 	props, err := c.Get(ctx, []string{"tank/data"}, []string{"zsync:target-id", "mounted"})
-	if err != nil || !reflect.DeepEqual(props, h.props) {
+	if err != nil || !reflect.DeepEqual(props, h.Props) {
 		t.Errorf("Get = %v, %v", props, err)
 	}
 	holds, err := c.Holds(ctx, []string{"tank/data@s1"})
-	if err != nil || !reflect.DeepEqual(holds, h.holds) {
+	if err != nil || !reflect.DeepEqual(holds, h.HoldTags) {
 		t.Errorf("Holds = %v, %v", holds, err)
 	}
 	check := func(name string, err error) {
@@ -74,12 +81,12 @@ func TestRoundTripEveryOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := c.SendSize(ctx, vs)
-	if err != nil || n != h.size {
+	if err != nil || n != h.Size {
 		t.Errorf("SendSize = %d, %v", n, err)
 	}
 	check("AbortReceive", c.AbortReceive(ctx, "backup/tank"))
 	tok, err := c.DecodeResumeToken(ctx, "1-abc-10-789c")
-	if err != nil || tok != h.token {
+	if err != nil || tok != h.Token {
 		t.Errorf("DecodeResumeToken = %+v, %v", tok, err)
 	}
 
@@ -109,20 +116,20 @@ func TestRoundTripEveryOp(t *testing.T) {
 }
 
 func TestListInSeveralFrames(t *testing.T) {
-	h := newFake()
+	h := servetest.NewFake()
 	for i := 0; i < 40000; i++ {
-		h.entries = append(h.entries, zfs.Entry{
+		h.Entries = append(h.Entries, zfs.Entry{
 			Name: fmt.Sprintf("tank/data/with/a/rather/long/path@zsync_%08d_and_some_more_text", i),
 			Type: zfs.Snapshot, GUID: uint64(i) + 1<<60, CreateTXG: uint64(i),
 		})
 	}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	got, err := s.c.List(context.Background(), []string{"tank/data"}, zfs.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(h.entries) || got[39999].Name != h.entries[39999].Name || got[0].GUID != h.entries[0].GUID {
-		t.Fatalf("got %d entries, want %d", len(got), len(h.entries))
+	if len(got) != len(h.Entries) || got[39999].Name != h.Entries[39999].Name || got[0].GUID != h.Entries[0].GUID {
+		t.Fatalf("got %d entries, want %d", len(got), len(h.Entries))
 	}
 	// The connection is in step afterwards.
 	if _, err := s.c.Holds(context.Background(), []string{"tank/a@b"}); err != nil {
@@ -131,7 +138,7 @@ func TestListInSeveralFrames(t *testing.T) {
 }
 
 func TestEmptyListIsNotNilError(t *testing.T) {
-	s := newSession(t, newFake(), ServeOptions{}, ClientOptions{})
+	s := newSession(t, servetest.NewFake(), serve.Options{}, ClientOptions{})
 	got, err := s.c.List(context.Background(), []string{"tank"}, zfs.ListOptions{})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("List = %v, %v", got, err)
@@ -145,10 +152,10 @@ func zfsFailure(kind error, stderr string, argv ...string) error {
 }
 
 func TestTypedErrorsCrossTheWire(t *testing.T) {
-	h := newFake()
+	h := servetest.NewFake()
 	stderr := "cannot open 'tank/nope': dataset does not exist\n"
-	h.errs["List"] = zfsFailure(zfs.ErrDatasetNotFound, stderr, "zfs", "list", "-H", "-p", "tank/nope")
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h.Errs["List"] = zfsFailure(zfs.ErrDatasetNotFound, stderr, "zfs", "list", "-H", "-p", "tank/nope")
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	_, err := s.c.List(context.Background(), []string{"tank/nope"}, zfs.ListOptions{})
 	if !errors.Is(err, zfs.ErrDatasetNotFound) {
 		t.Fatalf("errors.Is(%v, ErrDatasetNotFound) = false", err)
@@ -160,7 +167,7 @@ func TestTypedErrorsCrossTheWire(t *testing.T) {
 	if !errors.As(err, &ze) || ze.Stderr != stderr || ze.ExitCode != 1 || ze.Args[1] != "list" {
 		t.Errorf("errors.As *zfs.Error = %+v", ze)
 	}
-	if want := h.errs["List"].Error(); err.Error() != want {
+	if want := h.Errs["List"].Error(); err.Error() != want {
 		t.Errorf("message = %q, want the far message verbatim %q", err.Error(), want)
 	}
 	if !strings.Contains(err.Error(), "cannot open 'tank/nope': dataset does not exist") {
@@ -172,22 +179,22 @@ func TestTypedErrorsCrossTheWire(t *testing.T) {
 	}
 }
 
-// TestEverySentinelCrosses: each kind in wireKinds survives the trip, and
+// TestEverySentinelCrosses: each kind of wire.Kinds survives the trip, and
 // every exported Err* of package zfs has a kind (so a sentinel added there
 // without a wire name fails here).
 func TestEverySentinelCrosses(t *testing.T) {
-	for _, k := range wireKinds {
-		t.Run(k.name, func(t *testing.T) {
-			h := newFake()
-			h.errs["Hold"] = fmt.Errorf("zfs hold: %w", k.err)
-			s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	for _, k := range wire.Kinds() {
+		t.Run(k.Name, func(t *testing.T) {
+			h := servetest.NewFake()
+			h.Errs["Hold"] = fmt.Errorf("zfs hold: %w", k.Err)
+			s := newSession(t, h, serve.Options{}, ClientOptions{})
 			err := s.c.Hold(context.Background(), "tag", []string{"tank/a@b"})
-			if !errors.Is(err, k.err) {
-				t.Fatalf("errors.Is(%v, %v) = false", err, k.err)
+			if !errors.Is(err, k.Err) {
+				t.Fatalf("errors.Is(%v, %v) = false", err, k.Err)
 			}
-			for _, other := range wireKinds {
-				if other.err != k.err && errors.Is(err, other.err) {
-					t.Errorf("error also claims %s", other.name)
+			for _, other := range wire.Kinds() {
+				if other.Err != k.Err && errors.Is(err, other.Err) {
+					t.Errorf("error also claims %s", other.Name)
 				}
 			}
 		})
@@ -198,8 +205,8 @@ func TestEverySentinelCrosses(t *testing.T) {
 		t.Fatalf("no zfs sources: %v", err)
 	}
 	known := map[string]bool{}
-	for _, k := range wireKinds {
-		known[k.err.Error()] = true
+	for _, k := range wire.Kinds() {
+		known[k.Err.Error()] = true
 	}
 	exported := map[string]error{
 		"ErrDatasetNotFound": zfs.ErrDatasetNotFound, "ErrExists": zfs.ErrExists, "ErrSnapshotHeld": zfs.ErrSnapshotHeld,
@@ -245,12 +252,12 @@ func TestEverySentinelCrosses(t *testing.T) {
 }
 
 func TestDestroyErrorCrosses(t *testing.T) {
-	h := newFake()
-	h.errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: map[string]error{
+	h := servetest.NewFake()
+	h.Errs["DestroySnapshots"] = &zfs.DestroyError{Dataset: "tank/data", Failed: map[string]error{
 		"held":   zfsFailure(zfs.ErrSnapshotHeld, "cannot destroy snapshot tank/data@held: dataset is busy\n", "zfs", "destroy", "tank/data@held,cloned"),
 		"cloned": fmt.Errorf("@cloned: %w", zfs.ErrSnapshotCloned),
 	}}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.DestroySnapshots(context.Background(), "tank/data", []string{"held", "cloned", "ok"})
 	var de *zfs.DestroyError
 	if !errors.As(err, &de) {
@@ -272,16 +279,16 @@ func TestDestroyErrorCrosses(t *testing.T) {
 	if !errors.Is(err, zfs.ErrSnapshotHeld) {
 		t.Errorf("the whole error does not wrap ErrSnapshotHeld")
 	}
-	if err.Error() != h.errs["DestroySnapshots"].Error() {
-		t.Errorf("message %q, want %q", err, h.errs["DestroySnapshots"])
+	if err.Error() != h.Errs["DestroySnapshots"].Error() {
+		t.Errorf("message %q, want %q", err, h.Errs["DestroySnapshots"])
 	}
 }
 
 func TestHoldErrorAndNameErrorCross(t *testing.T) {
-	h := newFake()
-	h.errs["Hold"] = &zfs.HoldError{Op: "hold", Tag: "t", Failed: map[string]error{"tank/a@x": fmt.Errorf("x: %w", zfs.ErrHoldExists)}}
-	h.errs["Create"] = fmt.Errorf("create: %w", &zfs.NameError{Name: "tank/a", Reason: "too deep"})
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["Hold"] = &zfs.HoldError{Op: "hold", Tag: "t", Failed: map[string]error{"tank/a@x": fmt.Errorf("x: %w", zfs.ErrHoldExists)}}
+	h.Errs["Create"] = fmt.Errorf("create: %w", &zfs.NameError{Name: "tank/a", Reason: "too deep"})
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.Hold(context.Background(), "t", []string{"tank/a@x"})
 	var he *zfs.HoldError
 	if !errors.As(err, &he) || he.Op != "hold" || he.Tag != "t" || !errors.Is(he.Failed["tank/a@x"], zfs.ErrHoldExists) {
@@ -295,30 +302,18 @@ func TestHoldErrorAndNameErrorCross(t *testing.T) {
 }
 
 func TestFarCancellationIsNotLocal(t *testing.T) {
-	h := newFake()
-	h.errs["Set"] = fmt.Errorf("zfs set: %w", context.Canceled)
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["Set"] = fmt.Errorf("zfs set: %w", context.Canceled)
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	err := s.c.Set(context.Background(), "tank/a", map[string]string{"zsync:x": "1"})
 	if err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v: a far cancellation must not look like a local one", err)
 	}
 }
 
-func TestUnknownOpIsUnsupported(t *testing.T) {
-	r := newRaw(t, newFake(), ServeOptions{})
-	resp := r.call("format_disk", map[string]string{"pool": "tank"})
-	if resp.Error == nil || !errors.Is(resp.Error.decode(), errors.ErrUnsupported) {
-		t.Fatalf("response = %+v", resp)
-	}
-	// Still usable.
-	if resp := r.call(opHolds, holdsArgs{Snaps: []string{"tank/a@b"}}); resp.Error != nil {
-		t.Fatalf("after an unknown op: %+v", resp.Error)
-	}
-}
-
 func TestClientValidatesBeforeSending(t *testing.T) {
-	h := newFake()
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	ctx := context.Background()
 	for name, err := range map[string]error{
 		"List":    func() error { _, err := s.c.List(ctx, []string{"tank/../etc"}, zfs.ListOptions{}); return err }(),
@@ -337,9 +332,9 @@ func TestClientValidatesBeforeSending(t *testing.T) {
 }
 
 func TestContextCancelUnblocksACall(t *testing.T) {
-	h := newFake()
-	h.block = true
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Block = true
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
@@ -363,7 +358,7 @@ func TestContextCancelUnblocksACall(t *testing.T) {
 }
 
 func TestClosedClient(t *testing.T) {
-	s := newSession(t, newFake(), ServeOptions{}, ClientOptions{})
+	s := newSession(t, servetest.NewFake(), serve.Options{}, ClientOptions{})
 	if err := s.c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -385,9 +380,9 @@ func TestClosedClient(t *testing.T) {
 }
 
 func TestConcurrentCallsAreSerialized(t *testing.T) {
-	h := newFake()
-	h.holds = map[string][]string{"tank/a@b": {"x"}}
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.HoldTags = map[string][]string{"tank/a@b": {"x"}}
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	errs := make(chan error, 20)
 	for i := 0; i < 20; i++ {
 		go func() {
@@ -429,11 +424,11 @@ func TestMain(m *testing.M) {
 	case "":
 		os.Exit(m.Run())
 	case "serve":
-		h := newFake()
-		h.holds = map[string][]string{"tank/a@b": {"child"}}
-		h.sendData = testData(2<<20 + 1)
+		h := servetest.NewFake()
+		h.HoldTags = map[string][]string{"tank/a@b": {"child"}}
+		h.SendData = testData(2<<20 + 1)
 		fmt.Fprintln(os.Stderr, "child: serving")
-		if err := Serve(context.Background(), os.Stdin, os.Stdout, h, ServeOptions{SoftwareVersion: "child-1.0"}); err != nil {
+		if err := serve.Serve(context.Background(), os.Stdin, os.Stdout, h, serve.Options{SoftwareVersion: "child-1.0"}); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
 			os.Exit(1)
 		}

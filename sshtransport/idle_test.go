@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/serve"
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -15,10 +17,10 @@ import (
 // timeout and the call fails with it (no upper bound on when: the test
 // only needs it to happen).
 func TestIdleTimeoutClosesAHungFarSide(t *testing.T) {
-	h := newFake()
-	h.block = true // List never answers
+	h := servetest.NewFake()
+	h.Block = true // List never answers
 	// 2s: well above what the handshake needs even on a loaded machine
-	s := newSession(t, h, ServeOptions{}, ClientOptions{IdleTimeout: 2 * time.Second})
+	s := newSession(t, h, serve.Options{}, ClientOptions{IdleTimeout: 2 * time.Second})
 	_, err := s.c.List(context.Background(), []string{"tank"}, zfs.ListOptions{})
 	var ie *IdleTimeoutError
 	if !errors.Is(err, ErrIdleTimeout) || !errors.As(err, &ie) || ie.Timeout != 2*time.Second {

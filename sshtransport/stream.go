@@ -8,152 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 )
-
-// chunkLinger is how long fillChunk keeps collecting a partial chunk from
-// a slow source before handing it on, so a trickling stream still flows.
-const chunkLinger = 50 * time.Millisecond
-
-// fillChunk reads from r into buf until buf is full, r fails, ctx is done,
-// or some bytes have waited chunkLinger for more. It returns the bytes read
-// and r's error (io.EOF at the end, with a possibly short final chunk) or
-// the context's error. A Read that blocks is not interrupted: the context
-// is checked between reads.
-func fillChunk(ctx context.Context, r io.Reader, buf []byte) (int, error) {
-	var first time.Time
-	n, empty := 0, 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return n, context.Cause(ctx)
-		}
-		switch {
-		case m > 0 && first.IsZero():
-			first, empty = time.Now(), 0
-		case m > 0:
-			empty = 0
-		default:
-			if empty++; empty >= 100 {
-				return n, io.ErrNoProgress
-			}
-		}
-		if n > 0 && n < len(buf) && time.Since(first) >= chunkLinger {
-			return n, nil
-		}
-	}
-	return n, nil
-}
-
-// newDataBuf returns a buffer for one data frame with room for its header.
-func newDataBuf() []byte { return make([]byte, frameHeaderLen+MaxDataPayload) }
-
-// encoder compresses data chunks into zstd data frames.
-type encoder struct {
-	z    *zstd.Encoder
-	zbuf []byte // frameHeaderLen + MaxDataPayload
-}
-
-func newEncoder() (*encoder, error) {
-	z, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault),
-		zstd.WithWindowSize(MaxDataPayload))
-	if err != nil {
-		return nil, fmt.Errorf("zstd encoder: %w", err)
-	}
-	return &encoder{z: z, zbuf: newDataBuf()}, nil
-}
-
-// frame returns the frame to send for the chunk at raw[frameHeaderLen:]:
-// a zstd data frame when that is smaller, else the raw data frame itself.
-// The returned slice has frameHeaderLen bytes of room for the header.
-func (e *encoder) frame(raw []byte) (frameType, []byte) {
-	if e == nil {
-		return frameData, raw
-	}
-	chunk := raw[frameHeaderLen:]
-	c := e.z.EncodeAll(chunk, e.zbuf[frameHeaderLen:frameHeaderLen])
-	if len(c) >= len(chunk) || len(c) > MaxDataPayload {
-		return frameData, raw
-	}
-	if cap(c) != cap(e.zbuf)-frameHeaderLen {
-		// EncodeAll grew its own slice; bring the result back.
-		copy(e.zbuf[frameHeaderLen:], c)
-	}
-	return frameZData, e.zbuf[:frameHeaderLen+len(c)]
-}
-
-func (e *encoder) close() {
-	if e != nil {
-		_ = e.z.Close()
-	}
-}
-
-// decoder decompresses zstd data frames, never producing more than
-// MaxDataPayload bytes from one frame (a hostile "zip bomb" fails).
-type decoder struct {
-	z   *zstd.Decoder
-	out []byte
-}
-
-func newDecoder() (*decoder, error) {
-	z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxDataPayload),
-		zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderMaxWindow(MaxDataPayload))
-	if err != nil {
-		return nil, fmt.Errorf("zstd decoder: %w", err)
-	}
-	return &decoder{z: z, out: make([]byte, 0, MaxDataPayload)}, nil
-}
-
-// payload returns the stream bytes a data frame carries. The result of a
-// zstd frame is valid until the next call.
-func (d *decoder) payload(t frameType, p []byte) ([]byte, error) {
-	switch {
-	case t == frameData:
-		return p, nil
-	case t == frameZData && d != nil:
-		out, err := d.z.DecodeAll(p, d.out[:0])
-		if err != nil {
-			return nil, fmt.Errorf("%w: bad zstd data frame: %w", ErrProtocol, err)
-		}
-		if len(out) > MaxDataPayload {
-			return nil, fmt.Errorf("%w: zstd data frame decompresses beyond %d bytes", ErrProtocol, MaxDataPayload)
-		}
-		return out, nil
-	case t == frameZData:
-		return nil, fmt.Errorf("%w: zstd data frame on a stream without compression", ErrProtocol)
-	}
-	return nil, fmt.Errorf("%w: unexpected %s frame in a stream", ErrProtocol, t)
-}
-
-func (d *decoder) close() {
-	if d != nil {
-		d.z.Close()
-	}
-}
-
-// codecFor returns the encoder/decoder pair for a negotiated compression.
-func codecFor(compress string) (*encoder, *decoder, error) {
-	switch compress {
-	case "":
-		return nil, nil, nil
-	case compressZstd:
-		enc, err := newEncoder()
-		if err != nil {
-			return nil, nil, err
-		}
-		dec, err := newDecoder()
-		if err != nil {
-			enc.close()
-			return nil, nil, err
-		}
-		return enc, dec, nil
-	}
-	return nil, nil, fmt.Errorf("unknown stream compression %q: %w", compress, errors.ErrUnsupported)
-}
 
 // Limiter is a token bucket over bytes, safe for concurrent use. A frame
 // larger than the bucket may take it into debt: the next frame then waits
@@ -219,7 +75,7 @@ func (l *Limiter) wait(ctx context.Context, n int) error {
 type sendStream struct {
 	c     *Client
 	ctx   context.Context
-	dec   *decoder
+	dec   *wire.Decoder
 	rbuf  []byte
 	unwat func() bool // detaches the context watchdog
 
@@ -234,40 +90,40 @@ type sendStream struct {
 // next reads the next frame of the stream into s.pending, or ends the
 // stream.
 func (s *sendStream) next() {
-	t, p, err := readFrame(s.c.br, s.rbuf)
+	t, p, err := wire.ReadFrame(s.c.br, s.rbuf)
 	if err != nil {
 		s.fail(err)
 		return
 	}
 	switch t {
-	case frameData, frameZData:
+	case wire.FrameData, wire.FrameZData:
 		if err := s.c.lim.wait(s.ctx, len(p)); err != nil {
 			s.fail(err)
 			return
 		}
-		data, err := s.dec.payload(t, p)
+		data, err := s.dec.Payload(t, p)
 		if err != nil {
 			s.fail(err)
 			return
 		}
 		s.pending = data
 		s.got += int64(len(data))
-	case frameEnd:
-		var st endStatus
-		if err := decodeLenient(p, &st); err != nil {
+	case wire.FrameEnd:
+		var st wire.EndStatus
+		if err := wire.DecodeLenient(p, &st); err != nil {
 			s.fail(err)
 			return
 		}
 		switch {
 		case st.Error != nil:
-			s.finish(st.Error.decode())
+			s.finish(st.Error.Decode())
 		case st.Bytes != s.got:
 			s.fail(fmt.Errorf("%w: the far side sent %d stream bytes, %d arrived", ErrProtocol, st.Bytes, s.got))
 		default:
 			s.finish(io.EOF)
 		}
-	case frameError:
-		s.fail(decodeFatal(p))
+	case wire.FrameError:
+		s.fail(wire.DecodeFatal(p))
 	default:
 		s.fail(fmt.Errorf("%w: unexpected %s frame in a send stream", ErrProtocol, t))
 	}
@@ -295,7 +151,7 @@ func (s *sendStream) finish(err error) {
 			s.err = fmt.Errorf("send stream: %w", s.c.ctxError(s.ctx))
 		}
 	}
-	s.dec.close()
+	s.dec.Close()
 	s.c.streaming.Store(false)
 	s.c.release()
 }
@@ -379,7 +235,7 @@ func (s *sendStream) Close() error {
 	if s.done {
 		return nil
 	}
-	if err := writeFrame(s.c.rw, frameCancel, nil); err != nil {
+	if err := wire.WriteFrame(s.c.rw, wire.FrameCancel, nil); err != nil {
 		s.fail(err)
 		return nil
 	}

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zsync-dev/zsync/sshtransport/serve"
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
+	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -28,14 +31,14 @@ func mustSend(t testing.TB, o zfs.SendOptions) zfs.ValidatedSend {
 
 var testSend = zfs.SendOptions{From: "tank/data@a", To: "tank/data@b"}
 
-func compressions() []string { return []string{"", compressZstd} }
+func compressions() []string { return []string{"", wire.CompressZstd} }
 
 func TestSendStream(t *testing.T) {
 	for _, comp := range compressions() {
 		t.Run("compress="+comp, func(t *testing.T) {
-			h := newFake()
-			h.sendData = testData(5<<20 + 12345)
-			s := newSession(t, h, ServeOptions{}, ClientOptions{Compression: comp})
+			h := servetest.NewFake()
+			h.SendData = testData(5<<20 + 12345)
+			s := newSession(t, h, serve.Options{}, ClientOptions{Compression: comp})
 			rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
 			if err != nil {
 				t.Fatal(err)
@@ -44,8 +47,8 @@ func TestSendStream(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reading the stream: %v", err)
 			}
-			if sha256.Sum256(got) != sha256.Sum256(h.sendData) {
-				t.Fatalf("stream differs: got %d bytes, want %d", len(got), len(h.sendData))
+			if sha256.Sum256(got) != sha256.Sum256(h.SendData) {
+				t.Fatalf("stream differs: got %d bytes, want %d", len(got), len(h.SendData))
 			}
 			if err := rc.Close(); err != nil {
 				t.Fatalf("Close after the end: %v", err)
@@ -60,7 +63,7 @@ func TestSendStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = rc.Close()
-			if !bytes.Equal(buf.Bytes(), h.sendData) {
+			if !bytes.Equal(buf.Bytes(), h.SendData) {
 				t.Fatal("second stream differs")
 			}
 		})
@@ -68,9 +71,9 @@ func TestSendStream(t *testing.T) {
 }
 
 func TestSendRefusedAtStart(t *testing.T) {
-	h := newFake()
-	h.errs["Send"] = zfsFailure(zfs.ErrDatasetNotFound, "cannot open 'tank/data@b': dataset does not exist\n", "zfs", "send", "tank/data@b")
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.Errs["Send"] = zfsFailure(zfs.ErrDatasetNotFound, "cannot open 'tank/data@b': dataset does not exist\n", "zfs", "send", "tank/data@b")
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	_, err := s.c.Send(context.Background(), mustSend(t, testSend))
 	if !errors.Is(err, zfs.ErrDatasetNotFound) {
 		t.Fatalf("err = %v", err)
@@ -83,11 +86,11 @@ func TestSendRefusedAtStart(t *testing.T) {
 func TestSendFailingMidStream(t *testing.T) {
 	for _, comp := range compressions() {
 		t.Run("compress="+comp, func(t *testing.T) {
-			h := newFake()
-			h.sendData = testData(3<<20 + 7)
+			h := servetest.NewFake()
+			h.SendData = testData(3<<20 + 7)
 			stderr := "warning: cannot send 'tank/data@b': Input/output error\n"
-			h.sendErr = fmt.Errorf("zfs send: %w", &zfs.Error{Args: []string{"zfs", "send", "tank/data@b"}, Stderr: stderr, ExitCode: 1})
-			s := newSession(t, h, ServeOptions{}, ClientOptions{Compression: comp})
+			h.SendErr = fmt.Errorf("zfs send: %w", &zfs.Error{Args: []string{"zfs", "send", "tank/data@b"}, Stderr: stderr, ExitCode: 1})
+			s := newSession(t, h, serve.Options{}, ClientOptions{Compression: comp})
 			rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
 			if err != nil {
 				t.Fatal(err)
@@ -100,8 +103,8 @@ func TestSendFailingMidStream(t *testing.T) {
 			if !strings.Contains(err.Error(), "Input/output error") {
 				t.Errorf("message %q lacks the far stderr", err)
 			}
-			if !bytes.Equal(got, h.sendData) {
-				t.Errorf("data before the failure: got %d bytes, want %d", len(got), len(h.sendData))
+			if !bytes.Equal(got, h.SendData) {
+				t.Errorf("data before the failure: got %d bytes, want %d", len(got), len(h.SendData))
 			}
 			// The error is sticky.
 			if _, err2 := rc.Read(make([]byte, 10)); !errors.As(err2, &ze) {
@@ -118,9 +121,9 @@ func TestSendFailingMidStream(t *testing.T) {
 func TestSendCloseBeforeTheEnd(t *testing.T) {
 	for _, comp := range compressions() {
 		t.Run("compress="+comp, func(t *testing.T) {
-			h := newFake()
-			h.sendEndless = true
-			s := newSession(t, h, ServeOptions{}, ClientOptions{Compression: comp})
+			h := servetest.NewFake()
+			h.SendEndless = true
+			s := newSession(t, h, serve.Options{}, ClientOptions{Compression: comp})
 			rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
 			if err != nil {
 				t.Fatal(err)
@@ -132,7 +135,7 @@ func TestSendCloseBeforeTheEnd(t *testing.T) {
 				t.Fatalf("Close: %v", err)
 			}
 			select {
-			case <-h.sendCtxDone:
+			case <-h.SendCtxDone:
 			case <-time.After(30 * time.Second):
 				t.Fatal("the far send was not stopped")
 			}
@@ -147,9 +150,9 @@ func TestSendCloseBeforeTheEnd(t *testing.T) {
 }
 
 func TestSendContextCancelUnblocksRead(t *testing.T) {
-	h := newFake()
-	h.sendBlock = true
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.SendBlock = true
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	rc, err := s.c.Send(ctx, mustSend(t, testSend))
 	if err != nil {
@@ -166,7 +169,7 @@ func TestSendContextCancelUnblocksRead(t *testing.T) {
 	}
 	_ = rc.Close()
 	select {
-	case <-h.sendCtxDone:
+	case <-h.SendCtxDone:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the far send was not stopped after the connection dropped")
 	}
@@ -175,8 +178,8 @@ func TestSendContextCancelUnblocksRead(t *testing.T) {
 func TestReceiveStream(t *testing.T) {
 	for _, comp := range compressions() {
 		t.Run("compress="+comp, func(t *testing.T) {
-			h := newFake()
-			s := newSession(t, h, ServeOptions{}, ClientOptions{Compression: comp})
+			h := servetest.NewFake()
+			s := newSession(t, h, serve.Options{}, ClientOptions{Compression: comp})
 			data := testData(5<<20 + 999)
 			o := zfs.RecvOptions{Target: "backup/data", Resumable: true, NoMount: true, Set: map[string]string{"canmount": "noauto"}, Exclude: []string{"mountpoint"}}
 			// An io.Reader without WriteTo/ReadFrom shortcuts, in small reads.
@@ -184,11 +187,11 @@ func TestReceiveStream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.recvReadErr != nil {
-				t.Fatalf("handler's read error: %v", h.recvReadErr)
+			if h.RecvReadErr != nil {
+				t.Fatalf("handler's read error: %v", h.RecvReadErr)
 			}
-			if sha256.Sum256(h.recvData) != sha256.Sum256(data) {
-				t.Fatalf("received %d bytes, want %d (content differs)", len(h.recvData), len(data))
+			if sha256.Sum256(h.RecvData) != sha256.Sum256(data) {
+				t.Fatalf("received %d bytes, want %d (content differs)", len(h.RecvData), len(data))
 			}
 			if calls := h.Calls(); len(calls) != 1 || !strings.Contains(calls[0], "Target:backup/data Resumable:true NoMount:true Force:false Set:map[canmount:noauto] Exclude:[mountpoint]") {
 				t.Errorf("calls = %v", calls)
@@ -197,8 +200,8 @@ func TestReceiveStream(t *testing.T) {
 			if err := s.c.Receive(context.Background(), o, bytes.NewReader(nil)); err != nil {
 				t.Fatal(err)
 			}
-			if len(h.recvData) != 0 || h.recvReadErr != nil {
-				t.Errorf("empty stream: got %d bytes, %v", len(h.recvData), h.recvReadErr)
+			if len(h.RecvData) != 0 || h.RecvReadErr != nil {
+				t.Errorf("empty stream: got %d bytes, %v", len(h.RecvData), h.RecvReadErr)
 			}
 		})
 	}
@@ -206,11 +209,11 @@ func TestReceiveStream(t *testing.T) {
 
 func TestSendIntoReceive(t *testing.T) {
 	// The engine's pipeline: a remote send piped into a remote receive.
-	src := newFake()
-	src.sendData = testData(4 << 20)
-	dst := newFake()
-	a := newSession(t, src, ServeOptions{}, ClientOptions{Compression: compressZstd})
-	b := newSession(t, dst, ServeOptions{}, ClientOptions{})
+	src := servetest.NewFake()
+	src.SendData = testData(4 << 20)
+	dst := servetest.NewFake()
+	a := newSession(t, src, serve.Options{}, ClientOptions{Compression: wire.CompressZstd})
+	b := newSession(t, dst, serve.Options{}, ClientOptions{})
 	rc, err := a.c.Send(context.Background(), mustSend(t, testSend))
 	if err != nil {
 		t.Fatal(err)
@@ -219,19 +222,19 @@ func TestSendIntoReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = rc.Close()
-	if !bytes.Equal(dst.recvData, src.sendData) {
+	if !bytes.Equal(dst.RecvData, src.SendData) {
 		t.Fatal("data differs")
 	}
 }
 
 func TestReceiveSourceFailsMidStream(t *testing.T) {
-	h := newFake()
-	h.recvResult = fmt.Errorf("zfs recv: %w; %w",
+	h := servetest.NewFake()
+	h.RecvResult = fmt.Errorf("zfs recv: %w; %w",
 		zfsFailure(zfs.ErrStreamIncomplete, "cannot receive incremental stream: incomplete stream\n", "zfs", "recv", "-s", "backup/data"),
 		&zfs.ResumableRecvError{Dataset: "backup/data", Token: "1-abc-10-789c"})
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	srcErr := errors.New("local zfs send died")
-	src := &failingReader{r: bytes.NewReader(testData(2<<20 + 5)), err: srcErr}
+	src := &servetest.FailingReader{R: bytes.NewReader(testData(2<<20 + 5)), Err: srcErr}
 	err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/data", Resumable: true}, src)
 	if !errors.Is(err, srcErr) {
 		t.Errorf("err = %v, want it to wrap the source's error", err)
@@ -244,14 +247,14 @@ func TestReceiveSourceFailsMidStream(t *testing.T) {
 		t.Errorf("err = %v, want the far receive's kind", err)
 	}
 	// What matters most: the far receive did not see a clean end.
-	if h.recvReadErr == nil {
+	if h.RecvReadErr == nil {
 		t.Fatal("the handler's stream ended cleanly: a truncated stream would have been received as complete")
 	}
-	if !errors.Is(h.recvReadErr, ErrStreamAborted) || !strings.Contains(h.recvReadErr.Error(), "local zfs send died") {
-		t.Errorf("handler's read error = %v", h.recvReadErr)
+	if !errors.Is(h.RecvReadErr, ErrStreamAborted) || !strings.Contains(h.RecvReadErr.Error(), "local zfs send died") {
+		t.Errorf("handler's read error = %v", h.RecvReadErr)
 	}
-	if len(h.recvData) != 2<<20+5 {
-		t.Errorf("handler got %d bytes before the abort", len(h.recvData))
+	if len(h.RecvData) != 2<<20+5 {
+		t.Errorf("handler got %d bytes before the abort", len(h.RecvData))
 	}
 	if _, err := s.c.Holds(context.Background(), []string{"tank/a@b"}); err != nil {
 		t.Fatalf("connection unusable after an aborted receive: %v", err)
@@ -259,13 +262,13 @@ func TestReceiveSourceFailsMidStream(t *testing.T) {
 }
 
 func TestReceiveFarEndsEarly(t *testing.T) {
-	h := newFake()
-	h.recvLimit = 1 << 20
-	h.recvResult = zfsFailure(zfs.ErrDestinationModified, "cannot receive incremental stream: destination backup/data has been modified\nsince most recent snapshot\n", "zfs", "recv", "backup/data")
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.RecvLimit = 1 << 20
+	h.RecvResult = zfsFailure(zfs.ErrDestinationModified, "cannot receive incremental stream: destination backup/data has been modified\nsince most recent snapshot\n", "zfs", "recv", "backup/data")
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	// A source far bigger than what the far side reads: the client must
 	// stop early, not push it all.
-	src := &countingReader{r: &endlessReader{ctx: context.Background()}}
+	src := &countingReader{r: &servetest.EndlessReader{Ctx: context.Background()}}
 	err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/data"}, io.LimitReader(src, 1<<40))
 	if !errors.Is(err, zfs.ErrDestinationModified) {
 		t.Fatalf("err = %v", err)
@@ -290,8 +293,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func TestReceiveContextCancel(t *testing.T) {
-	h := newFake()
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	// A source that trickles forever: the client must still give up.
@@ -305,11 +308,11 @@ func TestReceiveContextCancel(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 	select {
-	case <-h.recvDone:
+	case <-h.RecvDone:
 	case <-time.After(30 * time.Second):
 		t.Fatal("far receive did not end")
 	}
-	if h.recvReadErr == nil {
+	if h.RecvReadErr == nil {
 		t.Error("far receive saw a clean end after the client was cancelled")
 	}
 }
@@ -323,8 +326,8 @@ func (slowReader) Read(p []byte) (int, error) {
 }
 
 func TestReceiveRefusedBeforeStreaming(t *testing.T) {
-	h := newFake()
-	s := newSession(t, h, ServeOptions{Policy: &Policy{Client: "laptop", ReceiveRoot: "backup/laptop"}}, ClientOptions{})
+	h := servetest.NewFake()
+	s := newSession(t, h, serve.Options{Policy: &serve.Policy{Client: "laptop", ReceiveRoot: "backup/laptop"}}, ClientOptions{})
 	src := &countingReader{r: bytes.NewReader(testData(1 << 20))}
 	err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "tank/other"}, src)
 	if !errors.Is(err, ErrForbidden) {
@@ -339,9 +342,9 @@ func TestReceiveRefusedBeforeStreaming(t *testing.T) {
 }
 
 func TestBandwidthLimit(t *testing.T) {
-	h := newFake()
-	h.sendData = testData(3 << 20)
-	s := newSession(t, h, ServeOptions{}, ClientOptions{BandwidthLimit: 4 << 20})
+	h := servetest.NewFake()
+	h.SendData = testData(3 << 20)
+	s := newSession(t, h, serve.Options{}, ClientOptions{BandwidthLimit: 4 << 20})
 	start := time.Now()
 	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
 	if err != nil {
@@ -356,7 +359,7 @@ func TestBandwidthLimit(t *testing.T) {
 		t.Errorf("3 MiB at 4 MiB/s took only %v", d)
 	}
 	start = time.Now()
-	if err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/x"}, bytes.NewReader(h.sendData)); err != nil {
+	if err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/x"}, bytes.NewReader(h.SendData)); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 400*time.Millisecond {
@@ -390,57 +393,6 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-func TestZstdBombRefused(t *testing.T) {
-	enc, dec, err := codecFor(compressZstd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.close()
-	defer dec.close()
-	bomb := enc.z.EncodeAll(make([]byte, 64<<20), nil)
-	if len(bomb) > MaxDataPayload {
-		t.Fatalf("bomb of %d bytes does not fit a frame", len(bomb))
-	}
-	if _, err := dec.payload(frameZData, bomb); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("decoding a 64 MiB bomb: %v", err)
-	}
-	// Within the limit it works, and garbage fails cleanly.
-	ok := enc.z.EncodeAll(make([]byte, MaxDataPayload), nil)
-	if out, err := dec.payload(frameZData, ok); err != nil || len(out) != MaxDataPayload {
-		t.Fatalf("1 MiB frame: %d, %v", len(out), err)
-	}
-	if _, err := dec.payload(frameZData, []byte("not zstd at all")); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("garbage: %v", err)
-	}
-	var none *decoder
-	if _, err := none.payload(frameZData, ok); !errors.Is(err, ErrProtocol) {
-		t.Fatalf("zstd frame without negotiation: %v", err)
-	}
-}
-
-func TestServerRefusesBombInReceive(t *testing.T) {
-	h := newFake()
-	r := newRaw(t, h, ServeOptions{})
-	resp := r.call(opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}, Compress: compressZstd})
-	if resp.Error != nil {
-		t.Fatal(resp.Error.decode())
-	}
-	enc, _, _ := codecFor(compressZstd)
-	defer enc.close()
-	if err := writeFrame(r.conn, frameZData, enc.z.EncodeAll(make([]byte, 8<<20), nil)); err != nil {
-		t.Fatal(err)
-	}
-	r.expectFatal()
-	err := r.serveResult()
-	if !errors.Is(err, ErrProtocol) {
-		t.Fatalf("Serve = %v", err)
-	}
-	<-h.recvDone
-	if h.recvReadErr == nil {
-		t.Error("the far receive saw a clean end")
-	}
-}
-
 // BenchmarkStream measures Send and Receive of 64 MiB through an os.Pipe
 // pair (as a child process or an SSH session would give), with and without
 // zstd; b.SetBytes makes `go test -bench` report MB/s.
@@ -453,8 +405,8 @@ func BenchmarkStream(b *testing.B) {
 			name = "raw"
 		}
 		b.Run("send/"+name, func(b *testing.B) {
-			h := newFake()
-			h.sendData = data
+			h := servetest.NewFake()
+			h.SendData = data
 			c := pipeClient(b, h, ClientOptions{Compression: comp})
 			vs := mustSend(b, testSend)
 			b.SetBytes(size)
@@ -472,8 +424,8 @@ func BenchmarkStream(b *testing.B) {
 			}
 		})
 		b.Run("receive/"+name, func(b *testing.B) {
-			h := newFake()
-			h.recvCountOnly = true
+			h := servetest.NewFake()
+			h.RecvCountOnly = true
 			c := pipeClient(b, h, ClientOptions{Compression: comp})
 			b.SetBytes(size)
 			b.ResetTimer()
@@ -483,15 +435,15 @@ func BenchmarkStream(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if h.recvCount != size || h.recvReadErr != nil {
-				b.Fatalf("received %d bytes, %v", h.recvCount, h.recvReadErr)
+			if h.RecvCount != size || h.RecvReadErr != nil {
+				b.Fatalf("received %d bytes, %v", h.RecvCount, h.RecvReadErr)
 			}
 		})
 	}
 }
 
-// pipeClient connects a Client to Serve(h) over two os.Pipe pairs.
-func pipeClient(b testing.TB, h Handler, co ClientOptions) *Client {
+// pipeClient connects a Client to serve.Serve(h) over two os.Pipe pairs.
+func pipeClient(b testing.TB, h serve.Handler, co ClientOptions) *Client {
 	b.Helper()
 	cr, sw, err := os.Pipe() // server -> client
 	if err != nil {
@@ -503,7 +455,7 @@ func pipeClient(b testing.TB, h Handler, co ClientOptions) *Client {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(context.Background(), sr, sw, h, ServeOptions{SoftwareVersion: "bench"})
+		done <- serve.Serve(context.Background(), sr, sw, h, serve.Options{SoftwareVersion: "bench"})
 		_ = sw.Close()
 		_ = sr.Close()
 	}()
@@ -535,9 +487,9 @@ func (cs closers) Close() error {
 }
 
 func TestCallDuringOpenSendFailsFast(t *testing.T) {
-	h := newFake()
-	h.sendData = testData(3 << 20)
-	s := newSession(t, h, ServeOptions{}, ClientOptions{})
+	h := servetest.NewFake()
+	h.SendData = testData(3 << 20)
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
 	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
 	if err != nil {
 		t.Fatal(err)
@@ -561,29 +513,7 @@ func TestCallDuringOpenSendFailsFast(t *testing.T) {
 	}
 }
 
-func TestStreamLengthIsChecked(t *testing.T) {
-	// Server side: an end frame announcing more than arrived fails the
-	// receive instead of completing it.
-	h := newFake()
-	r := newRaw(t, h, ServeOptions{})
-	if resp := r.call(opReceive, receiveArgs{Options: zfs.RecvOptions{Target: "backup/x"}}); resp.Error != nil {
-		t.Fatal(resp.Error.decode())
-	}
-	if err := writeFrame(r.conn, frameData, []byte("0123456789")); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFrame(r.conn, frameEnd, []byte(`{"bytes":20}`)); err != nil {
-		t.Fatal(err)
-	}
-	// the fake handler returns nil whatever it read: serve itself must not
-	// report a short stream as received
-	if resp := r.readResponse(); resp.Error == nil || !errors.Is(resp.Error.decode(), ErrStreamAborted) {
-		t.Fatalf("response to a short stream: %+v, want an ErrStreamAborted error", resp)
-	}
-	if !errors.Is(h.recvReadErr, ErrProtocol) || string(h.recvData) != "0123456789" {
-		t.Fatalf("handler read %q, %v", h.recvData, h.recvReadErr)
-	}
-
+func TestStreamLengthIsCheckedByClient(t *testing.T) {
 	// Client side: a send stream shorter than announced is an error.
 	a, b := net.Pipe()
 	go func() {
@@ -593,12 +523,12 @@ func TestStreamLengthIsChecked(t *testing.T) {
 		if _, err := br.ReadString('\n'); err != nil {
 			return
 		}
-		if _, _, err := readFrame(br, nil); err != nil {
+		if _, _, err := wire.ReadFrame(br, nil); err != nil {
 			return
 		}
-		_ = writeFrame(b, frameResponse, []byte(`{}`))
-		_ = writeFrame(b, frameData, []byte("abc"))
-		_ = writeFrame(b, frameEnd, []byte(`{"bytes":5}`))
+		_ = wire.WriteFrame(b, wire.FrameResponse, []byte(`{}`))
+		_ = wire.WriteFrame(b, wire.FrameData, []byte("abc"))
+		_ = wire.WriteFrame(b, wire.FrameEnd, []byte(`{"bytes":5}`))
 		_, _ = io.Copy(io.Discard, br)
 	}()
 	c, err := NewClient(context.Background(), a, ClientOptions{})

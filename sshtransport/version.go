@@ -1,9 +1,13 @@
-// Package sshtransport owns the wire between the active zsync and its far
-// endpoint: SSH dialing with golang.org/x/crypto/ssh, the plain-text banner and
-// version handshake, the framed message protocol, and both ends of it (the
-// client used by push and pull, and the `zsync serve --stdio` loop).
+// Package sshtransport owns the active side's end of the wire to its far
+// endpoint: SSH dialing with golang.org/x/crypto/ssh, known_hosts and
+// ssh_config, the remote command, the local serve child, and the client of
+// the protocol (Client) used by push and pull. The protocol itself lives in
+// sshtransport/wire, the far end (`zsync serve --stdio`) in
+// sshtransport/serve.
 package sshtransport
+
+import "github.com/zsync-dev/zsync/sshtransport/wire"
 
 // ProtocolVersion is the version of zsync's wire protocol. Both ends print it
 // in their banner; a mismatch is a clear one-line error.
-const ProtocolVersion = 1
+const ProtocolVersion = wire.ProtocolVersion

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/zsync-dev/zsync/sshtransport"
+	"github.com/zsync-dev/zsync/sshtransport/serve"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -49,7 +50,7 @@ func main() {
 // benchHandler is the far end: Receive discards with a 1 MiB buffer, Send
 // streams a file. Other operations are never called by the benchmark.
 type benchHandler struct {
-	sshtransport.Handler
+	serve.Handler
 	file string
 }
 
@@ -95,7 +96,7 @@ func benchServe(args []string) {
 		fmt.Fprintf(os.Stderr, "bench serve: want \"sink\" or \"source FILE\", got %q\n", args)
 		os.Exit(2)
 	}
-	if err := sshtransport.Serve(context.Background(), os.Stdin, os.Stdout, h, sshtransport.ServeOptions{SoftwareVersion: "bench"}); err != nil {
+	if err := serve.Serve(context.Background(), os.Stdin, os.Stdout, h, serve.Options{SoftwareVersion: "bench"}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench serve:", err)
 		os.Exit(1)
 	}

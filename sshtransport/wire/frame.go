@@ -1,4 +1,4 @@
-package sshtransport
+package wire
 
 import (
 	"encoding/binary"
@@ -18,18 +18,18 @@ import (
 // of an unknown type or over its limit is a protocol error: the reader
 // refuses it from its 5-byte header, before allocating anything.
 
-// frameType is the first byte of a frame.
-type frameType byte
+// FrameType is the first byte of a frame.
+type FrameType byte
 
 // The frame types. Letters, so that a hex dump of a session is readable.
 const (
-	frameRequest  frameType = 'Q' // client -> server: JSON request
-	frameResponse frameType = 'R' // server -> client: JSON response
-	frameData     frameType = 'D' // both: raw stream bytes
-	frameZData    frameType = 'Z' // both: one zstd frame of stream bytes (negotiated per stream)
-	frameEnd      frameType = 'E' // both: end of a stream, JSON status
-	frameCancel   frameType = 'C' // client -> server: stop the running send (empty payload)
-	frameError    frameType = 'X' // server -> client: fatal protocol error, JSON wire error; the server hangs up
+	FrameRequest  FrameType = 'Q' // client -> server: JSON request
+	FrameResponse FrameType = 'R' // server -> client: JSON response
+	FrameData     FrameType = 'D' // both: raw stream bytes
+	FrameZData    FrameType = 'Z' // both: one zstd frame of stream bytes (negotiated per stream)
+	FrameEnd      FrameType = 'E' // both: end of a stream, JSON status
+	FrameCancel   FrameType = 'C' // client -> server: stop the running send (empty payload)
+	FrameError    FrameType = 'X' // server -> client: fatal protocol error, JSON wire error; the server hangs up
 )
 
 // Frame size limits.
@@ -43,72 +43,72 @@ const (
 	MaxDataPayload = 1 << 20
 )
 
-// frameHeaderLen is the size of a frame header.
-const frameHeaderLen = 5
+// FrameHeaderLen is the size of a frame header.
+const FrameHeaderLen = 5
 
 // String names a frame type for messages.
-func (t frameType) String() string {
+func (t FrameType) String() string {
 	switch t {
-	case frameRequest:
+	case FrameRequest:
 		return "request"
-	case frameResponse:
+	case FrameResponse:
 		return "response"
-	case frameData:
+	case FrameData:
 		return "data"
-	case frameZData:
+	case FrameZData:
 		return "zstd data"
-	case frameEnd:
+	case FrameEnd:
 		return "end"
-	case frameCancel:
+	case FrameCancel:
 		return "cancel"
-	case frameError:
+	case FrameError:
 		return "error"
 	}
 	return fmt.Sprintf("unknown (0x%02x)", byte(t))
 }
 
-// maxPayload returns the payload limit of a frame type and whether the type
+// MaxPayload returns the payload limit of a frame type and whether the type
 // is known.
-func (t frameType) maxPayload() (int, bool) {
+func (t FrameType) MaxPayload() (int, bool) {
 	switch t {
-	case frameData, frameZData:
+	case FrameData, FrameZData:
 		return MaxDataPayload, true
-	case frameCancel:
+	case FrameCancel:
 		return 0, true
-	case frameRequest, frameResponse, frameEnd, frameError:
+	case FrameRequest, FrameResponse, FrameEnd, FrameError:
 		return MaxControlPayload, true
 	}
 	return 0, false
 }
 
 // putFrameHeader writes the header of a frame into h (at least
-// frameHeaderLen bytes).
-func putFrameHeader(h []byte, t frameType, n int) {
+// FrameHeaderLen bytes).
+func putFrameHeader(h []byte, t FrameType, n int) {
 	h[0] = byte(t)
-	binary.BigEndian.PutUint32(h[1:frameHeaderLen], uint32(n))
+	binary.BigEndian.PutUint32(h[1:FrameHeaderLen], uint32(n))
 }
 
-// writeFrame writes one frame with a single Write call. The payload must be
+// WriteFrame writes one frame with a single Write call. The payload must be
 // within the type's limit (a programming error otherwise, reported as an
 // error rather than sent).
-func writeFrame(w io.Writer, t frameType, payload []byte) error {
-	limit, ok := t.maxPayload()
+func WriteFrame(w io.Writer, t FrameType, payload []byte) error {
+	limit, ok := t.MaxPayload()
 	if !ok || len(payload) > limit {
 		return fmt.Errorf("%w: refusing to write a %s frame of %d bytes", ErrProtocol, t, len(payload))
 	}
-	buf := make([]byte, frameHeaderLen+len(payload))
+	buf := make([]byte, FrameHeaderLen+len(payload))
 	putFrameHeader(buf, t, len(payload))
-	copy(buf[frameHeaderLen:], payload)
+	copy(buf[FrameHeaderLen:], payload)
 	_, err := w.Write(buf)
 	return err
 }
 
-// writeFramed writes a frame whose payload already sits at
-// buf[frameHeaderLen:], filling in the header in front of it, so a data
+// WriteFramed writes a frame whose payload already sits at
+// buf[FrameHeaderLen:], filling in the header in front of it, so a data
 // frame costs one Write and no copy.
-func writeFramed(w io.Writer, t frameType, buf []byte) error {
-	n := len(buf) - frameHeaderLen
-	limit, ok := t.maxPayload()
+func WriteFramed(w io.Writer, t FrameType, buf []byte) error {
+	n := len(buf) - FrameHeaderLen
+	limit, ok := t.MaxPayload()
 	if !ok || n < 0 || n > limit {
 		return fmt.Errorf("%w: refusing to write a %s frame of %d bytes", ErrProtocol, t, n)
 	}
@@ -117,15 +117,15 @@ func writeFramed(w io.Writer, t frameType, buf []byte) error {
 	return err
 }
 
-// readFrame reads one frame. Data payloads are read into buf when it is
+// ReadFrame reads one frame. Data payloads are read into buf when it is
 // large enough (buf may be nil); control payloads get their own slice of
 // exactly the announced length. A clean EOF before the first header byte
 // is returned as io.EOF; anything truncated, oversized or of an unknown
 // type is an error wrapping ErrProtocol (or io.ErrUnexpectedEOF for a
 // truncated frame). Nothing larger than the type's limit is ever
 // allocated.
-func readFrame(r io.Reader, buf []byte) (frameType, []byte, error) {
-	var h [frameHeaderLen]byte
+func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
+	var h [FrameHeaderLen]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		if err == io.EOF {
 			return 0, nil, io.EOF
@@ -135,9 +135,9 @@ func readFrame(r io.Reader, buf []byte) (frameType, []byte, error) {
 		}
 		return 0, nil, err
 	}
-	t := frameType(h[0])
+	t := FrameType(h[0])
 	n := binary.BigEndian.Uint32(h[1:])
-	limit, ok := t.maxPayload()
+	limit, ok := t.MaxPayload()
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: unknown frame type 0x%02x", ErrProtocol, h[0])
 	}
@@ -145,7 +145,7 @@ func readFrame(r io.Reader, buf []byte) (frameType, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: %s frame of %d bytes exceeds the limit of %d", ErrProtocol, t, n, limit)
 	}
 	var p []byte
-	if (t == frameData || t == frameZData) && cap(buf) >= int(n) {
+	if (t == FrameData || t == FrameZData) && cap(buf) >= int(n) {
 		p = buf[:n]
 	} else {
 		p = make([]byte, n)

@@ -1,4 +1,4 @@
-package sshtransport
+package serve
 
 import (
 	"os"

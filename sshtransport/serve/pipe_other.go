@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sshtransport
+package serve
 
 // growPipe is a no-op where the pipe size cannot be set.
 func growPipe(any) {}

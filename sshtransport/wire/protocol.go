@@ -1,4 +1,4 @@
-package sshtransport
+package wire
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 //     "ZSYNC-CLIENT <protocol> <software version>\n".
 //  3. Frames (frame.go) in both directions. The client sends one request
 //     frame at a time, {"op": ..., "args": {...}}, and reads the response
-//     frame(s), {"result": ...} or {"error": {...}} (wireError). A List
+//     frame(s), {"result": ...} or {"error": {...}} (Error). A List
 //     result may span several response frames ("more": true on all but
 //     the last).
 //
@@ -47,9 +47,9 @@ import (
 
 // Handshake line prefixes and bound.
 const (
-	bannerPrefix     = "ZSYNC-SERVE"
-	helloPrefix      = "ZSYNC-CLIENT"
-	maxHandshakeLine = 256
+	BannerPrefix     = "ZSYNC-SERVE"
+	HelloPrefix      = "ZSYNC-CLIENT"
+	MaxHandshakeLine = 256
 )
 
 // PeerInfo describes the far side as it announced itself in its banner.
@@ -63,99 +63,100 @@ type PeerInfo struct {
 
 // The operations of the protocol, one per method of Handler.
 const (
-	opList              = "list"
-	opGet               = "get"
-	opHolds             = "holds"
-	opHold              = "hold"
-	opRelease           = "release"
-	opBookmark          = "bookmark"
-	opDestroySnapshots  = "destroy_snapshots"
-	opDestroyBookmarks  = "destroy_bookmarks"
-	opCreate            = "create"
-	opSet               = "set"
-	opRename            = "rename"
-	opSend              = "send"
-	opSendSize          = "send_size"
-	opReceive           = "receive"
-	opAbortReceive      = "abort_receive"
-	opDecodeResumeToken = "decode_resume_token"
+	OpList              = "list"
+	OpGet               = "get"
+	OpHolds             = "holds"
+	OpHold              = "hold"
+	OpRelease           = "release"
+	OpBookmark          = "bookmark"
+	OpDestroySnapshots  = "destroy_snapshots"
+	OpDestroyBookmarks  = "destroy_bookmarks"
+	OpCreate            = "create"
+	OpSet               = "set"
+	OpRename            = "rename"
+	OpSend              = "send"
+	OpSendSize          = "send_size"
+	OpReceive           = "receive"
+	OpAbortReceive      = "abort_receive"
+	OpDecodeResumeToken = "decode_resume_token"
 )
 
-// compressZstd is the only stream compression there is.
-const compressZstd = "zstd"
+// CompressZstd is the only stream compression there is.
+const CompressZstd = "zstd"
 
-// request is the payload of a request frame.
-type request struct {
+// Request is the payload of a request frame.
+type Request struct {
 	Op   string          `json:"op"`
 	Args json.RawMessage `json:"args"`
 }
 
-// response is the payload of a response frame.
-type response struct {
+// Response is the payload of a response frame.
+type Response struct {
 	Result json.RawMessage `json:"result,omitempty"`
-	Error  *wireError      `json:"error,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
 	More   bool            `json:"more,omitempty"`
 }
 
-// endStatus is the payload of an end frame.
-type endStatus struct {
-	Error *wireError `json:"error,omitempty"`
-	Bytes int64      `json:"bytes,omitempty"`
+// EndStatus is the payload of an end frame.
+type EndStatus struct {
+	Error *Error `json:"error,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
 }
 
-// Arguments of the operations.
+// Arguments of the operations, one struct per operation (hold and release
+// share HoldArgs, send and send_size SendArgs).
 type (
-	listArgs struct {
+	ListArgs struct {
 		Roots   []string        `json:"roots"`
 		Options zfs.ListOptions `json:"options"`
 	}
-	getArgs struct {
+	GetArgs struct {
 		Names []string `json:"names"`
 		Props []string `json:"props"`
 	}
-	holdsArgs struct {
+	HoldsArgs struct {
 		Snaps []string `json:"snaps"`
 	}
-	holdArgs struct {
+	HoldArgs struct {
 		Tag   string   `json:"tag"`
 		Snaps []string `json:"snaps"`
 	}
-	bookmarkArgs struct {
+	BookmarkArgs struct {
 		Source   string `json:"source"`
 		Bookmark string `json:"bookmark"`
 	}
-	destroySnapshotsArgs struct {
+	DestroySnapshotsArgs struct {
 		Dataset string   `json:"dataset"`
 		Names   []string `json:"names"`
 	}
-	destroyBookmarksArgs struct {
+	DestroyBookmarksArgs struct {
 		Bookmarks []string `json:"bookmarks"`
 	}
-	createArgs struct {
+	CreateArgs struct {
 		Name    string            `json:"name"`
 		Props   map[string]string `json:"props,omitempty"`
 		Parents bool              `json:"parents,omitempty"`
 	}
-	setArgs struct {
+	SetArgs struct {
 		Name  string            `json:"name"`
 		Props map[string]string `json:"props"`
 	}
-	renameArgs struct {
+	RenameArgs struct {
 		From string `json:"from"`
 		To   string `json:"to"`
 	}
-	sendArgs struct {
+	SendArgs struct {
 		Options  zfs.SendOptions `json:"options"`
 		Compress string          `json:"compress,omitempty"`
 	}
-	receiveArgs struct {
+	ReceiveArgs struct {
 		Options  zfs.RecvOptions `json:"options"`
 		Compress string          `json:"compress,omitempty"`
 	}
-	datasetArgs struct {
+	DatasetArgs struct {
 		Dataset string `json:"dataset"`
 	}
-	tokenArgs struct {
+	TokenArgs struct {
 		Token string `json:"token"`
 	}
 )
@@ -178,15 +179,15 @@ func cleanVersion(v string) string {
 	return string(b)
 }
 
-// handshakeLine renders a banner or hello line.
-func handshakeLine(prefix, software string) []byte {
+// HandshakeLine renders a banner or hello line.
+func HandshakeLine(prefix, software string) []byte {
 	return []byte(fmt.Sprintf("%s %d %s\n", prefix, ProtocolVersion, cleanVersion(software)))
 }
 
-// readLine reads one line of at most max bytes (newline included). It
+// ReadLine reads one line of at most max bytes (newline included). It
 // returns what it read, without the newline, and an error when there was
 // no newline within max bytes or the stream ended first.
-func readLine(r io.ByteReader, max int) ([]byte, error) {
+func ReadLine(r io.ByteReader, max int) ([]byte, error) {
 	var line []byte
 	for len(line) < max {
 		c, err := r.ReadByte()
@@ -201,29 +202,29 @@ func readLine(r io.ByteReader, max int) ([]byte, error) {
 	return line, fmt.Errorf("no end of line within %d bytes", max)
 }
 
-// parseHandshake parses "<prefix> <protocol> <software>". ok is false when
+// ParseHandshake parses "<prefix> <protocol> <software>". ok is false when
 // the line does not have the prefix at all (not zsync); err reports a
 // zsync line that is malformed.
-func parseHandshake(line []byte, prefix string) (p PeerInfo, ok bool, err error) {
+func ParseHandshake(line []byte, prefix string) (p PeerInfo, ok bool, err error) {
 	s := strings.TrimSuffix(string(line), "\r")
 	if !strings.HasPrefix(s, prefix+" ") {
 		return PeerInfo{}, false, nil
 	}
 	fields := strings.Fields(s)
 	if len(fields) != 3 {
-		return PeerInfo{}, true, fmt.Errorf("%w: malformed handshake line %s", ErrProtocol, quoteGot(line))
+		return PeerInfo{}, true, fmt.Errorf("%w: malformed handshake line %s", ErrProtocol, QuoteGot(line))
 	}
 	n, err := strconv.Atoi(fields[1])
 	if err != nil || n < 0 {
-		return PeerInfo{}, true, fmt.Errorf("%w: malformed protocol version in %s", ErrProtocol, quoteGot(line))
+		return PeerInfo{}, true, fmt.Errorf("%w: malformed protocol version in %s", ErrProtocol, QuoteGot(line))
 	}
 	return PeerInfo{Protocol: n, Software: fields[2]}, true, nil
 }
 
-// decodeStrict decodes JSON into v, refusing unknown fields and trailing
+// DecodeStrict decodes JSON into v, refusing unknown fields and trailing
 // data, and wraps failures in ErrProtocol. The server decodes everything a
 // client sends with it.
-func decodeStrict(data []byte, v any) error {
+func DecodeStrict(data []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
@@ -235,10 +236,10 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// decodeLenient decodes JSON into v, ignoring unknown fields (the client
+// DecodeLenient decodes JSON into v, ignoring unknown fields (the client
 // accepts what a newer server of the same protocol version may add) but
 // refusing malformed JSON and trailing data, wrapped in ErrProtocol.
-func decodeLenient(data []byte, v any) error {
+func DecodeLenient(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: bad JSON: %w", ErrProtocol, err)
 	}

@@ -1,0 +1,427 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/zsync-dev/zsync/sshtransport/wire"
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// Policy restricts what one client of `zsync serve --client NAME` may do
+// (SPEC §8). Serve with a nil *Policy grants the full rights of the user it
+// runs as, as zfs itself would; names are validated either way.
+//
+// Two areas are defined. The send area is the datasets Send matches; the
+// client may list them, read their properties and holds, send them, and
+// hold, release and bookmark their snapshots (the sending side of a pull
+// job, which also destroys its own stale bookmarks there). The receive area
+// is ReceiveRoot and everything below it; the client may do everything
+// there (the receiving side of a push job): receive, create, set, rename,
+// destroy, hold, release, bookmark. Anything outside both areas is refused
+// with an error wrapping wire.ErrForbidden, and nothing runs. (Create with
+// parents may still create missing ancestors of ReceiveRoot itself, empty
+// filesystems, as `zfs create -p` of a dataset below it does.)
+//
+// AppendOnly means received data can only grow: it refuses DestroySnapshots,
+// Rename and Receive with Force (a rollback) everywhere, and Set of
+// anything but zsync's own user properties ("zsync:*"). It still allows
+// receiving, creating placeholders, holds and releases, aborting a partial
+// receive (which discards no snapshot), and destroying zsync's own
+// bookmarks (names starting with "zsync_"): bookmarks hold no data, and the
+// replication cursors must be able to move.
+type Policy struct {
+	// Client names the client in refusals and logs ("laptop").
+	Client string
+	// ReceiveRoot is the dataset at or below which the client may
+	// receive and manage datasets; "" means it may not receive at all.
+	ReceiveRoot string
+	// Send reports whether the client may read and send dataset (the
+	// lead passes zfs.Filter.Match); nil means no dataset.
+	Send func(dataset string) bool
+	// AppendOnly refuses destroying and rolling back data (see above).
+	AppendOnly bool
+	// PruneSend lets the client destroy snapshots in the send area (a
+	// pull job pruning its source). Off by default: a client that may
+	// read data may not destroy it. AppendOnly overrides it.
+	PruneSend bool
+}
+
+// zsyncBookmarkPrefix starts the short name of every bookmark zsync
+// creates (package sync's cursors and tentative cursors).
+const zsyncBookmarkPrefix = "zsync_"
+
+// zsyncPropertyPrefix starts zsync's own user properties.
+const zsyncPropertyPrefix = "zsync:"
+
+// forbiddenError is a policy refusal.
+type forbiddenError struct {
+	client, action, reason string
+}
+
+func (e *forbiddenError) Error() string {
+	return fmt.Sprintf("client %s may not %s: %s", e.client, e.action, e.reason)
+}
+
+func (e *forbiddenError) Unwrap() error { return wire.ErrForbidden }
+
+func (p *Policy) forbid(action, reason string) error {
+	name := p.Client
+	if name == "" {
+		name = "(unnamed)"
+	}
+	return &forbiddenError{client: name, action: action, reason: reason}
+}
+
+func (p *Policy) inSend(dataset string) bool { return p.Send != nil && p.Send(dataset) }
+
+func (p *Policy) inReceive(dataset string) bool {
+	return p.ReceiveRoot != "" && zfs.IsDescendant(dataset, p.ReceiveRoot)
+}
+
+func (p *Policy) readable(dataset string) bool { return p.inSend(dataset) || p.inReceive(dataset) }
+
+// outside explains why a dataset is not in the receive area.
+func (p *Policy) outside() string {
+	if p.ReceiveRoot == "" {
+		return "it has no receive_root"
+	}
+	return "outside receive_root " + p.ReceiveRoot
+}
+
+// unreadable explains why a dataset is in neither area.
+func (p *Policy) unreadable() string {
+	return "not among its send datasets and " + p.outside()
+}
+
+// needReadable checks that the dataset part of every name is in an area.
+func (p *Policy) needReadable(verb string, names ...string) error {
+	for _, n := range names {
+		if ds := datasetOf(n); !p.readable(ds) {
+			return p.forbid(verb+" "+n, p.unreadable())
+		}
+	}
+	return nil
+}
+
+// needReceive checks that the dataset part of every name is in the
+// receive area.
+func (p *Policy) needReceive(verb string, names ...string) error {
+	for _, n := range names {
+		if ds := datasetOf(n); !p.inReceive(ds) {
+			return p.forbid(verb+" "+n, p.outside())
+		}
+	}
+	return nil
+}
+
+func datasetOf(name string) string {
+	ds, _, _ := zfs.SplitName(name)
+	return ds
+}
+
+// The server runs nothing but grants. A grant is built here, by the
+// authorize method of a request type, and only after the policy's rules
+// for that request passed; it holds the handler call with the zfs
+// arguments this code built from the validated request. The dispatcher
+// (serve.go) runs g.call, or streams g.send or g.recv (stream.go), and
+// never calls the Handler with a client's arguments itself. Serve without
+// a Policy (g.policy nil: full rights) goes through the same methods: the
+// rules are skipped, the grant is the same.
+//
+// A new rule goes into the authorize method of the requests it restricts,
+// inside its "if p := g.policy; p != nil" block, with a Policy field to
+// configure it; a new operation needs a request type (request.go) whose
+// authorize method builds its grant here.
+
+// gate is what an authorize method may use: the client's policy (nil when
+// unrestricted), and the one Handler call a rule may make before anything
+// is granted, decoding a resume token to learn what a send would read.
+type gate struct {
+	policy      *Policy
+	decodeToken func(ctx context.Context, token string) (zfs.ResumeToken, error)
+}
+
+// grant is what the policy allowed to run for one request: exactly one of
+// call (an operation with a result), send and recv (the streams).
+type grant struct {
+	call func(ctx context.Context, h Handler) (any, error)
+	send *sendGrant
+	recv *recvGrant
+}
+
+// sendGrant is a granted send stream: the validated options, and the
+// negotiated compression of its data frames.
+type sendGrant struct {
+	send     zfs.ValidatedSend
+	compress string
+}
+
+// recvGrant is a granted receive stream: the options of zfs recv, and the
+// negotiated compression of its data frames.
+type recvGrant struct {
+	opts     zfs.RecvOptions
+	compress string
+}
+
+// callGrant grants an operation with a result.
+func callGrant(f func(ctx context.Context, h Handler) (any, error)) grant {
+	return grant{call: f}
+}
+
+// doGrant grants an operation without a result.
+func doGrant(f func(ctx context.Context, h Handler) error) grant {
+	return grant{call: func(ctx context.Context, h Handler) (any, error) { return nil, f(ctx, h) }}
+}
+
+func (r listRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if len(r.Roots) == 0 {
+			return grant{}, p.forbid("list all pools", "a restricted client must name the datasets it lists")
+		}
+		if err := p.needReadable("list", r.Roots...); err != nil {
+			return grant{}, err
+		}
+	}
+	roots := r.Roots
+	o := zfs.ListOptions{Depth: r.Options.Depth, Types: r.Options.Types, UserProps: r.Options.UserProps}
+	return callGrant(func(ctx context.Context, h Handler) (any, error) {
+		entries, err := h.List(ctx, roots, o)
+		if err != nil {
+			return nil, err
+		}
+		return g.policy.filter(entries), nil
+	}), nil
+}
+
+func (r getRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReadable("read properties of", r.Names...); err != nil {
+			return grant{}, err
+		}
+	}
+	names, props := r.Names, r.Props
+	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.Get(ctx, names, props) }), nil
+}
+
+func (r holdsRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReadable("read the holds of", r.Snaps...); err != nil {
+			return grant{}, err
+		}
+	}
+	snaps := r.Snaps
+	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.Holds(ctx, snaps) }), nil
+}
+
+func (r holdRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReadable("hold or release", r.Snaps...); err != nil {
+			return grant{}, err
+		}
+	}
+	tag, snaps := r.Tag, r.Snaps
+	return doGrant(func(ctx context.Context, h Handler) error { return h.Hold(ctx, tag, snaps) }), nil
+}
+
+func (r releaseRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReadable("hold or release", r.Snaps...); err != nil {
+			return grant{}, err
+		}
+	}
+	tag, snaps := r.Tag, r.Snaps
+	return doGrant(func(ctx context.Context, h Handler) error { return h.Release(ctx, tag, snaps) }), nil
+}
+
+func (r bookmarkRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReadable("bookmark", r.Source, r.Bookmark); err != nil {
+			return grant{}, err
+		}
+	}
+	source, bookmark := r.Source, r.Bookmark
+	return doGrant(func(ctx context.Context, h Handler) error { return h.Bookmark(ctx, source, bookmark) }), nil
+}
+
+func (r destroySnapshotsRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		action := "destroy snapshots of " + r.Dataset
+		switch {
+		case p.AppendOnly:
+			return grant{}, p.forbid(action, "append_only is set")
+		case p.inReceive(r.Dataset):
+		case p.inSend(r.Dataset) && p.PruneSend:
+		case p.inSend(r.Dataset):
+			return grant{}, p.forbid(action, "it may send but not prune its send datasets (set prune_send = true in its [[serve.client]] on this host, or drop prune.source from the pull job)")
+		default:
+			return grant{}, p.forbid(action, p.outside())
+		}
+	}
+	dataset, names := r.Dataset, r.Names
+	return doGrant(func(ctx context.Context, h Handler) error { return h.DestroySnapshots(ctx, dataset, names) }), nil
+}
+
+func (r destroyBookmarksRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		for _, b := range r.Bookmarks {
+			ds, _, short := zfs.SplitName(b)
+			switch {
+			case p.inReceive(ds) && !p.AppendOnly:
+			case p.readable(ds) && strings.HasPrefix(short, zsyncBookmarkPrefix):
+			case p.readable(ds):
+				return grant{}, p.forbid("destroy bookmark "+b, "only zsync's own bookmarks ("+zsyncBookmarkPrefix+"*) may be destroyed there")
+			default:
+				return grant{}, p.forbid("destroy bookmark "+b, p.unreadable())
+			}
+		}
+	}
+	bookmarks := r.Bookmarks
+	return doGrant(func(ctx context.Context, h Handler) error { return h.DestroyBookmarks(ctx, bookmarks) }), nil
+}
+
+func (r createRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReceive("create", r.Name); err != nil {
+			return grant{}, err
+		}
+	}
+	name, props, parents := r.Name, r.Props, r.Parents
+	return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
+}
+
+func (r setRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReceive("set properties on", r.Name); err != nil {
+			return grant{}, err
+		}
+		if p.AppendOnly {
+			for k := range r.Props {
+				if !strings.HasPrefix(k, zsyncPropertyPrefix) {
+					return grant{}, p.forbid("set "+k+" on "+r.Name, "append_only allows setting only zsync's own properties ("+zsyncPropertyPrefix+"*)")
+				}
+			}
+		}
+	}
+	name, props := r.Name, r.Props
+	return doGrant(func(ctx context.Context, h Handler) error { return h.Set(ctx, name, props) }), nil
+}
+
+func (r renameRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if p.AppendOnly {
+			return grant{}, p.forbid("rename "+r.From, "append_only is set")
+		}
+		if err := p.needReceive("rename", r.From, r.To); err != nil {
+			return grant{}, err
+		}
+	}
+	from, to := r.From, r.To
+	return doGrant(func(ctx context.Context, h Handler) error { return h.Rename(ctx, from, to) }), nil
+}
+
+func (r sendRequest) authorize(ctx context.Context, g *gate) (grant, error) {
+	vs, err := g.authorizeSend(ctx, r.Options)
+	if err != nil {
+		return grant{}, err
+	}
+	return grant{send: &sendGrant{send: vs, compress: r.Compress}}, nil
+}
+
+func (r sendSizeRequest) authorize(ctx context.Context, g *gate) (grant, error) {
+	vs, err := g.authorizeSend(ctx, r.Options)
+	if err != nil {
+		return grant{}, err
+	}
+	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.SendSize(ctx, vs) }), nil
+}
+
+// authorizeSend checks that a send reads only the send area (a resume
+// token is decoded first: it names the snapshot it sends) and returns the
+// options to run it with, built field by field: a field added to
+// zfs.SendOptions reaches zfs only once it is passed on here.
+func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.ValidatedSend, error) {
+	if p := g.policy; p != nil {
+		to := o.To
+		if o.ResumeToken != "" {
+			t, err := g.decodeToken(ctx, o.ResumeToken)
+			if err != nil {
+				return zfs.ValidatedSend{}, fmt.Errorf("checking the resume token: %w", err)
+			}
+			if err := zfs.ValidateSnapshot(t.ToName); err != nil {
+				return zfs.ValidatedSend{}, fmt.Errorf("checking the resume token: %w", err)
+			}
+			to = t.ToName
+		}
+		if ds := datasetOf(to); !p.inSend(ds) {
+			return zfs.ValidatedSend{}, p.forbid("send "+to, "not among its send datasets")
+		}
+	}
+	return zfs.SendOptions{
+		From:          o.From,
+		To:            o.To,
+		Intermediates: o.Intermediates,
+		Raw:           o.Raw,
+		Compressed:    o.Compressed,
+		LargeBlocks:   o.LargeBlocks,
+		EmbeddedData:  o.EmbeddedData,
+		Props:         o.Props,
+		ResumeToken:   o.ResumeToken,
+	}.Validate()
+}
+
+func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	o := r.Options
+	if p := g.policy; p != nil {
+		if err := p.needReceive("receive into", o.Target); err != nil {
+			return grant{}, err
+		}
+		if o.Force && p.AppendOnly {
+			return grant{}, p.forbid("receive with force (rollback) into "+o.Target, "append_only is set")
+		}
+	}
+	// field by field: a field added to zfs.RecvOptions reaches zfs only
+	// once it is passed on here
+	opts := zfs.RecvOptions{
+		Target:    o.Target,
+		Resumable: o.Resumable,
+		NoMount:   o.NoMount,
+		Force:     o.Force,
+		Set:       o.Set,
+		Exclude:   o.Exclude,
+	}
+	return grant{recv: &recvGrant{opts: opts, compress: r.Compress}}, nil
+}
+
+func (r abortReceiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		if err := p.needReceive("abort the partial receive of", r.Dataset); err != nil {
+			return grant{}, err
+		}
+	}
+	dataset := r.Dataset
+	return doGrant(func(ctx context.Context, h Handler) error { return h.AbortReceive(ctx, dataset) }), nil
+}
+
+func (r decodeTokenRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	// No rule: decoding tells only what the token itself contains; the
+	// receiving side of a push decodes tokens naming the sender's
+	// snapshots, which are in no area here.
+	token := r.Token
+	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.DecodeResumeToken(ctx, token) }), nil
+}
+
+// filter keeps the entries of a listing the client may see.
+func (p *Policy) filter(entries []zfs.Entry) []zfs.Entry {
+	if p == nil {
+		return entries
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		if p.readable(e.Dataset()) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

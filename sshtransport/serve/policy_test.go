@@ -1,0 +1,274 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
+	"github.com/zsync-dev/zsync/sshtransport/wire"
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+func testPolicy(t *testing.T, mod func(*Policy)) *Policy {
+	t.Helper()
+	f, err := zfs.ParseFilter([]string{"tank/data<", "!tank/data/secret<"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Policy{Client: "laptop", ReceiveRoot: "backup/laptop", Send: f.Match}
+	if mod != nil {
+		mod(p)
+	}
+	return p
+}
+
+const goodToken = "1-c740b4e79-e0-789c63640000"
+
+// TestPolicy runs each request over a raw connection (so the Client's own
+// validation cannot hide a server-side gap) and checks the outcome and
+// that a refused request ran nothing.
+func TestPolicy(t *testing.T) {
+	appendOnly := func(p *Policy) { p.AppendOnly = true }
+	pruneSend := func(p *Policy) { p.PruneSend = true }
+	noReceive := func(p *Policy) { p.ReceiveRoot = "" }
+	ok, forbidden, invalid, invalidProp, badToken := error(nil), wire.ErrForbidden, zfs.ErrInvalidName, zfs.ErrInvalidProperty, zfs.ErrResumeTokenCorrupt
+	for _, tc := range []struct {
+		name string
+		mod  func(*Policy)
+		op   string
+		args any
+		want error
+		msg  string // substring of the refusal
+	}{
+		// Reading.
+		{"list send area", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data"}}, ok, ""},
+		{"list receive area", nil, wire.OpList, wire.ListArgs{Roots: []string{"backup/laptop"}}, ok, ""},
+		{"list parent of send area", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank"}}, forbidden, "client laptop may not list tank: not among its send datasets and outside receive_root backup/laptop"},
+		{"list excluded", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data/secret"}}, forbidden, ""},
+		{"list all pools", nil, wire.OpList, wire.ListArgs{}, forbidden, "must name"},
+		{"list sibling prefix", nil, wire.OpList, wire.ListArgs{Roots: []string{"backup/laptopx"}}, forbidden, ""},
+		{"get", nil, wire.OpGet, wire.GetArgs{Names: []string{"tank/data@s", "backup/laptop/x"}, Props: []string{"guid"}}, ok, ""},
+		{"get foreign", nil, wire.OpGet, wire.GetArgs{Names: []string{"tank/data", "tank/other"}, Props: []string{"guid"}}, forbidden, "tank/other"},
+		{"holds", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data/child@s"}}, ok, ""},
+		{"holds foreign", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/other@s"}}, forbidden, ""},
+		// Holds and bookmarks on both sides.
+		{"hold send area", nil, wire.OpHold, wire.HoldArgs{Tag: "zsync_step_T1", Snaps: []string{"tank/data@s"}}, ok, ""},
+		{"release receive area", nil, wire.OpRelease, wire.HoldArgs{Tag: "zsync_last_T1", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
+		{"hold foreign", nil, wire.OpHold, wire.HoldArgs{Tag: "t", Snaps: []string{"tank/data@s", "tank/other@s"}}, forbidden, ""},
+		{"bookmark", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T1_G1"}, ok, ""},
+		{"bookmark foreign", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/other@s", Bookmark: "tank/other#b"}, forbidden, ""},
+		// Destroying.
+		{"destroy in receive area", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, ok, ""},
+		{"destroy receive root itself", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop", Names: []string{"s1"}}, ok, ""},
+		{"destroy in send area", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, forbidden, "may send but not prune"},
+		{"destroy in send area with prune_send", pruneSend, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, ok, ""},
+		{"destroy foreign", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/other", Names: []string{"s1"}}, forbidden, ""},
+		{"destroy append-only", appendOnly, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, forbidden, "append_only"},
+		{"destroy own bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor_T1_G2"}}, ok, ""},
+		{"destroy manual bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "zsync's own bookmarks"},
+		{"destroy any bookmark in receive area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, ok, ""},
+		{"destroy manual bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, forbidden, ""},
+		{"destroy own bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor"}}, ok, ""},
+		{"destroy foreign bookmark", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/other#zsync_cursor"}}, forbidden, ""},
+		// Managing the receive area.
+		{"create", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/tank", Parents: true}, ok, ""},
+		{"create outside", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/other"}, forbidden, "outside receive_root backup/laptop"},
+		{"create above", nil, wire.OpCreate, wire.CreateArgs{Name: "backup"}, forbidden, ""},
+		{"set", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop", Props: map[string]string{"readonly": "on"}}, ok, ""},
+		{"set in send area", nil, wire.OpSet, wire.SetArgs{Name: "tank/data", Props: map[string]string{"zsync:x": "1"}}, forbidden, ""},
+		{"set append-only zsync prop", appendOnly, wire.OpSet, wire.SetArgs{Name: "backup/laptop", Props: map[string]string{"zsync:target-id": "0123456789abcdef"}}, ok, ""},
+		{"set append-only other prop", appendOnly, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/"}}, forbidden, "append_only allows setting only zsync's own properties"},
+		{"rename", nil, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "backup/laptop/a.old"}, ok, ""},
+		{"rename out", nil, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "tank/a"}, forbidden, ""},
+		{"rename in", nil, wire.OpRename, wire.RenameArgs{From: "tank/data", To: "backup/laptop/data"}, forbidden, ""},
+		{"rename append-only", appendOnly, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "backup/laptop/b"}, forbidden, "append_only"},
+		{"abort receive", nil, wire.OpAbortReceive, wire.DatasetArgs{Dataset: "backup/laptop/x"}, ok, ""},
+		{"abort receive foreign", nil, wire.OpAbortReceive, wire.DatasetArgs{Dataset: "tank/data"}, forbidden, ""},
+		{"decode token", nil, wire.OpDecodeResumeToken, wire.TokenArgs{Token: goodToken}, ok, ""},
+		// Streams.
+		{"send", nil, wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{From: "tank/data#c", To: "tank/data@s"}}, ok, ""},
+		{"send foreign", nil, wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{To: "tank/other@s"}}, forbidden, "client laptop may not send tank/other@s: not among its send datasets"},
+		{"send excluded", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{To: "tank/data/secret@s"}}, forbidden, ""},
+		{"send from receive area", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{To: "backup/laptop/x@s"}}, forbidden, ""},
+		{"receive", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/tank/data", Resumable: true}}, ok, ""},
+		{"receive outside", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "tank/other"}}, forbidden, "client laptop may not receive into tank/other: outside receive_root backup/laptop"},
+		{"receive without receive_root", noReceive, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, forbidden, "it has no receive_root"},
+		{"receive force", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, ok, ""},
+		{"receive force append-only", appendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, forbidden, "append_only"},
+		{"receive append-only", appendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, ok, ""},
+		// Names that must never reach zfs.
+		{"dotdot root", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data/../other"}}, invalid, ""},
+		{"empty component", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank//data"}}, invalid, ""},
+		{"leading slash", nil, wire.OpList, wire.ListArgs{Roots: []string{"/tank/data"}}, invalid, ""},
+		{"snapshot as root", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data@s"}}, invalid, ""},
+		{"option as root", nil, wire.OpList, wire.ListArgs{Roots: []string{"-r"}}, invalid, ""},
+		{"dotdot receive", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/../../tank"}}, invalid, ""},
+		{"newline in name", nil, wire.OpGet, wire.GetArgs{Names: []string{"backup/laptop/x\nrm -rf /"}, Props: []string{"guid"}}, invalid, ""},
+		{"empty hold tag", nil, wire.OpHold, wire.HoldArgs{Tag: "", Snaps: []string{"tank/data@s"}}, invalid, ""},
+		{"comma in short name", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a,b"}}, invalid, ""},
+		{"percent range", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"a%b"}}, invalid, ""},
+		{"empty short name", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{""}}, invalid, ""},
+		{"trailing slash", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x/"}, invalid, ""},
+		{"rename to dotdot", nil, wire.OpRename, wire.RenameArgs{From: "backup/laptop/a", To: "backup/laptop/a/.."}, invalid, ""},
+		{"bookmark as snapshot", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data#b"}}, invalid, ""},
+		{"option as property", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop", Props: map[string]string{"-o": "x"}}, invalidProp, ""},
+		{"equals in property", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Exclude: []string{"a=b"}}}, invalidProp, ""},
+		{"empty send", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{To: "tank/data@"}}, invalid, ""},
+		{"bad token", nil, wire.OpDecodeResumeToken, wire.TokenArgs{Token: "-nv; rm -rf /"}, badToken, ""},
+		{"bad token in send", nil, wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: "../../etc/passwd"}}, badToken, ""},
+		// Also without a policy: names are validated all the same.
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			var logged []error
+			r := newRaw(t, h, Options{Policy: testPolicy(t, tc.mod), Log: func(op string, args map[string]any, err error) {
+				if op != "hello" {
+					logged = append(logged, err)
+				}
+			}})
+			resp := r.call(tc.op, tc.args)
+			var err error
+			if resp.Error != nil {
+				err = resp.Error.Decode()
+			}
+			calls := h.Calls()
+			if tc.want == nil {
+				if err != nil && (errors.Is(err, wire.ErrForbidden) || errors.Is(err, zfs.ErrInvalidName)) {
+					t.Fatalf("refused: %v", err)
+				}
+				if len(calls) == 0 && tc.op != wire.OpReceive {
+					t.Fatalf("allowed but the handler did not run")
+				}
+				if tc.op == wire.OpReceive {
+					// Finish the stream so the server answers.
+					if err := wire.WriteFrame(r.conn, wire.FrameEnd, []byte(`{}`)); err != nil {
+						t.Fatal(err)
+					}
+					resp := r.readResponse()
+					if resp.Error != nil {
+						t.Fatalf("receive: %v", resp.Error.Decode())
+					}
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if tc.msg != "" && !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("message %q lacks %q", err, tc.msg)
+			}
+			if len(calls) != 0 {
+				t.Errorf("refused, yet the handler ran: %v", calls)
+			}
+			if len(logged) != 1 || !errors.Is(logged[0], tc.want) {
+				t.Errorf("Log got %v", logged)
+			}
+		})
+	}
+}
+
+func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
+	h := servetest.NewFake()
+	h.Token = zfs.ResumeToken{ToGUID: 7, ToName: "tank/other@s"}
+	r := newRaw(t, h, Options{Policy: testPolicy(t, nil)})
+	resp := r.call(wire.OpSend, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error == nil || !errors.Is(resp.Error.Decode(), wire.ErrForbidden) {
+		t.Fatalf("response = %+v", resp)
+	}
+	if !strings.Contains(resp.Error.Message, "may not send tank/other@s") {
+		t.Errorf("message %q", resp.Error.Message)
+	}
+	if calls := h.Calls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "DecodeResumeToken ") {
+		t.Errorf("handler calls = %v, want only the token decode", calls)
+	}
+
+	// A token of an allowed dataset goes through.
+	h.Token.ToName = "tank/data/child@s"
+	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error != nil {
+		t.Fatalf("allowed token refused: %v", resp.Error.Decode())
+	}
+	// A token that does not decode is refused with the decode error.
+	h.Errs["DecodeResumeToken"] = zfs.ErrResumeTokenCorrupt
+	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+	if resp.Error == nil || !errors.Is(resp.Error.Decode(), zfs.ErrResumeTokenCorrupt) {
+		t.Fatalf("corrupt token: %+v", resp)
+	}
+	if n := len(h.Calls()); n != 4 {
+		t.Errorf("calls = %v", h.Calls())
+	}
+}
+
+func TestNoPolicyStillValidates(t *testing.T) {
+	h := servetest.NewFake()
+	r := newRaw(t, h, Options{})
+	for _, a := range []wire.ListArgs{{Roots: []string{"tank/../x"}}, {Roots: []string{""}}, {Options: zfs.ListOptions{UserProps: []string{"a,b"}}}} {
+		if resp := r.call(wire.OpList, a); resp.Error == nil {
+			t.Errorf("%+v accepted", a)
+		}
+	}
+	if resp := r.call(wire.OpList, wire.ListArgs{}); resp.Error != nil {
+		t.Errorf("full rights: listing all pools refused: %v", resp.Error.Decode())
+	}
+	if calls := h.Calls(); len(calls) != 1 {
+		t.Errorf("calls = %v", calls)
+	}
+}
+
+// TestEveryRequestIsGranted: every operation of the requests table
+// decodes, validates and, without a policy, is granted exactly one thing
+// to run; with the test policy, it is granted or refused, never both.
+func TestEveryRequestIsGranted(t *testing.T) {
+	valid := map[string]string{
+		wire.OpList:              `{"roots":["tank/data"],"options":{}}`,
+		wire.OpGet:               `{"names":["tank/data"],"props":["guid"]}`,
+		wire.OpHolds:             `{"snaps":["tank/data@s"]}`,
+		wire.OpHold:              `{"tag":"t","snaps":["tank/data@s"]}`,
+		wire.OpRelease:           `{"tag":"t","snaps":["tank/data@s"]}`,
+		wire.OpBookmark:          `{"source":"tank/data@s","bookmark":"tank/data#b"}`,
+		wire.OpDestroySnapshots:  `{"dataset":"backup/laptop/x","names":["s"]}`,
+		wire.OpDestroyBookmarks:  `{"bookmarks":["backup/laptop/x#b"]}`,
+		wire.OpCreate:            `{"name":"backup/laptop/x"}`,
+		wire.OpSet:               `{"name":"backup/laptop/x","props":{"zsync:x":"1"}}`,
+		wire.OpRename:            `{"from":"backup/laptop/a","to":"backup/laptop/b"}`,
+		wire.OpSend:              `{"options":{"To":"tank/data@s"}}`,
+		wire.OpSendSize:          `{"options":{"To":"tank/data@s"}}`,
+		wire.OpReceive:           `{"options":{"Target":"backup/laptop/x"}}`,
+		wire.OpAbortReceive:      `{"dataset":"backup/laptop/x"}`,
+		wire.OpDecodeResumeToken: `{"token":"` + goodToken + `"}`,
+	}
+	for op, decode := range requests {
+		args, ok := valid[op]
+		if !ok {
+			t.Errorf("%s: no test arguments", op)
+			continue
+		}
+		r, err := decode(json.RawMessage(args))
+		if err != nil {
+			t.Fatalf("%s: decoding %s: %v", op, args, err)
+		}
+		if err := r.validate(); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		for _, p := range []*Policy{nil, testPolicy(t, nil)} {
+			g, err := r.authorize(context.Background(), &gate{policy: p, decodeToken: servetest.NewFake().DecodeResumeToken})
+			parts := 0
+			for _, set := range []bool{g.call != nil, g.send != nil, g.recv != nil} {
+				if set {
+					parts++
+				}
+			}
+			switch {
+			case err == nil && parts != 1:
+				t.Errorf("%s (policy %v): granted %d things to run, want 1", op, p != nil, parts)
+			case err != nil && parts != 0:
+				t.Errorf("%s (policy %v): refused (%v) and granted", op, p != nil, err)
+			case err != nil && p == nil:
+				t.Errorf("%s: refused without a policy: %v", op, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,34 @@
+package wire
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestZstdBombRefused(t *testing.T) {
+	enc, dec, err := CodecFor(CompressZstd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	defer dec.Close()
+	bomb := enc.z.EncodeAll(make([]byte, 64<<20), nil)
+	if len(bomb) > MaxDataPayload {
+		t.Fatalf("bomb of %d bytes does not fit a frame", len(bomb))
+	}
+	if _, err := dec.Payload(FrameZData, bomb); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("decoding a 64 MiB bomb: %v", err)
+	}
+	// Within the limit it works, and garbage fails cleanly.
+	ok := enc.z.EncodeAll(make([]byte, MaxDataPayload), nil)
+	if out, err := dec.Payload(FrameZData, ok); err != nil || len(out) != MaxDataPayload {
+		t.Fatalf("1 MiB frame: %d, %v", len(out), err)
+	}
+	if _, err := dec.Payload(FrameZData, []byte("not zstd at all")); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("garbage: %v", err)
+	}
+	var none *Decoder
+	if _, err := none.Payload(FrameZData, ok); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("zstd frame without negotiation: %v", err)
+	}
+}
