@@ -40,7 +40,8 @@ func serveCommand(e *env) *cli.Command {
 				if cl == nil {
 					return usageErrorf("no [[serve.client]] named %q in %s", name, cfg.Path)
 				}
-				pol = &serve.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend}
+				pol = &serve.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend,
+					AllowProperties: cl.AllowProperties, MaxHolds: cl.MaxHolds}
 				if len(cl.Send) > 0 {
 					f, err := zfs.ParseFilter(cl.Send)
 					if err != nil {

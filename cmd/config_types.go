@@ -109,12 +109,9 @@ type serveClientConfig struct {
 	// by the far side and cannot be listed.
 	AllowProperties []string `toml:"allow_properties"`
 	// MaxHolds caps the snapshots of one dataset in the send area that the
-	// client may hold at a time (0: the default, 4096).
+	// client may hold at a time (0: serve.DefaultMaxHolds, 4096).
 	MaxHolds int `toml:"max_holds"`
 }
-
-// defaultMaxHolds is a client's hold cap when max_holds is not set.
-const defaultMaxHolds = 4096
 
 // farSideProperties are decided by `zsync serve` for every restricted
 // client; allow_properties cannot hand them out.

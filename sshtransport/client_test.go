@@ -216,7 +216,7 @@ func TestEverySentinelCrosses(t *testing.T) {
 		"ErrStreamIncomplete": zfs.ErrStreamIncomplete, "ErrResumeTokenCorrupt": zfs.ErrResumeTokenCorrupt,
 		"ErrResumeTokenStale": zfs.ErrResumeTokenStale, "ErrNotMostRecent": zfs.ErrNotMostRecent, "ErrBusy": zfs.ErrBusy,
 		"ErrPermissionDenied": zfs.ErrPermissionDenied, "ErrNoSpace": zfs.ErrNoSpace, "ErrInvalidName": zfs.ErrInvalidName,
-		"ErrInvalidProperty": zfs.ErrInvalidProperty,
+		"ErrInvalidProperty": zfs.ErrInvalidProperty, "ErrStreamHeader": zfs.ErrStreamHeader,
 	}
 	fset := token.NewFileSet()
 	for _, file := range files {

@@ -46,6 +46,75 @@ type Policy struct {
 	// pull job pruning its source). Off by default: a client that may
 	// read data may not destroy it. AppendOnly overrides it.
 	PruneSend bool
+	// AllowProperties are the properties the client may set on what it
+	// receives and creates beyond the default allowlist (compression,
+	// recordsize, atime, readonly, zsync:*). The far side's own choices
+	// (mountpoint, canmount, volmode) cannot be allowed (props.go).
+	AllowProperties []string
+	// MaxHolds caps the snapshots of one dataset in the send area that
+	// the client may hold at a time; 0 means DefaultMaxHolds.
+	MaxHolds int
+}
+
+// DefaultMaxHolds is a client's hold cap when Policy.MaxHolds is 0.
+const DefaultMaxHolds = 4096
+
+// Ownership (owner.go): in the send area outside its receive area, a
+// client's hold tags and bookmark names are bound to it on disk.
+func (p *Policy) owned(dataset string) bool { return !p.inReceive(dataset) }
+
+func (p *Policy) owner() owner { return owner{client: p.Client} }
+
+func (p *Policy) rules() propRules { return propRules{client: p.Client, allow: p.AllowProperties} }
+
+func (p *Policy) maxHolds() int {
+	if p.MaxHolds > 0 {
+		return p.MaxHolds
+	}
+	return DefaultMaxHolds
+}
+
+// checkProps refuses the first property of props the client may not set.
+func (p *Policy) checkProps(action, name string, props map[string]string) error {
+	if k, why := p.rules().check(props); k != "" {
+		return p.forbid(action+" "+k+"="+shortText(props[k])+" on "+name, why)
+	}
+	return nil
+}
+
+// diskTag maps a hold tag on snaps to disk: bound to the client in the
+// send area; as it is in the receive area. One request may not mix them.
+func (p *Policy) diskTag(verb, tag string, snaps []string) (string, bool, error) {
+	owned := 0
+	for _, s := range snaps {
+		if p.owned(datasetOf(s)) {
+			owned++
+		}
+	}
+	switch {
+	case owned == 0:
+		return tag, false, nil
+	case owned != len(snaps):
+		return "", false, p.forbid(verb+" "+shortText(tag), "one request may not mix its send datasets and its receive area")
+	}
+	d, err := p.owner().diskTag(tag)
+	if err != nil {
+		return "", false, p.forbid(verb+" "+shortText(tag)+" in its send datasets", err.Error())
+	}
+	return d, true, nil
+}
+
+// diskVersion maps a snapshot or bookmark name the client gives to disk
+// (a zsync bookmark in the send area gets the client's suffix).
+func (p *Policy) diskVersion(verb, name string) (string, error) {
+	if !p.owned(datasetOf(name)) {
+		return name, nil
+	}
+	d, err := p.owner().diskVersion(name)
+	if err != nil {
+		return "", p.forbid(verb+" "+shortText(name), err.Error())
+	}
+	return d, nil
 }
 
 // zsyncBookmarkPrefix starts the short name of every bookmark zsync
@@ -163,6 +232,10 @@ type sendGrant struct {
 type recvGrant struct {
 	opts     zfs.RecvOptions
 	compress string
+	// land, when set (a restricted client), builds the options from the
+	// stream's head instead: the stream decides the dataset type, the
+	// policy how it lands (props.go).
+	land func(zfs.StreamHeader) (zfs.RecvOptions, error)
 }
 
 // callGrant grants an operation with a result.
@@ -200,6 +273,29 @@ func (r getRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("read properties of", r.Names...); err != nil {
 			return grant{}, err
 		}
+		disk := make([]string, len(r.Names))
+		back := map[string]string{}
+		for i, n := range r.Names {
+			d, err := p.diskVersion("read properties of", n)
+			if err != nil {
+				return grant{}, err
+			}
+			disk[i], back[d] = d, n
+		}
+		props := r.Props
+		return callGrant(func(ctx context.Context, h Handler) (any, error) {
+			got, err := h.Get(ctx, disk, props)
+			if err != nil || got == nil {
+				return got, err
+			}
+			out := make(map[string]map[string]string, len(got))
+			for k, v := range got {
+				if n, ok := back[k]; ok {
+					out[n] = v
+				}
+			}
+			return out, nil
+		}), nil
 	}
 	names, props := r.Names, r.Props
 	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.Get(ctx, names, props) }), nil
@@ -210,6 +306,27 @@ func (r holdsRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("read the holds of", r.Snaps...); err != nil {
 			return grant{}, err
 		}
+		snaps := r.Snaps
+		return callGrant(func(ctx context.Context, h Handler) (any, error) {
+			got, err := h.Holds(ctx, snaps)
+			if err != nil {
+				return nil, err
+			}
+			o := p.owner()
+			for snap, tags := range got {
+				if !p.owned(datasetOf(snap)) {
+					continue
+				}
+				shown := []string{}
+				for _, t := range tags {
+					if c, ok := o.clientTag(t); ok {
+						shown = append(shown, c)
+					}
+				}
+				got[snap] = shown
+			}
+			return got, nil
+		}), nil
 	}
 	snaps := r.Snaps
 	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.Holds(ctx, snaps) }), nil
@@ -220,6 +337,23 @@ func (r holdRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("hold or release", r.Snaps...); err != nil {
 			return grant{}, err
 		}
+		tag, owned, err := p.diskTag("hold", r.Tag, r.Snaps)
+		if err != nil {
+			return grant{}, err
+		}
+		snaps, max := r.Snaps, p.maxHolds()
+		return doGrant(func(ctx context.Context, h Handler) error {
+			if owned {
+				ds, n, err := p.owner().overCap(ctx, h, max, snaps)
+				if err != nil {
+					return err
+				}
+				if ds != "" {
+					return p.forbid(fmt.Sprintf("hold %d snapshots of %s", n, ds), fmt.Sprintf("its cap is %d (max_holds in its [[serve.client]] on this host)", max))
+				}
+			}
+			return h.Hold(ctx, tag, snaps)
+		}), nil
 	}
 	tag, snaps := r.Tag, r.Snaps
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Hold(ctx, tag, snaps) }), nil
@@ -230,6 +364,12 @@ func (r releaseRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("hold or release", r.Snaps...); err != nil {
 			return grant{}, err
 		}
+		tag, _, err := p.diskTag("release", r.Tag, r.Snaps)
+		if err != nil {
+			return grant{}, err
+		}
+		snaps := r.Snaps
+		return doGrant(func(ctx context.Context, h Handler) error { return h.Release(ctx, tag, snaps) }), nil
 	}
 	tag, snaps := r.Tag, r.Snaps
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Release(ctx, tag, snaps) }), nil
@@ -240,6 +380,17 @@ func (r bookmarkRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("bookmark", r.Source, r.Bookmark); err != nil {
 			return grant{}, err
 		}
+		source, err := p.diskVersion("bookmark from", r.Source)
+		if err != nil {
+			return grant{}, err
+		}
+		bookmark := r.Bookmark
+		if p.owned(datasetOf(bookmark)) {
+			if bookmark, err = p.owner().diskBookmark(bookmark); err != nil {
+				return grant{}, p.forbid("create bookmark "+shortText(r.Bookmark)+" in its send datasets", err.Error())
+			}
+		}
+		return doGrant(func(ctx context.Context, h Handler) error { return h.Bookmark(ctx, source, bookmark) }), nil
 	}
 	source, bookmark := r.Source, r.Bookmark
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Bookmark(ctx, source, bookmark) }), nil
@@ -265,17 +416,26 @@ func (r destroySnapshotsRequest) authorize(_ context.Context, g *gate) (grant, e
 
 func (r destroyBookmarksRequest) authorize(_ context.Context, g *gate) (grant, error) {
 	if p := g.policy; p != nil {
-		for _, b := range r.Bookmarks {
+		disk := make([]string, len(r.Bookmarks))
+		for i, b := range r.Bookmarks {
 			ds, _, short := zfs.SplitName(b)
+			disk[i] = b
 			switch {
 			case p.inReceive(ds) && !p.AppendOnly:
-			case p.readable(ds) && strings.HasPrefix(short, zsyncBookmarkPrefix):
-			case p.readable(ds):
-				return grant{}, p.forbid("destroy bookmark "+b, "only zsync's own bookmarks ("+zsyncBookmarkPrefix+"*) may be destroyed there")
+			case p.inReceive(ds) && strings.HasPrefix(short, zsyncBookmarkPrefix):
+			case p.inReceive(ds):
+				return grant{}, p.forbid("destroy bookmark "+b, "append_only is set: only zsync's own bookmarks ("+zsyncBookmarkPrefix+"*) may be destroyed there")
+			case p.inSend(ds):
+				d, err := p.owner().diskBookmark(b)
+				if err != nil {
+					return grant{}, p.forbid("destroy bookmark "+shortText(b)+" in its send datasets", "only its own zsync bookmarks may be destroyed there: "+err.Error())
+				}
+				disk[i] = d
 			default:
 				return grant{}, p.forbid("destroy bookmark "+b, p.unreadable())
 			}
 		}
+		return doGrant(func(ctx context.Context, h Handler) error { return h.DestroyBookmarks(ctx, disk) }), nil
 	}
 	bookmarks := r.Bookmarks
 	return doGrant(func(ctx context.Context, h Handler) error { return h.DestroyBookmarks(ctx, bookmarks) }), nil
@@ -286,6 +446,11 @@ func (r createRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReceive("create", r.Name); err != nil {
 			return grant{}, err
 		}
+		if err := p.checkProps("create with", r.Name, r.Props); err != nil {
+			return grant{}, err
+		}
+		name, props, parents := r.Name, createProps(r.Props), r.Parents
+		return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
 	}
 	name, props, parents := r.Name, r.Props, r.Parents
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
@@ -302,6 +467,9 @@ func (r setRequest) authorize(_ context.Context, g *gate) (grant, error) {
 					return grant{}, p.forbid("set "+k+" on "+r.Name, "append_only allows setting only zsync's own properties ("+zsyncPropertyPrefix+"*)")
 				}
 			}
+		}
+		if err := p.checkProps("set", r.Name, r.Props); err != nil {
+			return grant{}, err
 		}
 	}
 	name, props := r.Name, r.Props
@@ -357,6 +525,13 @@ func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.Valida
 		if ds := datasetOf(to); !p.inSend(ds) {
 			return zfs.ValidatedSend{}, p.forbid("send "+to, "not among its send datasets")
 		}
+		if o.From != "" {
+			from, err := p.diskVersion("send from", o.From)
+			if err != nil {
+				return zfs.ValidatedSend{}, err
+			}
+			o.From = from
+		}
 	}
 	return zfs.SendOptions{
 		From:          o.From,
@@ -380,6 +555,16 @@ func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if o.Force && p.AppendOnly {
 			return grant{}, p.forbid("receive with force (rollback) into "+o.Target, "append_only is set")
 		}
+		if err := p.checkProps("receive with", o.Target, o.Set); err != nil {
+			return grant{}, err
+		}
+		asked := zfs.RecvOptions{Target: o.Target, Resumable: o.Resumable, Force: o.Force, Set: o.Set, Exclude: o.Exclude}
+		return grant{recv: &recvGrant{opts: asked, compress: r.Compress, land: func(h zfs.StreamHeader) (zfs.RecvOptions, error) {
+			if h.Properties {
+				return zfs.RecvOptions{}, p.forbid("receive a stream with properties (zfs send -p or -R) into "+o.Target, "the far side decides the properties of what it receives")
+			}
+			return landing(h, asked), nil
+		}}}, nil
 	}
 	// field by field: a field added to zfs.RecvOptions reaches zfs only
 	// once it is passed on here
@@ -418,10 +603,19 @@ func (p *Policy) filter(entries []zfs.Entry) []zfs.Entry {
 		return entries
 	}
 	out := entries[:0]
+	o := p.owner()
 	for _, e := range entries {
-		if p.readable(e.Dataset()) {
-			out = append(out, e)
+		if !p.readable(e.Dataset()) {
+			continue
 		}
+		if e.Type == zfs.Bookmark && p.owned(e.Dataset()) {
+			name, ok := o.clientName(e.Name)
+			if !ok {
+				continue
+			}
+			e.Name = name
+		}
+		out = append(out, e)
 	}
 	return out
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -55,10 +57,10 @@ func TestPolicy(t *testing.T) {
 		{"holds", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data/child@s"}}, ok, ""},
 		{"holds foreign", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/other@s"}}, forbidden, ""},
 		// Holds and bookmarks on both sides.
-		{"hold send area", nil, wire.OpHold, wire.HoldArgs{Tag: "zsync_step_T1", Snaps: []string{"tank/data@s"}}, ok, ""},
+		{"hold send area", nil, wire.OpHold, wire.HoldArgs{Tag: "zsync_step_T0123456789abcdef", Snaps: []string{"tank/data@s"}}, ok, ""},
 		{"release receive area", nil, wire.OpRelease, wire.HoldArgs{Tag: "zsync_last_T1", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
 		{"hold foreign", nil, wire.OpHold, wire.HoldArgs{Tag: "t", Snaps: []string{"tank/data@s", "tank/other@s"}}, forbidden, ""},
-		{"bookmark", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T1_G1"}, ok, ""},
+		{"bookmark", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T0123456789abcdef_G00000000000000a1"}, ok, ""},
 		{"bookmark foreign", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/other@s", Bookmark: "tank/other#b"}, forbidden, ""},
 		// Destroying.
 		{"destroy in receive area", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, ok, ""},
@@ -67,8 +69,8 @@ func TestPolicy(t *testing.T) {
 		{"destroy in send area with prune_send", pruneSend, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/data", Names: []string{"s1"}}, ok, ""},
 		{"destroy foreign", nil, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "tank/other", Names: []string{"s1"}}, forbidden, ""},
 		{"destroy append-only", appendOnly, wire.OpDestroySnapshots, wire.DestroySnapshotsArgs{Dataset: "backup/laptop/x", Names: []string{"s1"}}, forbidden, "append_only"},
-		{"destroy own bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor_T1_G2"}}, ok, ""},
-		{"destroy manual bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "zsync's own bookmarks"},
+		{"destroy own bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor_T0123456789abcdef_G00000000000000a1"}}, ok, ""},
+		{"destroy manual bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "only its own zsync bookmarks"},
 		{"destroy any bookmark in receive area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, ok, ""},
 		{"destroy manual bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, forbidden, ""},
 		{"destroy own bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor"}}, ok, ""},
@@ -144,7 +146,11 @@ func TestPolicy(t *testing.T) {
 				}
 				if tc.op == wire.OpReceive {
 					// Finish the stream so the server answers.
-					if err := wire.WriteFrame(r.conn, wire.FrameEnd, []byte(`{}`)); err != nil {
+					head := streamHead(t, "fs-full.head")
+					if err := wire.WriteFrame(r.conn, wire.FrameData, head); err != nil {
+						t.Fatal(err)
+					}
+					if err := wire.WriteFrame(r.conn, wire.FrameEnd, []byte(fmt.Sprintf(`{"bytes":%d}`, len(head)))); err != nil {
 						t.Fatal(err)
 					}
 					resp := r.readResponse()
@@ -271,4 +277,15 @@ func TestEveryRequestIsGranted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// streamHead returns the head of a real send stream recorded in the zfs
+// package's testdata.
+func streamHead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../zfs/testdata/streams/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

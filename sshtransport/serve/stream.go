@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 
 	"github.com/zsync-dev/zsync/sshtransport/wire"
+	"github.com/zsync-dev/zsync/zfs"
 )
 
 // send runs a send stream: ok, data frames, end frame. A cancel frame from
@@ -120,7 +122,7 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 	pr, pw := io.Pipe()
 	result := make(chan error, 1)
 	go func() {
-		err := s.h.Receive(s.opCtx, g.opts, pr)
+		err := s.receiveLanded(g, pr)
 		pr.CloseWithError(errReceiverDone)
 		result <- err
 	}()
@@ -228,3 +230,22 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 // errReceiverDone ends the pipe's write side once the handler's Receive
 // returned without reading the whole stream.
 var errReceiverDone = errors.New("the receive ended before its stream")
+
+// receiveLanded runs the handler's Receive. For a restricted client it
+// first reads the stream's head, which tells the dataset type the options
+// depend on, and puts it back in front of the rest; a stream whose head is
+// not acceptable fails before zfs recv starts.
+func (s *server) receiveLanded(g recvGrant, stream io.Reader) error {
+	if g.land == nil {
+		return s.h.Receive(s.opCtx, g.opts, stream)
+	}
+	h, head, err := zfs.ReadStreamHeader(stream)
+	if err != nil {
+		return fmt.Errorf("receive into %s: %w", g.opts.Target, err)
+	}
+	opts, err := g.land(h)
+	if err != nil {
+		return err
+	}
+	return s.h.Receive(s.opCtx, opts, io.MultiReader(bytes.NewReader(head), stream))
+}

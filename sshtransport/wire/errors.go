@@ -83,6 +83,7 @@ var wireKinds = []struct {
 	{"no_space", zfs.ErrNoSpace},
 	{"invalid_name", zfs.ErrInvalidName},
 	{"invalid_property", zfs.ErrInvalidProperty},
+	{"stream_header", zfs.ErrStreamHeader},
 	{"forbidden", ErrForbidden},
 	{"protocol", ErrProtocol},
 	{"stream_aborted", ErrStreamAborted},

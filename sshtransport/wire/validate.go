@@ -40,8 +40,8 @@ func validateProps(props map[string]string) error {
 		if err := validatePropName(k); err != nil {
 			return err
 		}
-		if strings.IndexByte(v, 0) >= 0 {
-			return fmt.Errorf("%w: value of %q contains a NUL byte", zfs.ErrInvalidProperty, k)
+		if i := strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+			return fmt.Errorf("%w: the value of %q contains the control character %U (at byte %d); property values may not", zfs.ErrInvalidProperty, k, v[i], i)
 		}
 	}
 	return nil

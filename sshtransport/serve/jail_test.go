@@ -1,0 +1,251 @@
+package serve
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
+	"github.com/zsync-dev/zsync/sshtransport/wire"
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+const (
+	tidA   = "0123456789abcdef"
+	tagA   = "zsync_step_T" + tidA
+	curA   = "zsync_cursor_T" + tidA + "_G00000000000000a1"
+	diskA  = tagA + "_Claptop"
+	diskBm = "tank/data#" + curA + "_Claptop"
+)
+
+// callRaw runs one request as client laptop over a raw connection and
+// returns the decoded error and the handler's calls.
+func callRaw(t *testing.T, h *servetest.Fake, mod func(*Policy), op string, args any) (wire.Response, error, []string) {
+	t.Helper()
+	r := newRaw(t, h, Options{Policy: testPolicy(t, mod)})
+	resp := r.call(op, args)
+	var err error
+	if resp.Error != nil {
+		err = resp.Error.Decode()
+	}
+	return resp, err, h.Calls()
+}
+
+// The property allowlist, the far side's own properties and control
+// characters, on every request that sets properties.
+func TestJailProperties(t *testing.T) {
+	withChecksum := func(p *Policy) { p.AllowProperties = []string{"checksum"} }
+	for _, c := range []struct {
+		name string
+		mod  func(*Policy)
+		op   string
+		args any
+		want error
+		msg  string
+	}{
+		{"create setuid", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"setuid": "on"}}, wire.ErrForbidden, `add "setuid" to allow_properties in [[serve.client]] laptop`},
+		{"create mountpoint", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/etc"}}, wire.ErrForbidden, "mountpoint is decided by the far side"},
+		{"create canmount on", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"canmount": "on"}}, wire.ErrForbidden, "canmount is decided by the far side"},
+		{"set mountpoint", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/tmp/evil"}}, wire.ErrForbidden, "mountpoint"},
+		{"set sharenfs", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"sharenfs": "rw=@0.0.0.0/0"}}, wire.ErrForbidden, "sharenfs"},
+		{"set reservation", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"reservation": "100G"}}, wire.ErrForbidden, "reservation"},
+		{"set checksum default", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"checksum": "sha256"}}, wire.ErrForbidden, "checksum"},
+		{"set checksum allowed", withChecksum, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"checksum": "sha256"}}, nil, ""},
+		{"set readonly", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"readonly": "on"}}, nil, ""},
+		{"set newline value", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"zsync:x": "a\nb"}}, zfs.ErrInvalidProperty, "control character"},
+		{"set tab value", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"zsync:x": "a\tb"}}, zfs.ErrInvalidProperty, "control character"},
+		{"set DEL value", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"zsync:x": "a\x7f"}}, zfs.ErrInvalidProperty, "control character"},
+		{"receive mountpoint", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Set: map[string]string{"mountpoint": "/tmp/evil", "canmount": "on"}}}, wire.ErrForbidden, "decided by the far side"},
+		{"receive origin", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Set: map[string]string{"origin": "backup/other@s"}}}, wire.ErrForbidden, "origin"},
+		{"receive exec", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Set: map[string]string{"exec": "on"}}}, wire.ErrForbidden, "exec"},
+		{"receive newline", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Set: map[string]string{"zsync:a": "x\n"}}}, zfs.ErrInvalidProperty, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			_, err, calls := callRaw(t, h, c.mod, c.op, c.args)
+			if c.want == nil {
+				if err != nil || len(calls) != 1 {
+					t.Fatalf("err %v, calls %v; want one call", err, calls)
+				}
+				return
+			}
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err %v; want %v with %q", err, c.want, c.msg)
+			}
+			if len(calls) != 0 {
+				t.Errorf("refused, yet the handler ran: %v", calls)
+			}
+		})
+	}
+	// create forces canmount=noauto unless off was asked for
+	h := servetest.NewFake()
+	if _, err, calls := callRaw(t, h, nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"zsync:placeholder": "backup/laptop/x"}}); err != nil || len(calls) != 1 || !strings.Contains(calls[0], "canmount:noauto") {
+		t.Errorf("create: %v %v", err, calls)
+	}
+}
+
+// receiveStream runs a receive with a restricted client's options and the
+// given stream; it returns the final response's error and the calls.
+func receiveStream(t *testing.T, o zfs.RecvOptions, stream []byte) (error, []string) {
+	t.Helper()
+	h := servetest.NewFake()
+	r := newRaw(t, h, Options{Policy: testPolicy(t, nil)})
+	resp := r.call(wire.OpReceive, wire.ReceiveArgs{Options: o})
+	if resp.Error != nil {
+		t.Fatalf("receive refused up front: %v", resp.Error.Decode())
+	}
+	if len(stream) > 0 {
+		if err := wire.WriteFrame(r.conn, wire.FrameData, stream); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wire.WriteFrame(r.conn, wire.FrameEnd, []byte(fmt.Sprintf(`{"bytes":%d}`, len(stream)))); err != nil {
+		t.Fatal(err)
+	}
+	final := r.readResponse()
+	var err error
+	if final.Error != nil {
+		err = final.Error.Decode()
+	}
+	return err, h.Calls()
+}
+
+// The far side decides how a stream lands from the stream's head.
+func TestJailReceiveLanding(t *testing.T) {
+	asked := zfs.RecvOptions{Target: "backup/laptop/x", Resumable: true, NoMount: false, Set: map[string]string{"canmount": "noauto", "compression": "lz4"}}
+	err, calls := receiveStream(t, asked, streamHead(t, "fs-full.head"))
+	if err != nil || len(calls) != 1 {
+		t.Fatalf("filesystem: %v %v", err, calls)
+	}
+	for _, want := range []string{"NoMount:true", "canmount:noauto", "volmode:none", "compression:lz4", "mountpoint", "setuid", "exec", "devices"} {
+		if !strings.Contains(calls[0], want) {
+			t.Errorf("filesystem receive %s lacks %s", calls[0], want)
+		}
+	}
+	err, calls = receiveStream(t, asked, streamHead(t, "vol-I.head"))
+	if err != nil || len(calls) != 1 || strings.Contains(calls[0], "canmount") || !strings.Contains(calls[0], "volmode:none") || !strings.Contains(calls[0], "NoMount:true") {
+		t.Errorf("volume: %v %v", err, calls)
+	}
+	for _, c := range []struct {
+		file string
+		want error
+	}{{"fs-props.head", wire.ErrForbidden}, {"fs-R.head", wire.ErrForbidden}} {
+		err, calls := receiveStream(t, asked, streamHead(t, c.file))
+		if !errors.Is(err, c.want) || len(calls) != 0 {
+			t.Errorf("%s: %v, calls %v", c.file, err, calls)
+		}
+	}
+	err, calls = receiveStream(t, asked, []byte(strings.Repeat("not a stream ", 40)))
+	if !errors.Is(err, zfs.ErrStreamHeader) || len(calls) != 0 {
+		t.Errorf("garbage: %v, calls %v", err, calls)
+	}
+	err, calls = receiveStream(t, asked, nil)
+	if err == nil || len(calls) != 0 {
+		t.Errorf("empty stream: %v, calls %v", err, calls)
+	}
+}
+
+// In the send area a client's holds and bookmarks are bound to it.
+func TestJailOwnership(t *testing.T) {
+	// what it sends gets its suffix
+	for _, c := range []struct {
+		op   string
+		args any
+		call string
+	}{
+		{wire.OpHold, wire.HoldArgs{Tag: tagA, Snaps: []string{"tank/data@s"}}, "Hold " + diskA + " [tank/data@s]"},
+		{wire.OpRelease, wire.HoldArgs{Tag: tagA, Snaps: []string{"tank/data@s"}}, "Release " + diskA + " [tank/data@s]"},
+		{wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#" + curA}, "Bookmark tank/data@s " + diskBm},
+		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#" + curA}}, "DestroyBookmarks [" + diskBm + "]"},
+		{wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{From: "tank/data#" + curA, To: "tank/data@t"}}, diskBm},
+		{wire.OpGet, wire.GetArgs{Names: []string{"tank/data#" + curA}, Props: []string{"guid"}}, "Get [" + diskBm + "]"},
+		// in the receive area nothing changes
+		{wire.OpHold, wire.HoldArgs{Tag: "zsync_last_T" + tidA, Snaps: []string{"backup/laptop/x@s"}}, "Hold zsync_last_T" + tidA + " [backup/laptop/x@s]"},
+	} {
+		h := servetest.NewFake()
+		_, err, calls := callRaw(t, h, nil, c.op, c.args)
+		if err != nil || len(calls) == 0 || !strings.Contains(calls[len(calls)-1], c.call) {
+			t.Errorf("%s: %v, calls %v; want %q", c.op, err, calls, c.call)
+		}
+	}
+	// what it may not name
+	for _, c := range []struct {
+		op   string
+		args any
+	}{
+		{wire.OpRelease, wire.HoldArgs{Tag: "admin-keep", Snaps: []string{"tank/data@s"}}},
+		{wire.OpRelease, wire.HoldArgs{Tag: tagA + "_Cdesk", Snaps: []string{"tank/data@s"}}},
+		{wire.OpHold, wire.HoldArgs{Tag: tagA, Snaps: []string{"tank/data@s", "backup/laptop/x@s"}}},
+		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#" + curA + "_Cdesk"}}},
+		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor"}}},
+		{wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#mine"}},
+		{wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{From: "tank/data#" + curA + "_Cdesk", To: "tank/data@t"}}},
+	} {
+		h := servetest.NewFake()
+		_, err, calls := callRaw(t, h, nil, c.op, c.args)
+		if !errors.Is(err, wire.ErrForbidden) || len(calls) != 0 {
+			t.Errorf("%s %+v: %v, calls %v; want refused, nothing run", c.op, c.args, err, calls)
+		}
+	}
+	// what it sees: its own names without the suffix; others' zsync names hidden
+	h := servetest.NewFake()
+	h.HoldTags = map[string][]string{"tank/data@s": {diskA, tagA + "_Cdesk", tagA, "admin-keep"}, "backup/laptop/x@s": {"zsync_last_T" + tidA}}
+	resp, err, _ := callRaw(t, h, nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data@s", "backup/laptop/x@s"}})
+	var holds map[string][]string
+	if err != nil || json.Unmarshal(resp.Result, &holds) != nil {
+		t.Fatalf("holds: %v", err)
+	}
+	if want := map[string][]string{"tank/data@s": {tagA, "admin-keep"}, "backup/laptop/x@s": {"zsync_last_T" + tidA}}; !reflect.DeepEqual(holds, want) {
+		t.Errorf("holds seen %v, want %v", holds, want)
+	}
+	h = servetest.NewFake()
+	h.Entries = []zfs.Entry{
+		{Name: "tank/data", Type: zfs.Filesystem},
+		{Name: diskBm, Type: zfs.Bookmark},
+		{Name: "tank/data#" + curA + "_Cdesk", Type: zfs.Bookmark},
+		{Name: "tank/data#" + curA, Type: zfs.Bookmark},
+		{Name: "tank/data#manual", Type: zfs.Bookmark},
+	}
+	resp, err, _ = callRaw(t, h, nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data"}})
+	var entries []zfs.Entry
+	if err != nil || json.Unmarshal(resp.Result, &entries) != nil {
+		t.Fatalf("list: %v", err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
+	}
+	if want := []string{"tank/data", "tank/data#" + curA, "tank/data#manual"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("list seen %v, want %v", names, want)
+	}
+}
+
+// max_holds caps the snapshots of one dataset a client holds.
+func TestJailHoldCap(t *testing.T) {
+	h := servetest.NewFake()
+	h.Entries = []zfs.Entry{
+		{Name: "tank/data@a", Type: zfs.Snapshot, UserRefs: 1},
+		{Name: "tank/data@b", Type: zfs.Snapshot, UserRefs: 2},
+		{Name: "tank/data@c", Type: zfs.Snapshot},
+	}
+	h.HoldTags = map[string][]string{"tank/data@a": {diskA}, "tank/data@b": {tagA + "_Cdesk", "admin"}}
+	capTwo := func(p *Policy) { p.MaxHolds = 2 }
+	_, err, calls := callRaw(t, h, capTwo, wire.OpHold, wire.HoldArgs{Tag: tagA, Snaps: []string{"tank/data@b"}})
+	if err != nil || !strings.HasPrefix(calls[len(calls)-1], "Hold ") {
+		t.Fatalf("a second hold under a cap of 2: %v %v", err, calls)
+	}
+	h2 := servetest.NewFake()
+	h2.Entries, h2.HoldTags = h.Entries, h.HoldTags
+	_, err, calls = callRaw(t, h2, capTwo, wire.OpHold, wire.HoldArgs{Tag: tagA, Snaps: []string{"tank/data@b", "tank/data@c"}})
+	if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "max_holds") {
+		t.Fatalf("a third hold under a cap of 2: %v", err)
+	}
+	for _, c := range calls {
+		if strings.HasPrefix(c, "Hold ") {
+			t.Errorf("held past the cap: %v", calls)
+		}
+	}
+}
