@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/zsync-dev/zsync/sshtransport/serve"
@@ -52,11 +54,20 @@ func serveCommand(e *env) *cli.Command {
 					pol.Send = func(string) bool { return false }
 				}
 			}
+			var idle time.Duration
+			if cfg != nil && c.String("client") != "" {
+				idle = defaultServeIdleTimeout
+				if cfg.Serve.IdleTimeout.IsSet() {
+					idle = cfg.Serve.IdleTimeout.Duration
+				}
+			}
 			z := e.newZFS(cfg)
 			log := e.log.With().Str("client", c.String("client")).Logger()
 			return serve.Serve(c.Context, e.stdin, e.stdout, z, serve.Options{
 				SoftwareVersion: version,
 				Policy:          pol,
+				IdleTimeout:     idle,
+				HelloTimeout:    min(idle, serve.DefaultHelloTimeout),
 				Log: func(op string, args map[string]any, err error) {
 					if err != nil {
 						log.Warn().Err(err).Str("op", op).Fields(args).Msg("request failed")

@@ -92,8 +92,14 @@ type checkConfig struct {
 }
 
 type serveConfig struct {
-	Clients []serveClientConfig `toml:"client"`
+	// IdleTimeout ends `serve --client` when its client sends nothing for
+	// that long while serve waits on it (default 30m, "0" = never).
+	IdleTimeout Duration            `toml:"idle_timeout"`
+	Clients     []serveClientConfig `toml:"client"`
 }
+
+// defaultServeIdleTimeout is serve.idle_timeout when the key is absent.
+const defaultServeIdleTimeout = 30 * time.Minute
 
 type serveClientConfig struct {
 	Name        string   `toml:"name"`

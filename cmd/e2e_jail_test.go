@@ -506,3 +506,53 @@ func TestJailHostileRequests(t *testing.T) {
 		}
 	}
 }
+
+// A silent client ends its session within serve's idle_timeout: one that
+// never says hello, one quiet between requests, one that stalls in the
+// middle of a receive stream. Nothing changes on the far side.
+func TestJailServeTimeouts(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	zfstest.MustCreate(t, src+"/data")
+	zfstest.MustWriteFile(t, src+"/data", "f", 256)
+	zfstest.MustSnapshot(t, src+"/data@s1")
+	zfstest.MustCreate(t, dst+"/laptop")
+	c := newSSHClient(t, "laptop", "[serve]\nidle_timeout = \"3s\"\n"+serveClient("laptop", dst+"/laptop", []string{src + "/data<"}, ""))
+	stream := sendBytes(t, src+"/data@s1")
+	before := farState(t, src, dst)
+	for name, talk := range map[string]func(s *rawSession){
+		"no hello": nil,
+		"quiet after hello": func(s *rawSession) {
+			fmt.Fprintf(s.rwc, "ZSYNC-CLIENT %d hostile\n", wire.ProtocolVersion)
+		},
+		"stalled receive": func(s *rawSession) {
+			fmt.Fprintf(s.rwc, "ZSYNC-CLIENT %d hostile\n", wire.ProtocolVersion)
+			p := []byte(`{"op":"receive","args":{"options":{"Target":"` + dst + `/laptop/x"}}}`)
+			if err := wire.WriteFrame(s.rwc, wire.FrameRequest, p); err != nil {
+				t.Fatal(err)
+			}
+			if err := wire.WriteFrame(s.rwc, wire.FrameData, stream[:len(stream)/2]); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		rwc := dialForced(t, c)
+		s := &rawSession{rwc: rwc, br: bufio.NewReader(rwc)}
+		if line, err := s.br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "ZSYNC-SERVE ") {
+			t.Fatalf("%s: banner %q: %v", name, line, err)
+		}
+		start := time.Now()
+		if talk != nil {
+			talk(s)
+		}
+		if !s.ended(60 * time.Second) {
+			t.Errorf("%s: the session did not end within 60 s", name)
+		} else if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("%s: the session ended after %s, want about 3 s", name, d)
+		} else {
+			t.Logf("%s: the session ended after %s", name, d.Round(100*time.Millisecond))
+		}
+		if after := farState(t, src, dst); after != before {
+			t.Errorf("%s changed the far side:\nbefore:\n%s\nafter:\n%s", name, before, after)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/zsync-dev/zsync/sshtransport/wire"
 	"github.com/zsync-dev/zsync/zfs"
@@ -55,7 +56,23 @@ type Options struct {
 	// for the client's hello (op "hello", its protocol and software
 	// version).
 	Log func(op string, args map[string]any, err error)
+	// IdleTimeout, when positive, ends Serve when the client sends nothing
+	// for that long while the server waits on it: for its next request,
+	// or for the next frame of a receive stream (which then fails; a
+	// resumable receive keeps its partial state). Time spent in zfs does
+	// not count.
+	IdleTimeout time.Duration
+	// HelloTimeout bounds the wait for the client's hello; 0 means
+	// DefaultHelloTimeout.
+	HelloTimeout time.Duration
 }
+
+// DefaultHelloTimeout is how long Serve waits for the client's hello line.
+const DefaultHelloTimeout = time.Minute
+
+// ErrClientIdle is wrapped by Serve's error when the client stayed silent
+// past Options.IdleTimeout or HelloTimeout.
+var ErrClientIdle = errors.New("the client sent nothing in time")
 
 // listBatchBytes is the size above which a listing is sent in several
 // response frames.
@@ -80,7 +97,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o Option
 	if _, err := out.Write(wire.HandshakeLine(wire.BannerPrefix, o.SoftwareVersion)); err != nil {
 		return fmt.Errorf("writing the banner: %w", err)
 	}
-	if err := s.hello(); err != nil {
+	if err := s.helloWithin(); err != nil {
 		return err
 	}
 	s.frames = make(chan inFrame)
@@ -179,11 +196,51 @@ func (s *server) next() inFrame {
 		s.held = nil
 		return *f
 	}
+	idle, stop := s.idleTimer()
+	defer stop()
 	select {
 	case f := <-s.frames:
 		return f
 	case <-s.ctx.Done():
 		return inFrame{err: s.ctx.Err()}
+	case <-idle:
+		return inFrame{err: s.idleErr()}
+	}
+}
+
+// idleTimer returns a channel that fires after the idle timeout (never
+// without one), and its stop function.
+func (s *server) idleTimer() (<-chan time.Time, func()) {
+	if s.o.IdleTimeout <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTimer(s.o.IdleTimeout)
+	return t.C, func() { t.Stop() }
+}
+
+func (s *server) idleErr() error {
+	return fmt.Errorf("%w: nothing for %s (idle_timeout of [serve] on this host)", ErrClientIdle, s.o.IdleTimeout)
+}
+
+// helloWithin reads the client's hello, giving up after the hello
+// timeout. (The reading goroutine then stays blocked until the input
+// ends; the process is about to exit.)
+func (s *server) helloWithin() error {
+	d := s.o.HelloTimeout
+	if d <= 0 {
+		d = DefaultHelloTimeout
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.hello() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: no hello within %s", ErrClientIdle, d)
+	case <-s.ctx.Done():
+		return s.ctx.Err()
 	}
 }
 
@@ -214,7 +271,7 @@ func (s *server) loop() error {
 // fatal tells the client about a protocol violation (best effort) and
 // returns err for Serve to return.
 func (s *server) fatal(err error) error {
-	if errors.Is(err, wire.ErrProtocol) {
+	if errors.Is(err, wire.ErrProtocol) || errors.Is(err, ErrClientIdle) {
 		if p, merr := json.Marshal(wire.EncodeError(err)); merr == nil {
 			_ = wire.WriteFrame(s.w, wire.FrameError, p)
 		}

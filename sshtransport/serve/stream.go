@@ -153,14 +153,19 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 		if finished || s.held != nil {
 			f = s.next()
 		} else {
+			idle, stop := s.idleTimer()
 			select {
 			case recvErr = <-result:
 				finished = true
+				stop()
 				continue
 			case f = <-s.frames:
 			case <-s.ctx.Done():
 				f = inFrame{err: s.ctx.Err()}
+			case <-idle:
+				f = inFrame{err: s.idleErr()}
 			}
+			stop()
 		}
 		if f.err != nil {
 			fatal = fmt.Errorf("receiving the stream: %w", f.err)
