@@ -235,12 +235,16 @@ func (e *env) pruneSide(ctx context.Context, d prune.Destroyer, roots []string, 
 				if x.Type != zfs.Bookmark {
 					continue
 				}
-				kind, tid, guid, ok := zsync.ParseBookmark(x.Short())
+				short, owner := x.Short(), ""
+				if base, client, bound := zsync.SplitClient(short); bound {
+					short, owner = base, " (of serve client "+client+")"
+				}
+				kind, tid, guid, ok := zsync.ParseBookmark(short)
 				if !ok || guid != x.GUID || kind != zsync.Cursor {
 					continue
 				}
 				txgs = append(txgs, x.CreateTXG)
-				protect[x.GUID] = "replication cursor of target " + string(tid)
+				protect[x.GUID] = "replication cursor of target " + string(tid) + owner
 			}
 			snaps = prune.MarkReplicated(snaps, txgs)
 		} else {

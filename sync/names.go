@@ -155,6 +155,36 @@ func ParseHoldTag(tag string) (kind AbstractionKind, tid TargetID, ok bool) {
 	return kind, TargetID(rest), true
 }
 
+// ClientInfix joins one of zsync's hold tags or bookmark names and the
+// client it is bound to in a far side's send area:
+// "<name>_C<client>" (see sshtransport/serve). The client sees the name
+// without it; on the far host itself such names belong to that client's
+// relationships, not to any of the host's own.
+const ClientInfix = "_C"
+
+// SplitClient splits a hold tag or bookmark short name of zsync's shape
+// bound to a serve client into the name and the client. ok is false when
+// name carries no client (or is not one of zsync's).
+func SplitClient(name string) (base, client string, ok bool) {
+	var n int
+	switch {
+	case strings.HasPrefix(name, cursorPrefix):
+		n = len(cursorPrefix) + targetIDLen + len(guidInfix) + 16
+	case strings.HasPrefix(name, tentativePrefix):
+		n = len(tentativePrefix) + targetIDLen + len(guidInfix) + 16
+	case strings.HasPrefix(name, stepHoldPrefix):
+		n = len(stepHoldPrefix) + targetIDLen
+	case strings.HasPrefix(name, lastReceivedPrefix):
+		n = len(lastReceivedPrefix) + targetIDLen
+	default:
+		return "", "", false
+	}
+	if len(name) <= n+len(ClientInfix) || name[n:n+len(ClientInfix)] != ClientInfix {
+		return "", "", false
+	}
+	return name[:n], name[n+len(ClientInfix):], true
+}
+
 // looksLikeZsyncBookmark reports whether a bookmark short name uses one of
 // zsync's bookmark prefixes (whether or not it parses).
 func looksLikeZsyncBookmark(short string) bool {

@@ -165,3 +165,36 @@ func FuzzParseBookmark(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitClient(t *testing.T) {
+	tid := TargetID("0123456789abcdef")
+	for _, c := range []struct {
+		in, base, client string
+		ok               bool
+	}{
+		{CursorName(tid, 0xa1) + "_Claptop", CursorName(tid, 0xa1), "laptop", true},
+		{TentativeName(tid, 1) + "_Ca_Cb", TentativeName(tid, 1), "a_Cb", true},
+		{StepHoldTag(tid) + "_Cdesk.example:1", StepHoldTag(tid), "desk.example:1", true},
+		{LastReceivedHoldTag(tid) + "_Cx", LastReceivedHoldTag(tid), "x", true},
+		{CursorName(tid, 0xa1), "", "", false},
+		{CursorName(tid, 0xa1) + "_C", "", "", false},
+		{CursorName(tid, 0xa1) + "_Xlaptop", "", "", false},
+		{StepHoldTag(tid), "", "", false},
+		{"admin_Claptop", "", "", false},
+	} {
+		base, client, ok := SplitClient(c.in)
+		if base != c.base || client != c.client || ok != c.ok {
+			t.Errorf("SplitClient(%q) = %q, %q, %v; want %q, %q, %v", c.in, base, client, ok, c.base, c.client, c.ok)
+		}
+	}
+	// the far side's own listing: a client's names are neither abstractions
+	// nor foreign
+	entries := []zfs.Entry{
+		{Name: "tank/a@s", Type: zfs.Snapshot, GUID: 0xa1, CreateTXG: 5, UserRefs: 1},
+		{Name: "tank/a#" + CursorName(tid, 0xa1) + "_Claptop", Type: zfs.Bookmark, GUID: 0xa1, CreateTXG: 5},
+	}
+	found, foreign := ListAbstractions(entries, map[string][]string{"tank/a@s": {StepHoldTag(tid) + "_Claptop"}})
+	if len(found) != 0 || len(foreign) != 0 {
+		t.Errorf("found %v, foreign %v; want neither", found, foreign)
+	}
+}

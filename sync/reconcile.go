@@ -169,6 +169,11 @@ func ListAbstractions(entries []zfs.Entry, holds map[string][]string) (found []A
 			if !looksLikeZsyncBookmark(short) {
 				continue
 			}
+			if base, _, bound := SplitClient(short); bound {
+				if _, _, guid, ok := ParseBookmark(base); ok && guid == e.GUID {
+					continue // a serve client's, in this host's send area
+				}
+			}
 			kind, tid, guid, ok := ParseBookmark(short)
 			if !ok || guid != e.GUID {
 				foreign = append(foreign, e.Name)
@@ -181,6 +186,11 @@ func ListAbstractions(entries []zfs.Entry, holds map[string][]string) (found []A
 		for _, tag := range holds[name] {
 			if !looksLikeZsyncHold(tag) {
 				continue
+			}
+			if base, _, bound := SplitClient(tag); bound {
+				if _, _, ok := ParseHoldTag(base); ok {
+					continue // a serve client's, in this host's send area
+				}
 			}
 			kind, tid, ok := ParseHoldTag(tag)
 			if !ok {
