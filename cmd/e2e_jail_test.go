@@ -126,7 +126,8 @@ func TestJailReceiveLandsInside(t *testing.T) {
 	zfstest.MustWriteFile(t, src+"/data", "f", 64)
 	zfstest.MustCreate(t, src+"/evil", "mountpoint=/tmp/zsync-evil-p", "setuid=off", "sharenfs=off")
 	zfstest.Zfs(t, "create", "-V", "4M", src+"/vol")
-	zfstest.MustSnapshot(t, src+"/data@a", src+"/evil@x", src+"/vol@a")
+	zfstest.MustCreate(t, src+"/data2")
+	zfstest.MustSnapshot(t, src+"/data@a", src+"/evil@x", src+"/vol@a", src+"/data2@x")
 	zfstest.MustWriteFile(t, src+"/data", "g", 32)
 	zfstest.MustSnapshot(t, src+"/data@b")
 	zfstest.MustCreate(t, dst+"/laptop")
@@ -180,6 +181,29 @@ func TestJailReceiveLandsInside(t *testing.T) {
 		if after := farState(t, src, dst); after != before {
 			t.Errorf("%s changed the far side:\nbefore:\n%s\nafter:\n%s", r.name, before, after)
 		}
+	}
+
+	// A compound stream that smuggles another dataset's substream after a
+	// legitimate one: another dataset of the sender (received without the
+	// target's options), or one whose name only starts like the header's
+	// (zfs recv would name it beside the target: dst/laptop/s2). The
+	// guard stops the stream before that substream.
+	incr := sendBytes(t, "-I", "@a", src+"/data@b")
+	for name, tail := range map[string][]byte{
+		"another dataset":         sendBytes(t, src+"/evil@x"),
+		"a dataset with a prefix": sendBytes(t, src+"/data2@x"),
+	} {
+		smuggle := append(append(append([]byte(nil), incr[:624]...), full...), tail...)
+		err := cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/s"}, bytes.NewReader(smuggle))
+		if err == nil || !strings.Contains(err.Error(), "a substream of") {
+			t.Errorf("smuggling %s: %v; want the guard's refusal", name, err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(zfstest.Zfs(t, "list", "-H", "-o", "name", "-r", "-t", "all", dst)), "\n") {
+			if l != dst && l != dst+"/laptop" && l != dst+"/laptop/s" && !strings.HasPrefix(l, dst+"/laptop/s@") {
+				t.Errorf("smuggling %s left %s", name, l)
+			}
+		}
+		zfstest.Exec(t, "zfs", "destroy", "-r", dst+"/laptop/s")
 	}
 
 	// What it may do lands the far side's way: a filesystem without -u and

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -244,13 +243,25 @@ func (s *server) receiveLanded(g recvGrant, stream io.Reader) error {
 	if g.land == nil {
 		return s.h.Receive(s.opCtx, g.opts, stream)
 	}
-	h, head, err := zfs.ReadStreamHeader(stream)
+	guard := zfs.NewStreamGuard(stream)
+	h, err := guard.Head()
 	if err != nil {
+		if h.Properties {
+			if _, lerr := g.land(h); lerr != nil {
+				return lerr // the policy's refusal says what to do
+			}
+		}
 		return fmt.Errorf("receive into %s: %w", g.opts.Target, err)
 	}
 	opts, err := g.land(h)
 	if err != nil {
 		return err
 	}
-	return s.h.Receive(s.opCtx, opts, io.MultiReader(bytes.NewReader(head), stream))
+	err = s.h.Receive(s.opCtx, opts, guard)
+	if gerr := guard.Err(); gerr != nil && err != nil && !errors.Is(gerr, io.ErrUnexpectedEOF) {
+		// zfs recv saw the stream end where the guard stopped it; the
+		// guard's reason is the one that matters
+		return fmt.Errorf("receive into %s: %w (zfs recv: %w)", g.opts.Target, gerr, err)
+	}
+	return err
 }
