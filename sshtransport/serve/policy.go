@@ -2,7 +2,9 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/zsync-dev/zsync/sshtransport/wire"
@@ -205,11 +207,20 @@ func datasetOf(name string) string {
 // authorize method builds its grant here.
 
 // gate is what an authorize method may use: the client's policy (nil when
-// unrestricted), and the one Handler call a rule may make before anything
-// is granted, decoding a resume token to learn what a send would read.
+// unrestricted), and the only Handler calls a rule may make before anything
+// is granted, all reads: decoding a resume token to learn what a send would
+// read (decodeToken), and reading the guids that bind the token to the
+// snapshot it names (get, list; see tokenBinding).
 type gate struct {
 	policy      *Policy
 	decodeToken func(ctx context.Context, token string) (zfs.ResumeToken, error)
+	get         func(ctx context.Context, names []string, props []string) (map[string]map[string]string, error)
+	list        func(ctx context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error)
+}
+
+// gateFor returns the gate of a request served by h under policy.
+func gateFor(policy *Policy, h Handler) *gate {
+	return &gate{policy: policy, decodeToken: h.DecodeResumeToken, get: h.Get, list: h.List}
 }
 
 // grant is what the policy allowed to run for one request: exactly one of
@@ -506,12 +517,14 @@ func (r sendSizeRequest) authorize(ctx context.Context, g *gate) (grant, error) 
 }
 
 // authorizeSend checks that a send reads only the send area (a resume
-// token is decoded first: it names the snapshot it sends) and returns the
-// options to run it with, built field by field: a field added to
-// zfs.SendOptions reaches zfs only once it is passed on here.
+// token is decoded first: it names the snapshot it sends, and is then bound
+// to it by guid) and returns the options to run it with, built field by
+// field: a field added to zfs.SendOptions reaches zfs only once it is
+// passed on here.
 func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.ValidatedSend, error) {
 	if p := g.policy; p != nil {
 		to := o.To
+		var token *zfs.ResumeToken
 		if o.ResumeToken != "" {
 			t, err := g.decodeToken(ctx, o.ResumeToken)
 			if err != nil {
@@ -520,10 +533,15 @@ func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.Valida
 			if err := zfs.ValidateSnapshot(t.ToName); err != nil {
 				return zfs.ValidatedSend{}, fmt.Errorf("checking the resume token: %w", err)
 			}
-			to = t.ToName
+			to, token = t.ToName, &t
 		}
 		if ds := datasetOf(to); !p.inSend(ds) {
 			return zfs.ValidatedSend{}, p.forbid("send "+to, "not among its send datasets")
+		}
+		if token != nil {
+			if err := g.tokenBinding(ctx, p, *token); err != nil {
+				return zfs.ValidatedSend{}, err
+			}
 		}
 		if o.From != "" {
 			from, err := p.diskVersion("send from", o.From)
@@ -544,6 +562,46 @@ func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.Valida
 		Props:         o.Props,
 		ResumeToken:   o.ResumeToken,
 	}.Validate()
+}
+
+// tokenBinding checks that `zfs send -t` of t sends the snapshot the
+// policy checked, t.ToName. zfs does not send toname: it looks up the
+// snapshot whose guid is toguid, searching outward from toname's dataset
+// through the whole pool, and the incremental source by fromguid alone
+// (a snapshot or a bookmark, anywhere it finds one). So the snapshot
+// toname must exist with guid toguid, and a fromguid must be the guid of a
+// snapshot or bookmark of toname's dataset; otherwise the send is refused
+// and nothing runs. A toname that no longer exists is reported as zfs
+// would (ErrResumeTokenStale), so the client drops the token.
+func (g *gate) tokenBinding(ctx context.Context, p *Policy, t zfs.ResumeToken) error {
+	action := "resume a send of " + t.ToName
+	if g.get == nil || g.list == nil {
+		return p.forbid(action, "the far side cannot check the resume token")
+	}
+	got, err := g.get(ctx, []string{t.ToName}, []string{"guid"})
+	if errors.Is(err, zfs.ErrDatasetNotFound) {
+		return fmt.Errorf("checking the resume token: %s used in the initial send no longer exists: %w", t.ToName, zfs.ErrResumeTokenStale)
+	}
+	if err != nil {
+		return fmt.Errorf("checking the resume token: %w", err)
+	}
+	if guid, err := strconv.ParseUint(got[t.ToName]["guid"], 10, 64); err != nil || guid != t.ToGUID {
+		return p.forbid(action, fmt.Sprintf("the token's snapshot guid %#x is not the guid of %s", t.ToGUID, t.ToName))
+	}
+	if t.FromGUID == 0 {
+		return nil
+	}
+	ds := datasetOf(t.ToName)
+	versions, err := g.list(ctx, []string{ds}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+	if err != nil {
+		return fmt.Errorf("checking the resume token's incremental source: %w", err)
+	}
+	for _, v := range versions {
+		if (v.Type == zfs.Snapshot || v.Type == zfs.Bookmark) && v.Dataset() == ds && v.GUID == t.FromGUID {
+			return nil
+		}
+	}
+	return p.forbid(action, fmt.Sprintf("the token's incremental source guid %#x is no snapshot or bookmark of %s", t.FromGUID, ds))
 }
 
 func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
