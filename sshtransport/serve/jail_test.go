@@ -249,3 +249,87 @@ func TestJailHoldCap(t *testing.T) {
 		}
 	}
 }
+
+// create with parents: the far side makes each missing parent itself, a
+// never-mounted placeholder, instead of `zfs create -p` (default
+// properties, canmount=on, mounted).
+func TestJailCreateParents(t *testing.T) {
+	const noauto = "map[canmount:noauto]"
+	deeper := func(p *Policy) { p.ReceiveRoot = "backup/clients/laptop" }
+	for _, c := range []struct {
+		name  string
+		mod   func(*Policy)
+		args  wire.CreateArgs
+		err   error // of every Create
+		want  []string
+		fails bool
+	}{
+		{"below the root", nil, wire.CreateArgs{Name: "backup/laptop/tank/data", Parents: true, Props: map[string]string{"compression": "lz4"}}, nil, []string{
+			"Create backup/laptop " + noauto + " false",
+			"Create backup/laptop/tank " + noauto + " false",
+			"Create backup/laptop/tank/data map[canmount:noauto compression:lz4] false",
+		}, false},
+		{"the root's own parents", deeper, wire.CreateArgs{Name: "backup/clients/laptop/x", Parents: true}, nil, []string{
+			"Create backup/clients " + noauto + " false",
+			"Create backup/clients/laptop " + noauto + " false",
+			"Create backup/clients/laptop/x " + noauto + " false",
+		}, false},
+		{"canmount off kept", nil, wire.CreateArgs{Name: "backup/laptop/x", Parents: true, Props: map[string]string{"canmount": "off"}}, nil, []string{
+			"Create backup/laptop " + noauto + " false",
+			"Create backup/laptop/x map[canmount:off] false",
+		}, false},
+		{"everything exists", nil, wire.CreateArgs{Name: "backup/laptop/a/b", Parents: true}, zfs.ErrExists, []string{
+			"Create backup/laptop " + noauto + " false",
+			"Create backup/laptop/a " + noauto + " false",
+			"Create backup/laptop/a/b " + noauto + " false",
+		}, false},
+		{"a parent fails", nil, wire.CreateArgs{Name: "backup/laptop/a/b", Parents: true}, zfs.ErrDatasetNotFound, []string{
+			"Create backup/laptop " + noauto + " false",
+		}, true},
+		{"without parents", nil, wire.CreateArgs{Name: "backup/laptop/a/b"}, nil, []string{
+			"Create backup/laptop/a/b " + noauto + " false",
+		}, false},
+		{"without parents, exists", nil, wire.CreateArgs{Name: "backup/laptop/a"}, zfs.ErrExists, []string{
+			"Create backup/laptop/a " + noauto + " false",
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			if c.err != nil {
+				h.Errs["Create"] = c.err
+			}
+			_, err, calls := callRaw(t, h, c.mod, wire.OpCreate, c.args)
+			if (err != nil) != c.fails {
+				t.Errorf("err = %v, want failure %v", err, c.fails)
+			}
+			if c.fails && !errors.Is(err, c.err) {
+				t.Errorf("err = %v, want %v", err, c.err)
+			}
+			if !reflect.DeepEqual(calls, c.want) {
+				t.Errorf("calls:\n got  %q\n want %q", calls, c.want)
+			}
+		})
+	}
+	// unrestricted: zfs create -p as asked
+	h := servetest.NewFake()
+	r := newRaw(t, h, Options{})
+	if resp := r.call(wire.OpCreate, wire.CreateArgs{Name: "any/where/x", Parents: true}); resp.Error != nil {
+		t.Fatal(resp.Error.Decode())
+	}
+	if calls := h.Calls(); len(calls) != 1 || calls[0] != "Create any/where/x map[] true" {
+		t.Errorf("unrestricted create: %q", calls)
+	}
+}
+
+func TestAncestors(t *testing.T) {
+	for name, want := range map[string][]string{
+		"pool":         nil,
+		"pool/a":       nil,
+		"pool/a/b":     {"pool/a"},
+		"pool/a/b/c/d": {"pool/a", "pool/a/b", "pool/a/b/c"},
+	} {
+		if got := ancestors(name); !reflect.DeepEqual(got, want) {
+			t.Errorf("ancestors(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

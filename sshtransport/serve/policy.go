@@ -24,7 +24,9 @@ import (
 // destroy, hold, release, bookmark. Anything outside both areas is refused
 // with an error wrapping wire.ErrForbidden, and nothing runs. (Create with
 // parents may still create missing ancestors of ReceiveRoot itself, empty
-// filesystems, as `zfs create -p` of a dataset below it does.)
+// filesystems, as `zfs create -p` of a dataset below it would; the far side
+// creates each one itself as a placeholder, canmount=noauto and never
+// mounted, see createParents.)
 //
 // AppendOnly means received data can only grow: it refuses DestroySnapshots,
 // Rename and Receive with Force (a rollback) everywhere, and Set of
@@ -460,11 +462,51 @@ func (r createRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.checkProps("create with", r.Name, r.Props); err != nil {
 			return grant{}, err
 		}
-		name, props, parents := r.Name, createProps(r.Props), r.Parents
-		return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
+		name, props := r.Name, createProps(r.Props)
+		if !r.Parents {
+			return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, false) }), nil
+		}
+		parents := ancestors(name)
+		return doGrant(func(ctx context.Context, h Handler) error { return createParents(ctx, h, parents, name, props) }), nil
 	}
 	name, props, parents := r.Name, r.Props, r.Parents
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
+}
+
+// createParents is a restricted client's `zfs create -p`: zfs would make
+// the missing parents with default properties, canmount=on, and mount
+// them. Instead each parent is created here, top-down, as a placeholder
+// (canmount=noauto, never mounted) without -p; one that exists already is
+// left as it is. Then name is created with its checked properties; that it
+// exists already is no error, as with -p.
+func createParents(ctx context.Context, h Handler, parents []string, name string, props map[string]string) error {
+	for _, a := range parents {
+		err := h.Create(ctx, a, map[string]string{"canmount": "noauto"}, false)
+		if err != nil && !errors.Is(err, zfs.ErrExists) {
+			return fmt.Errorf("creating %s, a parent of %s: %w", a, name, err)
+		}
+	}
+	if err := h.Create(ctx, name, props, false); err != nil && !errors.Is(err, zfs.ErrExists) {
+		return err
+	}
+	return nil
+}
+
+// ancestors returns the datasets above name, top-down, without the pool
+// (the first component), which always exists: "a/b/c/d" -> a/b, a/b/c.
+// With the policy's rule that name is in the receive area, they are the
+// ancestors of the receive root and the datasets between it and name.
+func ancestors(name string) []string {
+	var out []string
+	for i := strings.IndexByte(name, '/'); i >= 0; {
+		j := strings.IndexByte(name[i+1:], '/')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+		out = append(out, name[:i])
+	}
+	return out
 }
 
 func (r setRequest) authorize(_ context.Context, g *gate) (grant, error) {
