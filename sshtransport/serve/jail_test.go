@@ -223,7 +223,7 @@ func TestJailOwnership(t *testing.T) {
 	}
 }
 
-// max_holds caps the snapshots of one dataset a client holds.
+// max_holds caps the holds a client has on one dataset's snapshots.
 func TestJailHoldCap(t *testing.T) {
 	h := servetest.NewFake()
 	h.Entries = []zfs.Entry{
@@ -247,6 +247,60 @@ func TestJailHoldCap(t *testing.T) {
 		if strings.HasPrefix(c, "Hold ") {
 			t.Errorf("held past the cap: %v", calls)
 		}
+	}
+}
+
+// max_holds counts hold objects, (snapshot, tag) pairs: one snapshot
+// carrying many of the client's tags counts once per tag.
+func TestJailHoldCapCountsTags(t *testing.T) {
+	const (
+		tagB  = "zsync_last_T" + tidA
+		tagC  = "zsync_step_Tfedcba9876543210"
+		diskB = tagB + "_Claptop"
+	)
+	entries := []zfs.Entry{
+		{Name: "tank/data@a", Type: zfs.Snapshot, UserRefs: 5},
+		{Name: "tank/data@b", Type: zfs.Snapshot},
+		// another dataset's (the fake lists everything): not counted
+		{Name: "tank/data/child@a", Type: zfs.Snapshot, UserRefs: 1},
+	}
+	tags := map[string][]string{
+		"tank/data@a":       {diskA, diskB, tagA + "_Cdesk", "admin", tagA},
+		"tank/data/child@a": {diskA},
+	}
+	capTwo := func(p *Policy) { p.MaxHolds = 2 }
+	for _, c := range []struct {
+		name  string
+		tag   string
+		snaps []string
+		ok    bool
+	}{
+		{"a third tag on a held snapshot", tagC, []string{"tank/data@a"}, false},
+		{"a third pair elsewhere", tagC, []string{"tank/data@b"}, false},
+		{"a pair it has already", tagA, []string{"tank/data@a"}, true},
+		{"two new pairs", tagA, []string{"tank/data@a", "tank/data@b"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			h.Entries, h.HoldTags = entries, tags
+			_, err, calls := callRaw(t, h, capTwo, wire.OpHold, wire.HoldArgs{Tag: c.tag, Snaps: c.snaps})
+			held := len(calls) > 0 && strings.HasPrefix(calls[len(calls)-1], "Hold ")
+			if c.ok {
+				if err != nil || !held {
+					t.Fatalf("refused: %v %v", err, calls)
+				}
+				return
+			}
+			if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "have 3 holds on the snapshots of tank/data") || !strings.Contains(err.Error(), "max_holds") {
+				t.Fatalf("err = %v", err)
+			}
+			if held {
+				t.Errorf("held past the cap: %v", calls)
+			}
+		})
+	}
+	if got := (&Policy{}).maxHolds(); got != DefaultMaxHolds || DefaultMaxHolds != 100000 {
+		t.Errorf("default cap %d", got)
 	}
 }
 

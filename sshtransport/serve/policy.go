@@ -55,13 +55,19 @@ type Policy struct {
 	// recordsize, atime, readonly, zsync:*). The far side's own choices
 	// (mountpoint, canmount, volmode) cannot be allowed (props.go).
 	AllowProperties []string
-	// MaxHolds caps the snapshots of one dataset in the send area that
-	// the client may hold at a time; 0 means DefaultMaxHolds.
+	// MaxHolds caps the holds the client may have at a time on the
+	// snapshots of one dataset in its send area: hold objects, one per
+	// (snapshot, tag), so many tags on one snapshot count as many. A hold
+	// that would pass it is refused. 0 means DefaultMaxHolds.
 	MaxHolds int
 }
 
-// DefaultMaxHolds is a client's hold cap when Policy.MaxHolds is 0.
-const DefaultMaxHolds = 4096
+// DefaultMaxHolds is a client's hold cap when Policy.MaxHolds is 0. An -I
+// step holds every snapshot it delivers, so a client offline for a week
+// behind a per-minute snapshot schedule comes back needing ~10,000 holds on
+// one dataset; the cap is there to bound what a stolen key can pin, not to
+// fail such a catch-up.
+const DefaultMaxHolds = 100000
 
 // Ownership (owner.go): in the send area outside its receive area, a
 // client's hold tags and bookmark names are bound to it on disk.
@@ -357,12 +363,12 @@ func (r holdRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		snaps, max := r.Snaps, p.maxHolds()
 		return doGrant(func(ctx context.Context, h Handler) error {
 			if owned {
-				ds, n, err := p.owner().overCap(ctx, h, max, snaps)
+				ds, n, err := p.owner().overCap(ctx, h, max, tag, snaps)
 				if err != nil {
 					return err
 				}
 				if ds != "" {
-					return p.forbid(fmt.Sprintf("hold %d snapshots of %s", n, ds), fmt.Sprintf("its cap is %d (max_holds in its [[serve.client]] on this host)", max))
+					return p.forbid(fmt.Sprintf("have %d holds on the snapshots of %s", n, ds), fmt.Sprintf("its cap is %d holds per dataset (max_holds in its [[serve.client]] on this host)", max))
 				}
 			}
 			return h.Hold(ctx, tag, snaps)
