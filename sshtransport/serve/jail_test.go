@@ -46,8 +46,8 @@ func TestJailProperties(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"create setuid", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"setuid": "on"}}, wire.ErrForbidden, `add "setuid" to allow_properties in [[serve.client]] laptop`},
-		{"create mountpoint", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/etc"}}, wire.ErrForbidden, "mountpoint is decided by the far side"},
+		{"create setuid", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"setuid": "on"}}, wire.ErrForbidden, `add "setuid" to allow_properties in [[serve.client]] laptop on this host, or drop it from the job's properties_override)`},
+		{"create mountpoint", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/etc"}}, wire.ErrForbidden, "mountpoint is decided by the far side: received and created datasets inherit it from below the receive root (drop it from the job's properties_override)"},
 		{"create canmount on", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"canmount": "on"}}, wire.ErrForbidden, "canmount is decided by the far side"},
 		{"set mountpoint", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/tmp/evil"}}, wire.ErrForbidden, "mountpoint"},
 		{"set sharenfs", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"sharenfs": "rw=@0.0.0.0/0"}}, wire.ErrForbidden, "sharenfs"},
