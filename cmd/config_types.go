@@ -114,8 +114,10 @@ type serveClientConfig struct {
 	// readonly and zsync:*). mountpoint, canmount and volmode are decided
 	// by the far side and cannot be listed.
 	AllowProperties []string `toml:"allow_properties"`
-	// MaxHolds caps the snapshots of one dataset in the send area that the
-	// client may hold at a time (0: serve.DefaultMaxHolds, 4096).
+	// MaxHolds caps the number of holds the client may have at a time on
+	// one dataset in its send area: hold objects, one per (snapshot, tag),
+	// so many tags on one snapshot count as many (0: serve.DefaultMaxHolds,
+	// 100000).
 	MaxHolds int `toml:"max_holds"`
 }
 

@@ -53,33 +53,57 @@ func (c *CLI) DecodeResumeToken(ctx context.Context, token string) (ResumeToken,
 
 var reTokenLine = regexp.MustCompile(`^\s+([a-z_]+)(?: = (.*))?$`)
 
-// parseResumeToken parses the nvlist printed after "resume token contents:".
+// tokenKeys are the keys of a receive_resume_token's nvlist as OpenZFS 2.1
+// to 2.3 write them (dsl_dataset.c, get_receive_resume_token) and libzfs
+// reads them (zfs_send_resume_impl): the decoder knows each one, and a
+// printed nvlist with any other key is refused. redact_snaps and
+// book_redact_snaps are uint64 arrays ("= 0x1 0x2", an empty one prints a
+// blank line); they are accepted and not used.
+var tokenKeys = map[string]bool{
+	"fromguid": true, "object": true, "offset": true, "bytes": true,
+	"toguid": true, "toname": true,
+	"largeblockok": true, "embedok": true, "compressok": true, "rawok": true, "savedok": true,
+	"redact_snaps": true, "book_redact_snaps": true,
+}
+
+// parseResumeToken parses the nvlist printed after "resume token
+// contents:". The nvlist is the indented lines after the "nvlist version"
+// line; the first line that is not indented ends it (the size estimate or
+// zfs's error). Every key must be known and appear once: nvlist_print
+// prints a string value raw, so a toname carrying a newline and a tab could
+// otherwise add a line that overrides a key printed before it, and zfs
+// send -t would act on the nvlist, not on what was parsed.
 func parseResumeToken(out string) (ResumeToken, error) {
 	i := strings.Index(out, "resume token contents:")
 	if i < 0 {
 		return ResumeToken{}, fmt.Errorf("no resume token contents in output: %w", ErrResumeTokenCorrupt)
 	}
 	var rt ResumeToken
-	var haveTo, haveName bool
+	seen := map[string]bool{}
 	for _, line := range strings.Split(out[i:], "\n")[1:] {
-		if strings.HasPrefix(line, "nvlist version") || strings.TrimSpace(line) == "" {
+		if strings.TrimSpace(line) == "" || (len(seen) == 0 && strings.HasPrefix(line, "nvlist version")) {
 			continue
 		}
-		m := reTokenLine.FindStringSubmatch(line)
-		if m == nil {
+		if line[0] != ' ' && line[0] != '\t' {
 			break // end of the nvlist (e.g. the send summary or an error)
 		}
+		m := reTokenLine.FindStringSubmatch(line)
+		if m == nil || !tokenKeys[m[1]] {
+			return ResumeToken{}, fmt.Errorf("resume token line %q is not one of its known fields: %w", shorten(strings.TrimSpace(line), 60), ErrResumeTokenCorrupt)
+		}
 		key, val := m[1], m[2]
+		if seen[key] {
+			return ResumeToken{}, fmt.Errorf("resume token field %s appears twice: %w", key, ErrResumeTokenCorrupt)
+		}
+		seen[key] = true
 		var err error
 		switch key {
 		case "fromguid":
 			rt.FromGUID, err = parseTokenUint(val)
 		case "toguid":
 			rt.ToGUID, err = parseTokenUint(val)
-			haveTo = true
 		case "toname":
 			rt.ToName = val
-			haveName = true
 		case "object":
 			rt.Object, err = parseTokenUint(val)
 		case "offset":
@@ -94,12 +118,14 @@ func parseResumeToken(out string) (ResumeToken, error) {
 			rt.LargeBlocks, err = parseTokenBool(val)
 		case "embedok":
 			rt.Embedded, err = parseTokenBool(val)
+		case "savedok":
+			_, err = parseTokenBool(val)
 		}
 		if err != nil {
-			return ResumeToken{}, fmt.Errorf("resume token field %s=%q: %v: %w", key, val, err, ErrResumeTokenCorrupt)
+			return ResumeToken{}, fmt.Errorf("resume token field %s=%q: %v: %w", key, shorten(val, 60), err, ErrResumeTokenCorrupt)
 		}
 	}
-	if !haveTo || !haveName || rt.ToGUID == 0 {
+	if !seen["toguid"] || !seen["toname"] || rt.ToGUID == 0 {
 		return ResumeToken{}, fmt.Errorf("resume token without toguid/toname: %w", ErrResumeTokenCorrupt)
 	}
 	if err := ValidateSnapshot(rt.ToName); err != nil {

@@ -52,6 +52,25 @@ func TestParseResumeTokenForms(t *testing.T) {
 		{"resume token contents:\nnvlist version: 0\n\ttoguid = zz\n\ttoname = p/a@b\n", false, ResumeToken{}},
 		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x1\n\ttoname = not a snapshot\n", false, ResumeToken{}},
 		{"something else\n", false, ResumeToken{}},
+		// The arrays and flags of newer tokens are known; the nvlist ends
+		// at the first line that is not indented.
+		{"resume token contents:\nnvlist version: 0\n\tfromguid = 0x2\n\ttoguid = 0x10\n\ttoname = p/a@b\n\tredact_snaps = 0x5 0x6\n\tbook_redact_snaps = \n\tsavedok = 1\nsend from @a to p/a@b estimated size is 1M\n\ttoguid = 0x11\n", true,
+			ResumeToken{FromGUID: 2, ToGUID: 16, ToName: "p/a@b"}},
+		// A key printed twice: the later line must not override the first
+		// (a toname carrying "\n\ttoguid = ..." prints such a line).
+		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x10\n\ttoname = p/a@b\n\ttoguid = 0x11\n", false, ResumeToken{}},
+		{"resume token contents:\nnvlist version: 0\n\ttoname = p/a@b\n\ttoguid = 0x10\n\ttoname = p/other@b\n", false, ResumeToken{}},
+		{"resume token contents:\nnvlist version: 0\n\tfromguid = 0x1\n\tfromguid = 0x2\n\ttoguid = 0x10\n\ttoname = p/a@b\n", false, ResumeToken{}},
+		// Boolean flags count as keys too.
+		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x10\n\ttoname = p/a@b\n\trawok = 1\n\trawok = 0\n", false, ResumeToken{}},
+		// A line the decoder does not know.
+		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x10\n\ttoname = p/a@b\n\tfromname = p/x@y\n", false, ResumeToken{}},
+		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x10\n\ttoname = p/a@b\n\tTONAME = p/x@y\n", false, ResumeToken{}},
+		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x10\n\ttoname = p/a@b\n\t nvlist version: 0\n", false, ResumeToken{}},
+		// A second version line inside the nvlist ends it, as any line
+		// that is not indented: what follows is not parsed.
+		{"resume token contents:\nnvlist version: 0\n\ttoguid = 0x10\n\ttoname = p/a@b\nnvlist version: 0\n\ttoguid = 0x11\n", true,
+			ResumeToken{ToGUID: 16, ToName: "p/a@b"}},
 	}
 	for _, tt := range tests {
 		got, err := parseResumeToken(tt.out)

@@ -124,7 +124,7 @@ func FuzzReadFrame(f *testing.F) {
 				if wire.DecodeStrict(p, &req) == nil {
 					if d, ok := requests[req.Op]; ok {
 						if r, err := d(req.Args); err == nil && r.validate() == nil {
-							g := &gate{policy: &Policy{Client: "fuzz", ReceiveRoot: "backup/x"}, decodeToken: servetest.NewFake().DecodeResumeToken}
+							g := gateFor(&Policy{Client: "fuzz", ReceiveRoot: "backup/x"}, servetest.NewFake())
 							_, _ = r.authorize(context.Background(), g)
 						}
 					}

@@ -46,8 +46,8 @@ func TestJailProperties(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"create setuid", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"setuid": "on"}}, wire.ErrForbidden, `add "setuid" to allow_properties in [[serve.client]] laptop`},
-		{"create mountpoint", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/etc"}}, wire.ErrForbidden, "mountpoint is decided by the far side"},
+		{"create setuid", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"setuid": "on"}}, wire.ErrForbidden, `add "setuid" to allow_properties in [[serve.client]] laptop on this host, or drop it from the job's properties_override)`},
+		{"create mountpoint", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/etc"}}, wire.ErrForbidden, "mountpoint is decided by the far side: received and created datasets inherit it from below the receive root (drop it from the job's properties_override)"},
 		{"create canmount on", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/x", Props: map[string]string{"canmount": "on"}}, wire.ErrForbidden, "canmount is decided by the far side"},
 		{"set mountpoint", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"mountpoint": "/tmp/evil"}}, wire.ErrForbidden, "mountpoint"},
 		{"set sharenfs", nil, wire.OpSet, wire.SetArgs{Name: "backup/laptop/x", Props: map[string]string{"sharenfs": "rw=@0.0.0.0/0"}}, wire.ErrForbidden, "sharenfs"},
@@ -223,7 +223,7 @@ func TestJailOwnership(t *testing.T) {
 	}
 }
 
-// max_holds caps the snapshots of one dataset a client holds.
+// max_holds caps the holds a client has on one dataset's snapshots.
 func TestJailHoldCap(t *testing.T) {
 	h := servetest.NewFake()
 	h.Entries = []zfs.Entry{
@@ -246,6 +246,144 @@ func TestJailHoldCap(t *testing.T) {
 	for _, c := range calls {
 		if strings.HasPrefix(c, "Hold ") {
 			t.Errorf("held past the cap: %v", calls)
+		}
+	}
+}
+
+// max_holds counts hold objects, (snapshot, tag) pairs: one snapshot
+// carrying many of the client's tags counts once per tag.
+func TestJailHoldCapCountsTags(t *testing.T) {
+	const (
+		tagB  = "zsync_last_T" + tidA
+		tagC  = "zsync_step_Tfedcba9876543210"
+		diskB = tagB + "_Claptop"
+	)
+	entries := []zfs.Entry{
+		{Name: "tank/data@a", Type: zfs.Snapshot, UserRefs: 5},
+		{Name: "tank/data@b", Type: zfs.Snapshot},
+		// another dataset's (the fake lists everything): not counted
+		{Name: "tank/data/child@a", Type: zfs.Snapshot, UserRefs: 1},
+	}
+	tags := map[string][]string{
+		"tank/data@a":       {diskA, diskB, tagA + "_Cdesk", "admin", tagA},
+		"tank/data/child@a": {diskA},
+	}
+	capTwo := func(p *Policy) { p.MaxHolds = 2 }
+	for _, c := range []struct {
+		name  string
+		tag   string
+		snaps []string
+		ok    bool
+	}{
+		{"a third tag on a held snapshot", tagC, []string{"tank/data@a"}, false},
+		{"a third pair elsewhere", tagC, []string{"tank/data@b"}, false},
+		{"a pair it has already", tagA, []string{"tank/data@a"}, true},
+		{"two new pairs", tagA, []string{"tank/data@a", "tank/data@b"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			h.Entries, h.HoldTags = entries, tags
+			_, err, calls := callRaw(t, h, capTwo, wire.OpHold, wire.HoldArgs{Tag: c.tag, Snaps: c.snaps})
+			held := len(calls) > 0 && strings.HasPrefix(calls[len(calls)-1], "Hold ")
+			if c.ok {
+				if err != nil || !held {
+					t.Fatalf("refused: %v %v", err, calls)
+				}
+				return
+			}
+			if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "have 3 holds on the snapshots of tank/data") || !strings.Contains(err.Error(), "max_holds") {
+				t.Fatalf("err = %v", err)
+			}
+			if held {
+				t.Errorf("held past the cap: %v", calls)
+			}
+		})
+	}
+	if got := (&Policy{}).maxHolds(); got != DefaultMaxHolds || DefaultMaxHolds != 100000 {
+		t.Errorf("default cap %d", got)
+	}
+}
+
+// create with parents: the far side makes each missing parent itself, a
+// never-mounted placeholder, instead of `zfs create -p` (default
+// properties, canmount=on, mounted).
+func TestJailCreateParents(t *testing.T) {
+	const noauto = "map[canmount:noauto]"
+	deeper := func(p *Policy) { p.ReceiveRoot = "backup/clients/laptop" }
+	for _, c := range []struct {
+		name  string
+		mod   func(*Policy)
+		args  wire.CreateArgs
+		err   error // of every Create
+		want  []string
+		fails bool
+	}{
+		{"below the root", nil, wire.CreateArgs{Name: "backup/laptop/tank/data", Parents: true, Props: map[string]string{"compression": "lz4"}}, nil, []string{
+			"Create backup/laptop " + noauto + " false",
+			"Create backup/laptop/tank " + noauto + " false",
+			"Create backup/laptop/tank/data map[canmount:noauto compression:lz4] false",
+		}, false},
+		{"the root's own parents", deeper, wire.CreateArgs{Name: "backup/clients/laptop/x", Parents: true}, nil, []string{
+			"Create backup/clients " + noauto + " false",
+			"Create backup/clients/laptop " + noauto + " false",
+			"Create backup/clients/laptop/x " + noauto + " false",
+		}, false},
+		{"canmount off kept", nil, wire.CreateArgs{Name: "backup/laptop/x", Parents: true, Props: map[string]string{"canmount": "off"}}, nil, []string{
+			"Create backup/laptop " + noauto + " false",
+			"Create backup/laptop/x map[canmount:off] false",
+		}, false},
+		{"everything exists", nil, wire.CreateArgs{Name: "backup/laptop/a/b", Parents: true}, zfs.ErrExists, []string{
+			"Create backup/laptop " + noauto + " false",
+			"Create backup/laptop/a " + noauto + " false",
+			"Create backup/laptop/a/b " + noauto + " false",
+		}, false},
+		{"a parent fails", nil, wire.CreateArgs{Name: "backup/laptop/a/b", Parents: true}, zfs.ErrDatasetNotFound, []string{
+			"Create backup/laptop " + noauto + " false",
+		}, true},
+		{"without parents", nil, wire.CreateArgs{Name: "backup/laptop/a/b"}, nil, []string{
+			"Create backup/laptop/a/b " + noauto + " false",
+		}, false},
+		{"without parents, exists", nil, wire.CreateArgs{Name: "backup/laptop/a"}, zfs.ErrExists, []string{
+			"Create backup/laptop/a " + noauto + " false",
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			if c.err != nil {
+				h.Errs["Create"] = c.err
+			}
+			_, err, calls := callRaw(t, h, c.mod, wire.OpCreate, c.args)
+			if (err != nil) != c.fails {
+				t.Errorf("err = %v, want failure %v", err, c.fails)
+			}
+			if c.fails && !errors.Is(err, c.err) {
+				t.Errorf("err = %v, want %v", err, c.err)
+			}
+			if !reflect.DeepEqual(calls, c.want) {
+				t.Errorf("calls:\n got  %q\n want %q", calls, c.want)
+			}
+		})
+	}
+	// unrestricted: zfs create -p as asked
+	h := servetest.NewFake()
+	r := newRaw(t, h, Options{})
+	if resp := r.call(wire.OpCreate, wire.CreateArgs{Name: "any/where/x", Parents: true}); resp.Error != nil {
+		t.Fatal(resp.Error.Decode())
+	}
+	if calls := h.Calls(); len(calls) != 1 || calls[0] != "Create any/where/x map[] true" {
+		t.Errorf("unrestricted create: %q", calls)
+	}
+}
+
+func TestAncestors(t *testing.T) {
+	for name, want := range map[string][]string{
+		"pool":         nil,
+		"pool/a":       nil,
+		"pool/a/b":     {"pool/a"},
+		"pool/a/b/c/d": {"pool/a", "pool/a/b", "pool/a/b/c"},
+	} {
+		if got := ancestors(name); !reflect.DeepEqual(got, want) {
+			t.Errorf("ancestors(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

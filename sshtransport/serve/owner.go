@@ -100,20 +100,23 @@ func (o owner) diskVersion(name string) (string, error) {
 	return o.diskBookmark(name)
 }
 
-// heldBy returns the snapshots of dataset that o holds now (any of its own
-// tags), with h.
-func (o owner) heldBy(ctx context.Context, h Handler, dataset string) (map[string]bool, error) {
+// holdPair is one hold object: a snapshot and a tag on it.
+type holdPair struct{ snap, tag string }
+
+// holdsOn returns the holds o has now on the snapshots of dataset (its own
+// on-disk tags), with h.
+func (o owner) holdsOn(ctx context.Context, h Handler, dataset string) (map[holdPair]bool, error) {
 	entries, err := h.List(ctx, []string{dataset}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
 	if err != nil {
 		return nil, err
 	}
 	var held []string
 	for _, e := range entries {
-		if e.Type == zfs.Snapshot && e.UserRefs > 0 {
+		if e.Type == zfs.Snapshot && e.UserRefs > 0 && e.Dataset() == dataset {
 			held = append(held, e.Name)
 		}
 	}
-	mine := map[string]bool{}
+	mine := map[holdPair]bool{}
 	if len(held) == 0 {
 		return mine, nil
 	}
@@ -122,34 +125,41 @@ func (o owner) heldBy(ctx context.Context, h Handler, dataset string) (map[strin
 		return nil, err
 	}
 	for snap, ts := range tags {
+		if datasetOf(snap) != dataset {
+			continue
+		}
 		for _, t := range ts {
 			if base, ok := strings.CutSuffix(t, o.suffix()); ok && reZsyncTag.MatchString(base) {
-				mine[snap] = true
+				mine[holdPair{snap, t}] = true
 			}
 		}
 	}
 	return mine, nil
 }
 
-// overCap returns the first dataset on which holding snaps would leave o
-// holding more than max snapshots, and how many that would be.
-func (o owner) overCap(ctx context.Context, h Handler, max int, snaps []string) (string, int, error) {
+// overCap returns the first dataset on which holding snaps with the
+// on-disk tag would leave o with more than max holds, and how many that
+// would be. It counts hold objects, (snapshot, tag) pairs: the client's
+// own holds on the dataset now plus those the request adds (a pair it has
+// already is not counted twice), so neither many snapshots nor many tags
+// on one snapshot pass the cap.
+func (o owner) overCap(ctx context.Context, h Handler, max int, tag string, snaps []string) (string, int, error) {
 	byDataset := map[string][]string{}
 	var order []string
 	for _, s := range snaps {
-		ds, _, _ := zfs.SplitName(s)
+		ds := datasetOf(s)
 		if _, ok := byDataset[ds]; !ok {
 			order = append(order, ds)
 		}
 		byDataset[ds] = append(byDataset[ds], s)
 	}
 	for _, ds := range order {
-		mine, err := o.heldBy(ctx, h, ds)
+		mine, err := o.holdsOn(ctx, h, ds)
 		if err != nil {
 			return "", 0, fmt.Errorf("counting the holds of client %s on %s: %w", o.client, ds, err)
 		}
 		for _, s := range byDataset[ds] {
-			mine[s] = true
+			mine[holdPair{s, tag}] = true
 		}
 		if len(mine) > max {
 			return ds, len(mine), nil

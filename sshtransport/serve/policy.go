@@ -2,7 +2,9 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/zsync-dev/zsync/sshtransport/wire"
@@ -22,7 +24,9 @@ import (
 // destroy, hold, release, bookmark. Anything outside both areas is refused
 // with an error wrapping wire.ErrForbidden, and nothing runs. (Create with
 // parents may still create missing ancestors of ReceiveRoot itself, empty
-// filesystems, as `zfs create -p` of a dataset below it does.)
+// filesystems, as `zfs create -p` of a dataset below it would; the far side
+// creates each one itself as a placeholder, canmount=noauto and never
+// mounted, see createParents.)
 //
 // AppendOnly means received data can only grow: it refuses DestroySnapshots,
 // Rename and Receive with Force (a rollback) everywhere, and Set of
@@ -51,13 +55,19 @@ type Policy struct {
 	// recordsize, atime, readonly, zsync:*). The far side's own choices
 	// (mountpoint, canmount, volmode) cannot be allowed (props.go).
 	AllowProperties []string
-	// MaxHolds caps the snapshots of one dataset in the send area that
-	// the client may hold at a time; 0 means DefaultMaxHolds.
+	// MaxHolds caps the holds the client may have at a time on the
+	// snapshots of one dataset in its send area: hold objects, one per
+	// (snapshot, tag), so many tags on one snapshot count as many. A hold
+	// that would pass it is refused. 0 means DefaultMaxHolds.
 	MaxHolds int
 }
 
-// DefaultMaxHolds is a client's hold cap when Policy.MaxHolds is 0.
-const DefaultMaxHolds = 4096
+// DefaultMaxHolds is a client's hold cap when Policy.MaxHolds is 0. An -I
+// step holds every snapshot it delivers, so a client offline for a week
+// behind a per-minute snapshot schedule comes back needing ~10,000 holds on
+// one dataset; the cap is there to bound what a stolen key can pin, not to
+// fail such a catch-up.
+const DefaultMaxHolds = 100000
 
 // Ownership (owner.go): in the send area outside its receive area, a
 // client's hold tags and bookmark names are bound to it on disk.
@@ -205,11 +215,20 @@ func datasetOf(name string) string {
 // authorize method builds its grant here.
 
 // gate is what an authorize method may use: the client's policy (nil when
-// unrestricted), and the one Handler call a rule may make before anything
-// is granted, decoding a resume token to learn what a send would read.
+// unrestricted), and the only Handler calls a rule may make before anything
+// is granted, all reads: decoding a resume token to learn what a send would
+// read (decodeToken), and reading the guids that bind the token to the
+// snapshot it names (get, list; see tokenBinding).
 type gate struct {
 	policy      *Policy
 	decodeToken func(ctx context.Context, token string) (zfs.ResumeToken, error)
+	get         func(ctx context.Context, names []string, props []string) (map[string]map[string]string, error)
+	list        func(ctx context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error)
+}
+
+// gateFor returns the gate of a request served by h under policy.
+func gateFor(policy *Policy, h Handler) *gate {
+	return &gate{policy: policy, decodeToken: h.DecodeResumeToken, get: h.Get, list: h.List}
 }
 
 // grant is what the policy allowed to run for one request: exactly one of
@@ -344,12 +363,12 @@ func (r holdRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		snaps, max := r.Snaps, p.maxHolds()
 		return doGrant(func(ctx context.Context, h Handler) error {
 			if owned {
-				ds, n, err := p.owner().overCap(ctx, h, max, snaps)
+				ds, n, err := p.owner().overCap(ctx, h, max, tag, snaps)
 				if err != nil {
 					return err
 				}
 				if ds != "" {
-					return p.forbid(fmt.Sprintf("hold %d snapshots of %s", n, ds), fmt.Sprintf("its cap is %d (max_holds in its [[serve.client]] on this host)", max))
+					return p.forbid(fmt.Sprintf("have %d holds on the snapshots of %s", n, ds), fmt.Sprintf("its cap is %d holds per dataset (max_holds in its [[serve.client]] on this host)", max))
 				}
 			}
 			return h.Hold(ctx, tag, snaps)
@@ -449,11 +468,51 @@ func (r createRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.checkProps("create with", r.Name, r.Props); err != nil {
 			return grant{}, err
 		}
-		name, props, parents := r.Name, createProps(r.Props), r.Parents
-		return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
+		name, props := r.Name, createProps(r.Props)
+		if !r.Parents {
+			return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, false) }), nil
+		}
+		parents := ancestors(name)
+		return doGrant(func(ctx context.Context, h Handler) error { return createParents(ctx, h, parents, name, props) }), nil
 	}
 	name, props, parents := r.Name, r.Props, r.Parents
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Create(ctx, name, props, parents) }), nil
+}
+
+// createParents is a restricted client's `zfs create -p`: zfs would make
+// the missing parents with default properties, canmount=on, and mount
+// them. Instead each parent is created here, top-down, as a placeholder
+// (canmount=noauto, never mounted) without -p; one that exists already is
+// left as it is. Then name is created with its checked properties; that it
+// exists already is no error, as with -p.
+func createParents(ctx context.Context, h Handler, parents []string, name string, props map[string]string) error {
+	for _, a := range parents {
+		err := h.Create(ctx, a, map[string]string{"canmount": "noauto"}, false)
+		if err != nil && !errors.Is(err, zfs.ErrExists) {
+			return fmt.Errorf("creating %s, a parent of %s: %w", a, name, err)
+		}
+	}
+	if err := h.Create(ctx, name, props, false); err != nil && !errors.Is(err, zfs.ErrExists) {
+		return err
+	}
+	return nil
+}
+
+// ancestors returns the datasets above name, top-down, without the pool
+// (the first component), which always exists: "a/b/c/d" -> a/b, a/b/c.
+// With the policy's rule that name is in the receive area, they are the
+// ancestors of the receive root and the datasets between it and name.
+func ancestors(name string) []string {
+	var out []string
+	for i := strings.IndexByte(name, '/'); i >= 0; {
+		j := strings.IndexByte(name[i+1:], '/')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+		out = append(out, name[:i])
+	}
+	return out
 }
 
 func (r setRequest) authorize(_ context.Context, g *gate) (grant, error) {
@@ -506,12 +565,14 @@ func (r sendSizeRequest) authorize(ctx context.Context, g *gate) (grant, error) 
 }
 
 // authorizeSend checks that a send reads only the send area (a resume
-// token is decoded first: it names the snapshot it sends) and returns the
-// options to run it with, built field by field: a field added to
-// zfs.SendOptions reaches zfs only once it is passed on here.
+// token is decoded first: it names the snapshot it sends, and is then bound
+// to it by guid) and returns the options to run it with, built field by
+// field: a field added to zfs.SendOptions reaches zfs only once it is
+// passed on here.
 func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.ValidatedSend, error) {
 	if p := g.policy; p != nil {
 		to := o.To
+		var token *zfs.ResumeToken
 		if o.ResumeToken != "" {
 			t, err := g.decodeToken(ctx, o.ResumeToken)
 			if err != nil {
@@ -520,10 +581,15 @@ func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.Valida
 			if err := zfs.ValidateSnapshot(t.ToName); err != nil {
 				return zfs.ValidatedSend{}, fmt.Errorf("checking the resume token: %w", err)
 			}
-			to = t.ToName
+			to, token = t.ToName, &t
 		}
 		if ds := datasetOf(to); !p.inSend(ds) {
 			return zfs.ValidatedSend{}, p.forbid("send "+to, "not among its send datasets")
+		}
+		if token != nil {
+			if err := g.tokenBinding(ctx, p, *token); err != nil {
+				return zfs.ValidatedSend{}, err
+			}
 		}
 		if o.From != "" {
 			from, err := p.diskVersion("send from", o.From)
@@ -544,6 +610,46 @@ func (g *gate) authorizeSend(ctx context.Context, o zfs.SendOptions) (zfs.Valida
 		Props:         o.Props,
 		ResumeToken:   o.ResumeToken,
 	}.Validate()
+}
+
+// tokenBinding checks that `zfs send -t` of t sends the snapshot the
+// policy checked, t.ToName. zfs does not send toname: it looks up the
+// snapshot whose guid is toguid, searching outward from toname's dataset
+// through the whole pool, and the incremental source by fromguid alone
+// (a snapshot or a bookmark, anywhere it finds one). So the snapshot
+// toname must exist with guid toguid, and a fromguid must be the guid of a
+// snapshot or bookmark of toname's dataset; otherwise the send is refused
+// and nothing runs. A toname that no longer exists is reported as zfs
+// would (ErrResumeTokenStale), so the client drops the token.
+func (g *gate) tokenBinding(ctx context.Context, p *Policy, t zfs.ResumeToken) error {
+	action := "resume a send of " + t.ToName
+	if g.get == nil || g.list == nil {
+		return p.forbid(action, "the far side cannot check the resume token")
+	}
+	got, err := g.get(ctx, []string{t.ToName}, []string{"guid"})
+	if errors.Is(err, zfs.ErrDatasetNotFound) {
+		return fmt.Errorf("checking the resume token: %s used in the initial send no longer exists: %w", t.ToName, zfs.ErrResumeTokenStale)
+	}
+	if err != nil {
+		return fmt.Errorf("checking the resume token: %w", err)
+	}
+	if guid, err := strconv.ParseUint(got[t.ToName]["guid"], 10, 64); err != nil || guid != t.ToGUID {
+		return p.forbid(action, fmt.Sprintf("the token's snapshot guid %#x is not the guid of %s", t.ToGUID, t.ToName))
+	}
+	if t.FromGUID == 0 {
+		return nil
+	}
+	ds := datasetOf(t.ToName)
+	versions, err := g.list(ctx, []string{ds}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+	if err != nil {
+		return fmt.Errorf("checking the resume token's incremental source: %w", err)
+	}
+	for _, v := range versions {
+		if (v.Type == zfs.Snapshot || v.Type == zfs.Bookmark) && v.Dataset() == ds && v.GUID == t.FromGUID {
+			return nil
+		}
+	}
+	return p.forbid(action, fmt.Sprintf("the token's incremental source guid %#x is no snapshot or bookmark of %s", t.FromGUID, ds))
 }
 
 func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {

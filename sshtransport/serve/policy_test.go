@@ -193,6 +193,7 @@ func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 
 	// A token of an allowed dataset goes through.
 	h.Token.ToName = "tank/data/child@s"
+	h.Props = map[string]map[string]string{"tank/data/child@s": {"guid": "7"}}
 	resp = r.call(wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
 	if resp.Error != nil {
 		t.Fatalf("allowed token refused: %v", resp.Error.Decode())
@@ -203,8 +204,87 @@ func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 	if resp.Error == nil || !errors.Is(resp.Error.Decode(), zfs.ErrResumeTokenCorrupt) {
 		t.Fatalf("corrupt token: %+v", resp)
 	}
-	if n := len(h.Calls()); n != 4 {
+	if n := len(h.Calls()); n != 5 {
 		t.Errorf("calls = %v", h.Calls())
+	}
+}
+
+// zfs send -t sends the snapshot with the token's toguid, wherever zfs
+// finds it, and the incremental source with its fromguid: the far side
+// binds both to the toname the policy checked, on send and send_size.
+func TestPolicyResumeTokenBoundByGUID(t *testing.T) {
+	const to = "tank/data@s"
+	guids := map[string]map[string]string{to: {"guid": "7"}}
+	versions := []zfs.Entry{
+		{Name: "tank/data@a", Type: zfs.Snapshot, GUID: 0xa},
+		{Name: "tank/data#zsync_cursor_T" + tidA + "_G000000000000000b_Claptop", Type: zfs.Bookmark, GUID: 0xb},
+		{Name: to, Type: zfs.Snapshot, GUID: 7},
+		// the fake lists every entry whatever the root: these are
+		// another dataset's, and must not count
+		{Name: "tank/other@x", Type: zfs.Snapshot, GUID: 0xc},
+		{Name: "tank/data/secret#y", Type: zfs.Bookmark, GUID: 0xd},
+	}
+	stale, forbidden := zfs.ErrResumeTokenStale, wire.ErrForbidden
+	for _, tc := range []struct {
+		name  string
+		token zfs.ResumeToken
+		props map[string]map[string]string
+		get   error
+		want  error
+		msg   string
+	}{
+		{"full", zfs.ResumeToken{ToGUID: 7, ToName: to}, guids, nil, nil, ""},
+		{"from a snapshot", zfs.ResumeToken{FromGUID: 0xa, ToGUID: 7, ToName: to}, guids, nil, nil, ""},
+		{"from a bookmark", zfs.ResumeToken{FromGUID: 0xb, ToGUID: 7, ToName: to}, guids, nil, nil, ""},
+		{"another snapshot's guid", zfs.ResumeToken{ToGUID: 8, ToName: to}, guids, nil, forbidden, "the token's snapshot guid 0x8 is not the guid of tank/data@s"},
+		{"no guid read", zfs.ResumeToken{ToGUID: 7, ToName: to}, map[string]map[string]string{"tank/data@t": {"guid": "7"}}, nil, forbidden, "not the guid"},
+		{"from another dataset", zfs.ResumeToken{FromGUID: 0xc, ToGUID: 7, ToName: to}, guids, nil, forbidden, "incremental source guid 0xc is no snapshot or bookmark of tank/data"},
+		{"from an excluded dataset", zfs.ResumeToken{FromGUID: 0xd, ToGUID: 7, ToName: to}, guids, nil, forbidden, "0xd"},
+		{"from nowhere", zfs.ResumeToken{FromGUID: 0xe, ToGUID: 7, ToName: to}, guids, nil, forbidden, "0xe"},
+		{"snapshot gone", zfs.ResumeToken{ToGUID: 7, ToName: to}, nil, zfs.ErrDatasetNotFound, stale, "no longer exists"},
+		{"get fails", zfs.ResumeToken{ToGUID: 7, ToName: to}, nil, errors.New("zfs get: boom"), nil, "boom"},
+	} {
+		for _, op := range []string{wire.OpSend, wire.OpSendSize} {
+			t.Run(tc.name+" "+op, func(t *testing.T) {
+				h := servetest.NewFake()
+				h.Token, h.Props, h.Entries = tc.token, tc.props, versions
+				if tc.get != nil {
+					h.Errs["Get"] = tc.get
+				}
+				r := newRaw(t, h, Options{Policy: testPolicy(t, nil)})
+				ok := tc.want == nil && tc.msg == ""
+				if ok && op == wire.OpSend {
+					h.SendData = []byte("stream")
+				}
+				resp := r.call(op, wire.SendArgs{Options: zfs.SendOptions{ResumeToken: goodToken}})
+				var sent bool
+				for _, c := range h.Calls() {
+					sent = sent || strings.HasPrefix(c, "Send")
+				}
+				if ok {
+					if resp.Error != nil {
+						t.Fatalf("refused: %v", resp.Error.Decode())
+					}
+					if !sent {
+						t.Fatalf("allowed, yet no send ran: %v", h.Calls())
+					}
+					return
+				}
+				if resp.Error == nil {
+					t.Fatalf("granted: %v", h.Calls())
+				}
+				err := resp.Error.Decode()
+				if tc.want != nil && !errors.Is(err, tc.want) {
+					t.Errorf("err = %v, want %v", err, tc.want)
+				}
+				if !strings.Contains(err.Error(), tc.msg) {
+					t.Errorf("message %q lacks %q", err, tc.msg)
+				}
+				if sent {
+					t.Errorf("refused, yet a send ran: %v", h.Calls())
+				}
+			})
+		}
 	}
 }
 
@@ -260,7 +340,7 @@ func TestEveryRequestIsGranted(t *testing.T) {
 			t.Fatalf("%s: %v", op, err)
 		}
 		for _, p := range []*Policy{nil, testPolicy(t, nil)} {
-			g, err := r.authorize(context.Background(), &gate{policy: p, decodeToken: servetest.NewFake().DecodeResumeToken})
+			g, err := r.authorize(context.Background(), gateFor(p, servetest.NewFake()))
 			parts := 0
 			for _, set := range []bool{g.call != nil, g.send != nil, g.recv != nil} {
 				if set {

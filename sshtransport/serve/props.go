@@ -42,21 +42,26 @@ type propRules struct {
 	allow  []string // from allow_properties
 }
 
-// refusal says why the client may not set prop to value, or "".
+// dropOverride is the client side's way out of a refused property: the
+// job asked for it in properties_override.
+const dropOverride = "drop it from the job's properties_override"
+
+// refusal says why the client may not set prop to value, or "", and what
+// would make the request pass.
 func (r propRules) refusal(prop, value string) string {
 	if values, ok := farSideValues[prop]; ok {
 		if slices.Contains(values, value) {
 			return ""
 		}
 		if len(values) == 0 {
-			return prop + " is decided by the far side: received and created datasets inherit it from below the receive root"
+			return prop + " is decided by the far side: received and created datasets inherit it from below the receive root (" + dropOverride + ")"
 		}
-		return fmt.Sprintf("%s is decided by the far side (it may be %s)", prop, strings.Join(values, " or "))
+		return fmt.Sprintf("%s is decided by the far side (it may be %s; %s)", prop, strings.Join(values, " or "), dropOverride)
 	}
 	if strings.HasPrefix(prop, zsyncPropertyPrefix) || slices.Contains(defaultAllowedProps, prop) || slices.Contains(r.allow, prop) {
 		return ""
 	}
-	return fmt.Sprintf("property %s is not allowed (add %q to allow_properties in [[serve.client]] %s on this host)", prop, prop, r.client)
+	return fmt.Sprintf("property %s is not allowed (add %q to allow_properties in [[serve.client]] %s on this host, or %s)", prop, prop, r.client, dropOverride)
 }
 
 // check returns the first refused property of props (in name order) and

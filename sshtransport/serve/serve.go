@@ -351,7 +351,7 @@ func (s *server) authorize(r request) (grant, error) {
 	if err := r.validate(); err != nil {
 		return grant{}, err
 	}
-	return r.authorize(s.opCtx, &gate{policy: s.o.Policy, decodeToken: s.h.DecodeResumeToken})
+	return r.authorize(s.opCtx, gateFor(s.o.Policy, s.h))
 }
 
 // respondOp writes the response of a non-stream operation; a listing may
