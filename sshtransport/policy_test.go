@@ -59,7 +59,7 @@ func TestPolicyRefusalThroughClient(t *testing.T) {
 		t.Errorf("handler ran: %v", h.Calls())
 	}
 	// A refusal leaves the connection usable.
-	if err := s.c.Hold(context.Background(), "t", []string{"backup/laptop/x@s"}); err != nil {
+	if err := s.c.Hold(context.Background(), "zsync_last_T0123456789abcdef", []string{"backup/laptop/x@s"}); err != nil {
 		t.Fatal(err)
 	}
 }

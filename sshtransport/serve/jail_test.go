@@ -162,8 +162,10 @@ func TestJailOwnership(t *testing.T) {
 		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#" + curA}}, "DestroyBookmarks [" + diskBm + "]"},
 		{wire.OpSendSize, wire.SendArgs{Options: zfs.SendOptions{From: "tank/data#" + curA, To: "tank/data@t"}}, diskBm},
 		{wire.OpGet, wire.GetArgs{Names: []string{"tank/data#" + curA}, Props: []string{"guid"}}, "Get [" + diskBm + "]"},
-		// in the receive area nothing changes
-		{wire.OpHold, wire.HoldArgs{Tag: "zsync_last_T" + tidA, Snaps: []string{"backup/laptop/x@s"}}, "Hold zsync_last_T" + tidA + " [backup/laptop/x@s]"},
+		// in the receive area too: the host's own jobs may keep holds
+		// and cursors on the client's replicas
+		{wire.OpHold, wire.HoldArgs{Tag: "zsync_last_T" + tidA, Snaps: []string{"backup/laptop/x@s"}}, "Hold zsync_last_T" + tidA + "_Claptop [backup/laptop/x@s]"},
+		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#" + curA}}, "DestroyBookmarks [backup/laptop/x#" + curA + "_Claptop]"},
 	} {
 		h := servetest.NewFake()
 		_, err, calls := callRaw(t, h, nil, c.op, c.args)
@@ -178,7 +180,8 @@ func TestJailOwnership(t *testing.T) {
 	}{
 		{wire.OpRelease, wire.HoldArgs{Tag: "admin-keep", Snaps: []string{"tank/data@s"}}},
 		{wire.OpRelease, wire.HoldArgs{Tag: tagA + "_Cdesk", Snaps: []string{"tank/data@s"}}},
-		{wire.OpHold, wire.HoldArgs{Tag: tagA, Snaps: []string{"tank/data@s", "backup/laptop/x@s"}}},
+		{wire.OpRelease, wire.HoldArgs{Tag: "admin-keep", Snaps: []string{"backup/laptop/x@s"}}},
+		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#" + curA + "_Chost"}}},
 		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#" + curA + "_Cdesk"}}},
 		{wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#zsync_cursor"}}},
 		{wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#mine"}},
@@ -192,13 +195,15 @@ func TestJailOwnership(t *testing.T) {
 	}
 	// what it sees: its own names without the suffix; others' zsync names hidden
 	h := servetest.NewFake()
-	h.HoldTags = map[string][]string{"tank/data@s": {diskA, tagA + "_Cdesk", tagA, "admin-keep"}, "backup/laptop/x@s": {"zsync_last_T" + tidA}}
+	h.HoldTags = map[string][]string{"tank/data@s": {diskA, tagA + "_Cdesk", tagA, "admin-keep"}, "backup/laptop/x@s": {"zsync_last_T" + tidA, "zsync_last_T" + tidA + "_Claptop", tagA}}
 	resp, err, _ := callRaw(t, h, nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/data@s", "backup/laptop/x@s"}})
 	var holds map[string][]string
 	if err != nil || json.Unmarshal(resp.Result, &holds) != nil {
 		t.Fatalf("holds: %v", err)
 	}
-	if want := map[string][]string{"tank/data@s": {tagA, "admin-keep"}, "backup/laptop/x@s": {"zsync_last_T" + tidA}}; !reflect.DeepEqual(holds, want) {
+	// in its receive area an unsuffixed last-received hold is its own from
+	// before names were bound; an unsuffixed step hold is the host's
+	if want := map[string][]string{"tank/data@s": {tagA, "admin-keep"}, "backup/laptop/x@s": {"zsync_last_T" + tidA, "zsync_last_T" + tidA}}; !reflect.DeepEqual(holds, want) {
 		t.Errorf("holds seen %v, want %v", holds, want)
 	}
 	h = servetest.NewFake()
@@ -384,6 +389,28 @@ func TestAncestors(t *testing.T) {
 	} {
 		if got := ancestors(name); !reflect.DeepEqual(got, want) {
 			t.Errorf("ancestors(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// A last-received hold made before names were bound to clients is released
+// when the client releases its tag and the bound one is not there.
+func TestJailLegacyLastHoldRelease(t *testing.T) {
+	tag := "zsync_last_T" + tidA
+	h := servetest.NewFake()
+	h.Errs["Release"] = zfs.ErrNoSuchHold
+	_, err, calls := callRaw(t, h, nil, wire.OpRelease, wire.HoldArgs{Tag: tag, Snaps: []string{"backup/laptop/x@s"}})
+	want := []string{"Release " + tag + "_Claptop [backup/laptop/x@s]", "Release " + tag + " [backup/laptop/x@s]"}
+	if !reflect.DeepEqual(calls, want) || !errors.Is(err, zfs.ErrNoSuchHold) {
+		t.Errorf("receive area: %v, calls %v; want %v and the first error", err, calls, want)
+	}
+	// not in the send area, not for other kinds
+	for _, c := range []wire.HoldArgs{{Tag: tag, Snaps: []string{"tank/data@s"}}, {Tag: tagA, Snaps: []string{"backup/laptop/x@s"}}} {
+		h := servetest.NewFake()
+		h.Errs["Release"] = zfs.ErrNoSuchHold
+		_, _, calls := callRaw(t, h, nil, wire.OpRelease, c)
+		if len(calls) != 1 {
+			t.Errorf("%+v: calls %v; want only the bound tag", c, calls)
 		}
 	}
 }

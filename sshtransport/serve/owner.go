@@ -18,8 +18,9 @@ import (
 // suffix; names with zsync's prefix that are not its own are hidden from
 // it.
 var (
-	reZsyncTag      = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}$`)
-	reZsyncBookmark = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}_G[0-9a-f]{16}$`)
+	reLegacyLastHold = regexp.MustCompile(`^zsync_last_T[0-9a-f]{16}$`)
+	reZsyncTag       = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}$`)
+	reZsyncBookmark  = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}_G[0-9a-f]{16}$`)
 )
 
 // clientInfix joins a zsync name and the client it belongs to on disk.

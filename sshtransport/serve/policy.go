@@ -69,9 +69,18 @@ type Policy struct {
 // fail such a catch-up.
 const DefaultMaxHolds = 100000
 
-// Ownership (owner.go): in the send area outside its receive area, a
-// client's hold tags and bookmark names are bound to it on disk.
-func (p *Policy) owned(dataset string) bool { return !p.inReceive(dataset) }
+// Ownership (owner.go): wherever a client works, its hold tags and
+// bookmark names are bound to it on disk. That includes its receive area,
+// where the far host's own jobs may keep the cursors and holds of their
+// copies of the client's replicas.
+
+// legacyLastHold reports whether an unsuffixed on-disk tag on a snapshot of
+// dataset is a last-received hold the client made before names were bound
+// to clients: in its own receive area (no other client receives there) it
+// still counts as the client's, so it can be seen and released.
+func (p *Policy) legacyLastHold(dataset, tag string) bool {
+	return p.inReceive(dataset) && reLegacyLastHold.MatchString(tag)
+}
 
 func (p *Policy) owner() owner { return owner{client: p.Client} }
 
@@ -92,34 +101,19 @@ func (p *Policy) checkProps(action, name string, props map[string]string) error 
 	return nil
 }
 
-// diskTag maps a hold tag on snaps to disk: bound to the client in the
-// send area; as it is in the receive area. One request may not mix them.
-func (p *Policy) diskTag(verb, tag string, snaps []string) (string, bool, error) {
-	owned := 0
-	for _, s := range snaps {
-		if p.owned(datasetOf(s)) {
-			owned++
-		}
-	}
-	switch {
-	case owned == 0:
-		return tag, false, nil
-	case owned != len(snaps):
-		return "", false, p.forbid(verb+" "+shortText(tag), "one request may not mix its send datasets and its receive area")
-	}
+// diskTag maps a hold tag the client names to disk: it must have zsync's
+// shape, and gets the client's suffix.
+func (p *Policy) diskTag(verb, tag string) (string, error) {
 	d, err := p.owner().diskTag(tag)
 	if err != nil {
-		return "", false, p.forbid(verb+" "+shortText(tag)+" in its send datasets", err.Error())
+		return "", p.forbid(verb+" "+shortText(tag), "only its own zsync hold tags: "+err.Error())
 	}
-	return d, true, nil
+	return d, nil
 }
 
 // diskVersion maps a snapshot or bookmark name the client gives to disk
-// (a zsync bookmark in the send area gets the client's suffix).
+// (a zsync bookmark gets the client's suffix).
 func (p *Policy) diskVersion(verb, name string) (string, error) {
-	if !p.owned(datasetOf(name)) {
-		return name, nil
-	}
 	d, err := p.owner().diskVersion(name)
 	if err != nil {
 		return "", p.forbid(verb+" "+shortText(name), err.Error())
@@ -333,13 +327,12 @@ func (r holdsRequest) authorize(_ context.Context, g *gate) (grant, error) {
 			}
 			o := p.owner()
 			for snap, tags := range got {
-				if !p.owned(datasetOf(snap)) {
-					continue
-				}
 				shown := []string{}
 				for _, t := range tags {
 					if c, ok := o.clientTag(t); ok {
 						shown = append(shown, c)
+					} else if p.legacyLastHold(datasetOf(snap), t) {
+						shown = append(shown, t)
 					}
 				}
 				got[snap] = shown
@@ -356,20 +349,18 @@ func (r holdRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("hold or release", r.Snaps...); err != nil {
 			return grant{}, err
 		}
-		tag, owned, err := p.diskTag("hold", r.Tag, r.Snaps)
+		tag, err := p.diskTag("hold", r.Tag)
 		if err != nil {
 			return grant{}, err
 		}
 		snaps, max := r.Snaps, p.maxHolds()
 		return doGrant(func(ctx context.Context, h Handler) error {
-			if owned {
-				ds, n, err := p.owner().overCap(ctx, h, max, tag, snaps)
-				if err != nil {
-					return err
-				}
-				if ds != "" {
-					return p.forbid(fmt.Sprintf("have %d holds on the snapshots of %s", n, ds), fmt.Sprintf("its cap is %d holds per dataset (max_holds in its [[serve.client]] on this host)", max))
-				}
+			ds, n, err := p.owner().overCap(ctx, h, max, tag, snaps)
+			if err != nil {
+				return err
+			}
+			if ds != "" {
+				return p.forbid(fmt.Sprintf("have %d holds on the snapshots of %s", n, ds), fmt.Sprintf("its cap is %d holds per dataset (max_holds in its [[serve.client]] on this host)", max))
 			}
 			return h.Hold(ctx, tag, snaps)
 		}), nil
@@ -383,12 +374,21 @@ func (r releaseRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err := p.needReadable("hold or release", r.Snaps...); err != nil {
 			return grant{}, err
 		}
-		tag, _, err := p.diskTag("release", r.Tag, r.Snaps)
+		tag, err := p.diskTag("release", r.Tag)
 		if err != nil {
 			return grant{}, err
 		}
-		snaps := r.Snaps
-		return doGrant(func(ctx context.Context, h Handler) error { return h.Release(ctx, tag, snaps) }), nil
+		snaps, legacy := r.Snaps, r.Tag
+		return doGrant(func(ctx context.Context, h Handler) error {
+			err := h.Release(ctx, tag, snaps)
+			if !errors.Is(err, zfs.ErrNoSuchHold) || len(snaps) != 1 || !p.legacyLastHold(datasetOf(snaps[0]), legacy) {
+				return err
+			}
+			if lerr := h.Release(ctx, legacy, snaps); lerr == nil {
+				return nil // a hold from before names were bound to clients
+			}
+			return err
+		}), nil
 	}
 	tag, snaps := r.Tag, r.Snaps
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Release(ctx, tag, snaps) }), nil
@@ -403,11 +403,9 @@ func (r bookmarkRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if err != nil {
 			return grant{}, err
 		}
-		bookmark := r.Bookmark
-		if p.owned(datasetOf(bookmark)) {
-			if bookmark, err = p.owner().diskBookmark(bookmark); err != nil {
-				return grant{}, p.forbid("create bookmark "+shortText(r.Bookmark)+" in its send datasets", err.Error())
-			}
+		bookmark, err := p.owner().diskBookmark(r.Bookmark)
+		if err != nil {
+			return grant{}, p.forbid("create bookmark "+shortText(r.Bookmark), "only its own zsync bookmarks: "+err.Error())
 		}
 		return doGrant(func(ctx context.Context, h Handler) error { return h.Bookmark(ctx, source, bookmark) }), nil
 	}
@@ -440,14 +438,13 @@ func (r destroyBookmarksRequest) authorize(_ context.Context, g *gate) (grant, e
 			ds, _, short := zfs.SplitName(b)
 			disk[i] = b
 			switch {
-			case p.inReceive(ds) && !p.AppendOnly:
-			case p.inReceive(ds) && strings.HasPrefix(short, zsyncBookmarkPrefix):
-			case p.inReceive(ds):
-				return grant{}, p.forbid("destroy bookmark "+b, "append_only is set: only zsync's own bookmarks ("+zsyncBookmarkPrefix+"*) may be destroyed there")
-			case p.inSend(ds):
+			case p.inReceive(ds) && !strings.HasPrefix(short, zsyncBookmarkPrefix) && !p.AppendOnly:
+			case p.inReceive(ds) && !strings.HasPrefix(short, zsyncBookmarkPrefix):
+				return grant{}, p.forbid("destroy bookmark "+b, "append_only is set: only its own zsync bookmarks may be destroyed there")
+			case p.readable(ds):
 				d, err := p.owner().diskBookmark(b)
 				if err != nil {
-					return grant{}, p.forbid("destroy bookmark "+shortText(b)+" in its send datasets", "only its own zsync bookmarks may be destroyed there: "+err.Error())
+					return grant{}, p.forbid("destroy bookmark "+shortText(b), "only its own zsync bookmarks may be destroyed there: "+err.Error())
 				}
 				disk[i] = d
 			default:
@@ -714,7 +711,7 @@ func (p *Policy) filter(entries []zfs.Entry) []zfs.Entry {
 		if !p.readable(e.Dataset()) {
 			continue
 		}
-		if e.Type == zfs.Bookmark && p.owned(e.Dataset()) {
+		if e.Type == zfs.Bookmark {
 			name, ok := o.clientName(e.Name)
 			if !ok {
 				continue

@@ -58,7 +58,7 @@ func TestPolicy(t *testing.T) {
 		{"holds foreign", nil, wire.OpHolds, wire.HoldsArgs{Snaps: []string{"tank/other@s"}}, forbidden, ""},
 		// Holds and bookmarks on both sides.
 		{"hold send area", nil, wire.OpHold, wire.HoldArgs{Tag: "zsync_step_T0123456789abcdef", Snaps: []string{"tank/data@s"}}, ok, ""},
-		{"release receive area", nil, wire.OpRelease, wire.HoldArgs{Tag: "zsync_last_T1", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
+		{"release receive area", nil, wire.OpRelease, wire.HoldArgs{Tag: "zsync_last_T0123456789abcdef", Snaps: []string{"backup/laptop/x@s"}}, ok, ""},
 		{"hold foreign", nil, wire.OpHold, wire.HoldArgs{Tag: "t", Snaps: []string{"tank/data@s", "tank/other@s"}}, forbidden, ""},
 		{"bookmark", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/data@s", Bookmark: "tank/data#zsync_cursor_T0123456789abcdef_G00000000000000a1"}, ok, ""},
 		{"bookmark foreign", nil, wire.OpBookmark, wire.BookmarkArgs{Source: "tank/other@s", Bookmark: "tank/other#b"}, forbidden, ""},
@@ -73,7 +73,7 @@ func TestPolicy(t *testing.T) {
 		{"destroy manual bookmark in send area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/data#manual"}}, forbidden, "only its own zsync bookmarks"},
 		{"destroy any bookmark in receive area", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, ok, ""},
 		{"destroy manual bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#manual"}}, forbidden, ""},
-		{"destroy own bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor"}}, ok, ""},
+		{"destroy own bookmark append-only", appendOnly, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"backup/laptop/x#zsync_cursor_T0123456789abcdef_G00000000000000a1"}}, ok, ""},
 		{"destroy foreign bookmark", nil, wire.OpDestroyBookmarks, wire.DestroyBookmarksArgs{Bookmarks: []string{"tank/other#zsync_cursor"}}, forbidden, ""},
 		// Managing the receive area.
 		{"create", nil, wire.OpCreate, wire.CreateArgs{Name: "backup/laptop/tank", Parents: true}, ok, ""},
