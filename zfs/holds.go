@@ -27,9 +27,6 @@ func holdArgs(verb, tag string, snaps []string) ([]string, error) {
 	if err := ValidateHoldTag(tag); err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(tag, "-") {
-		return nil, &NameError{Name: tag, Reason: "hold tag must not begin with '-'"}
-	}
 	if err := validateNames("snapshot", snaps, ValidateSnapshot); err != nil {
 		return nil, err
 	}
