@@ -50,6 +50,9 @@ func (c *CLI) Get(ctx context.Context, names []string, props []string) (map[stri
 		if !asked {
 			return nil, fmt.Errorf("zfs get: line %d: %q was not asked about: %q", i+1, name, line)
 		}
+		if err := validatePropName(prop); err != nil {
+			return nil, fmt.Errorf("zfs get: line %d: %w", i+1, err)
+		}
 		if value == "-" && source == "-" {
 			continue
 		}
