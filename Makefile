@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/zsync-dev/zsync/cmd.version=$(VERSION)
 
-.PHONY: build test unit vet realzfs demo bench vm vm-stop kill-test clean
+.PHONY: build test unit vet realzfs demo bench fuzz vm vm-stop kill-test clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/zsync .
@@ -33,6 +33,21 @@ demo: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	GO=$(GO) testdata/bench/openssh
+
+# Every Go fuzz target of every package, FUZZTIME each (default 10m), one
+# after another; stops at the first failure, which leaves the input under
+# the package's testdata/fuzz/FuzzX/. Plain `go test` runs the committed
+# corpora as ordinary tests. On a shared machine: make fuzz FUZZFLAGS='-parallel 1'.
+FUZZTIME  ?= 10m
+FUZZFLAGS ?=
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg); \
+		for name in $$(echo "$$list" | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+		done; \
+	done
 
 # Kill push runs at random points ZSYNC_KILL_ROUNDS times (default 20; the
 # regular test tier does 3) and check that re-runs converge.

@@ -27,9 +27,6 @@ func holdArgs(verb, tag string, snaps []string) ([]string, error) {
 	if err := ValidateHoldTag(tag); err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(tag, "-") {
-		return nil, &NameError{Name: tag, Reason: "hold tag must not begin with '-'"}
-	}
 	if err := validateNames("snapshot", snaps, ValidateSnapshot); err != nil {
 		return nil, err
 	}
@@ -108,7 +105,8 @@ func lineError(ce *Error, line string, kind error, name string) error {
 
 // Holds returns the hold tags of each snapshot (snapshot -> tags, in zfs's
 // order) from ONE `zfs holds -H` call. Every snapshot asked for is a key
-// (with an empty slice when it has no holds). When some snapshots do not
+// (with an empty slice when it has no holds), and no other: a line about
+// another name, or with an empty tag, is an error. When some snapshots do not
 // exist, the map still covers the others and the error wraps
 // ErrDatasetNotFound naming them.
 func (c *CLI) Holds(ctx context.Context, snaps []string) (map[string][]string, error) {
@@ -125,7 +123,11 @@ func (c *CLI) Holds(ctx context.Context, snaps []string) (map[string][]string, e
 		if len(f) != 3 {
 			return nil, fmt.Errorf("zfs holds: line %d: %d fields, want 3: %q", i+1, len(f), line)
 		}
-		out[f[0]] = append(out[f[0]], f[1])
+		tags, asked := out[f[0]]
+		if !asked || f[1] == "" {
+			return nil, fmt.Errorf("zfs holds: line %d: not a hold on a snapshot asked about: %q", i+1, line)
+		}
+		out[f[0]] = append(tags, f[1])
 	}
 	if runErr != nil {
 		err := classify(runErr, snaps)

@@ -106,3 +106,19 @@ func TestHoldsBadFieldCount(t *testing.T) {
 		t.Error("accepted a line with 2 fields")
 	}
 }
+
+// Holds returns only the snapshots asked about, and no empty tag (found by
+// FuzzParseList).
+func TestHoldsRejectsForeignLines(t *testing.T) {
+	for _, out := range []string{
+		"tank/b@s1\tt\t1700000000\n",
+		"-o\tt\t1700000000\n",
+		"tank/a@s1\t\t1700000000\n",
+	} {
+		c, f := newFake(t)
+		f.Expect([]string{"zfs", "holds", "-H", "tank/a@s1"}, FakeResponse{Stdout: out})
+		if got, err := c.Holds(context.Background(), []string{"tank/a@s1"}); err == nil {
+			t.Errorf("output %q accepted: %q", out, got)
+		}
+	}
+}

@@ -108,10 +108,12 @@ func parseList(out []byte, userProps []string) ([]Entry, error) {
 			KeyStatus:      unset(f[9]),
 			Origin:         unset(f[10]),
 		}
-		switch e.Type {
-		case Filesystem, Volume, Snapshot, Bookmark:
-		default:
+		validate, ok := entryNameCheck[e.Type]
+		if !ok {
 			return nil, fmt.Errorf("line %d: unknown type %q", i+1, f[1])
+		}
+		if err := validate(e.Name); err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", i+1, e.Type, err)
 		}
 		var err error
 		if e.GUID, err = parseUint(f[2]); err != nil {
@@ -141,6 +143,16 @@ func parseList(out []byte, userProps []string) ([]Entry, error) {
 		entries = append(entries, e)
 	}
 	return entries, nil
+}
+
+// entryNameCheck is the name check of each type List returns: no entry
+// leaves parseList with a name that a verb would refuse, nor a snapshot
+// name on a filesystem line.
+var entryNameCheck = map[Type]func(string) error{
+	Filesystem: ValidateDataset,
+	Volume:     ValidateDataset,
+	Snapshot:   ValidateSnapshot,
+	Bookmark:   ValidateBookmark,
 }
 
 // splitLines splits output into lines without the trailing empty one.

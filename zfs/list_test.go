@@ -121,3 +121,23 @@ func TestListArgs(t *testing.T) {
 		}
 	}
 }
+
+// parseList keeps no entry whose name a verb would refuse or that does not
+// match its type (found by FuzzParseList).
+func TestParseListRejectsInvalidNames(t *testing.T) {
+	const row = "\t1\t1\t1700000000\t-\t-\toff\t-\t-\t-\n"
+	for _, line := range []string{
+		"-o\tfilesystem" + row,
+		"\tfilesystem" + row,
+		"tank/a/../b\tfilesystem" + row,
+		"tank/a@s\tfilesystem" + row,
+		"tank/a\tsnapshot" + row,
+		"tank/a@s\tbookmark" + row,
+		"tank/a#b\tsnapshot" + row,
+		"tank/%recv\tvolume" + row,
+	} {
+		if e, err := parseList([]byte("tank\tfilesystem"+row+line), nil); err == nil || !errors.Is(err, ErrInvalidName) {
+			t.Errorf("parseList(%q) = %+v, %v; want an ErrInvalidName error", line, e, err)
+		}
+	}
+}

@@ -159,12 +159,16 @@ func ValidateVersion(name string) error {
 	return ValidateSnapshot(name)
 }
 
-// ValidateHoldTag checks a hold tag: non-empty, at most MaxHoldTagLen bytes
-// and without control characters (which would break the tab-separated output
-// of zfs holds -H).
+// ValidateHoldTag checks a hold tag: non-empty, at most MaxHoldTagLen bytes,
+// not beginning with '-' (zfs hold would take it as an option) and without
+// control characters (which would break the tab-separated output of zfs
+// holds -H).
 func ValidateHoldTag(tag string) error {
 	if tag == "" {
 		return nameErr(tag, "empty hold tag")
+	}
+	if tag[0] == '-' {
+		return nameErr(tag, "hold tag must not begin with '-'")
 	}
 	if len(tag) > MaxHoldTagLen {
 		return nameErr(tag, "hold tag longer than %d bytes", MaxHoldTagLen)

@@ -137,6 +137,9 @@ func TestValidateHoldTag(t *testing.T) {
 		{"", false},
 		{"a\tb", false},
 		{"a\nb", false},
+		{"-o", false}, // zfs hold would take it as an option
+		{"-", false},
+		{"a-", true},
 		{strings.Repeat("x", MaxHoldTagLen), true},
 		{strings.Repeat("x", MaxHoldTagLen+1), false},
 	}

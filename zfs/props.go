@@ -22,7 +22,8 @@ func getArgs(names, props []string) ([]string, error) {
 // bookmarks, in ONE `zfs get -H -p` call. Properties that are unset (value
 // and source both "-", e.g. an absent user property or an empty
 // receive_resume_token) are absent from the inner map; every name asked for
-// has a (possibly empty) inner map. A name that does not exist yields an
+// has a (possibly empty) inner map, and no other name is a key (a line
+// about another name is an error). A name that does not exist yields an
 // error wrapping ErrDatasetNotFound.
 func (c *CLI) Get(ctx context.Context, names []string, props []string) (map[string]map[string]string, error) {
 	args, err := getArgs(names, props)
@@ -45,13 +46,15 @@ func (c *CLI) Get(ctx context.Context, names []string, props []string) (map[stri
 		}
 		name, prop, source := f[0], f[1], f[len(f)-1]
 		value := strings.Join(f[2:len(f)-1], "\t")
+		m, asked := res[name]
+		if !asked {
+			return nil, fmt.Errorf("zfs get: line %d: %q was not asked about: %q", i+1, name, line)
+		}
+		if err := validatePropName(prop); err != nil {
+			return nil, fmt.Errorf("zfs get: line %d: %w", i+1, err)
+		}
 		if value == "-" && source == "-" {
 			continue
-		}
-		m := res[name]
-		if m == nil {
-			m = map[string]string{}
-			res[name] = m
 		}
 		m[prop] = value
 	}

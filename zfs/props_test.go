@@ -48,3 +48,21 @@ func TestCreateExistsWithParents(t *testing.T) {
 		t.Errorf("err = %v, want ErrExists", err)
 	}
 }
+
+// Get returns only the names asked about, with valid property names (found
+// by FuzzParseList).
+func TestGetRejectsForeignName(t *testing.T) {
+	for _, out := range []string{
+		"tank/a\tguid\t1\t-\ntank/b\tguid\t2\t-\n",
+		"-o\tguid\t-\t-\n",
+		"tank/a\t\t\t\n", // empty property name (FuzzParseList crasher)
+		"tank/a\tg,uid\t1\t-\n",
+	} {
+		c, f := newFake(t)
+		f.Expect([]string{"zfs", "get", "-H", "-p", "-o", "name,property,value,source", "guid", "tank/a"},
+			FakeResponse{Stdout: out})
+		if got, err := c.Get(context.Background(), []string{"tank/a"}, []string{"guid"}); err == nil {
+			t.Errorf("output %q accepted: %q", out, got)
+		}
+	}
+}
