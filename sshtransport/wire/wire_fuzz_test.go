@@ -144,7 +144,7 @@ func newArgs() map[string]validator {
 // Every name zfs would get, by kind, from an accepted argument struct.
 type fuzzNames struct {
 	datasets, snapshots, bookmarks, versions, components, tags, props []string
-	values                                                           []string
+	values                                                            []string
 }
 
 func namesOf(v validator) fuzzNames {
