@@ -420,7 +420,13 @@ func FuzzPolicy(f *testing.F) {
 				return zfs.ResumeToken{}, zfs.ErrResumeTokenCorrupt
 			}
 			return zfs.ResumeToken{ToName: tokenName, ToGUID: 1}, nil
-		}}
+		}, get: func(_ context.Context, names []string, _ []string) (map[string]map[string]string, error) {
+			out := map[string]map[string]string{}
+			for _, n := range names {
+				out[n] = map[string]string{"guid": "1"}
+			}
+			return out, nil
+		}, list: func(context.Context, []string, zfs.ListOptions) ([]zfs.Entry, error) { return nil, nil }}
 		gr, err := req.authorize(ctx, g)
 		if err != nil {
 			return
