@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A tiny stream builder: records of 312 bytes in little-endian order.
@@ -209,4 +211,57 @@ func TestStreamGuardStopsBeforeTheRecord(t *testing.T) {
 	if g.Err() == nil {
 		t.Error("Err() is nil after a refusal")
 	}
+}
+
+// FuzzStreamGuard: whatever the bytes, the guard never panics, passes on
+// only a prefix of its input, and fails with ErrStreamHeader or
+// io.ErrUnexpectedEOF; what it passes whole starts with a BEGIN record.
+func FuzzStreamGuard(f *testing.F) {
+	var one streamBuilder
+	one.substream("p/fs@a", objsetFilesystem, 0)
+	f.Add(one.b.Bytes())
+	var inc streamBuilder
+	inc.begin(hdrCompound, 0, 0, "p/v@c", nil)
+	inc.end()
+	inc.substream("p/v@b", objsetVolume, 0)
+	inc.substream("p/v@c", objsetVolume, 0)
+	inc.end()
+	f.Add(inc.b.Bytes())
+	var smuggle streamBuilder
+	smuggle.begin(hdrCompound, 0, 0, "s@x", nil)
+	smuggle.end()
+	smuggle.substream("s@x", objsetFilesystem, 0)
+	smuggle.substream("s2/evil@x", objsetFilesystem, drrFlagClone)
+	f.Add(smuggle.b.Bytes())
+	for _, name := range []string{"fs-full.head", "vol-I.head", "fs-props.head", "fs-raw.head"} {
+		if b, err := os.ReadFile("testdata/streams/" + name); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out []byte
+		var err error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g := NewStreamGuard(bytes.NewReader(in))
+			if _, err = g.Head(); err == nil {
+				out, err = io.ReadAll(g)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the guard hangs on %d bytes: %x", len(in), in)
+		}
+		if !bytes.HasPrefix(in, out) {
+			t.Fatalf("passed %d bytes that are not a prefix of the input", len(out))
+		}
+		if err != nil && !errors.Is(err, ErrStreamHeader) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("error %v wraps neither sentinel", err)
+		}
+		if err == nil && (len(out) < streamRecordLen || binary.LittleEndian.Uint32(out) != drrBegin && binary.BigEndian.Uint32(out) != drrBegin) {
+			t.Fatalf("a clean pass of %d bytes that does not start with BEGIN", len(out))
+		}
+	})
 }
