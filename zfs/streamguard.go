@@ -63,7 +63,10 @@ type StreamGuard struct {
 	typ         Type
 	done        bool
 	records     int
-	err         error
+	// split mode (Split): the compound stream's own records are dropped
+	// and Read ends at each substream's END until Next.
+	split, subEnded, drop bool
+	err                   error
 }
 
 // NewStreamGuard returns a guard over r.
@@ -82,6 +85,41 @@ func (g *StreamGuard) Head() (StreamHeader, error) {
 		}
 		if err := g.next(); err != nil {
 			return g.head, err
+		}
+	}
+	return g.head, nil
+}
+
+// Split makes Read pass one substream at a time, each a stream of its own
+// that ends after its END record; Next moves on to the next one. The
+// compound stream's head and last END are dropped. Call it before Head.
+//
+// Receiving a compound stream's substreams one zfs recv at a time keeps
+// libzfs's handling of packages out of reach: it names each substream's
+// dataset itself, applies -o only to the first, and when a substream's
+// snapshot already exists on the target it skips ahead with its own
+// record reader (recv_skip) after the kernel has already consumed the
+// next record's header, so that its idea of where records begin is no
+// longer the guard's. A single substream ends zfs recv at its END.
+func (g *StreamGuard) Split() { g.split = true }
+
+// Next moves a split guard to the next substream and returns its header;
+// io.EOF when the stream has no more. The current substream must have
+// been read to its end.
+func (g *StreamGuard) Next() (StreamHeader, error) {
+	if !g.subEnded || len(g.pending) > 0 || g.payload > 0 {
+		return StreamHeader{}, g.fail(fmt.Errorf("%w: the next substream was asked for before this one ended", ErrStreamHeader))
+	}
+	g.subEnded = false
+	for !g.inSub {
+		switch {
+		case g.err != nil:
+			return StreamHeader{}, g.err
+		case g.done:
+			return StreamHeader{}, io.EOF
+		}
+		if err := g.next(); err != nil {
+			return StreamHeader{}, err
 		}
 	}
 	return g.head, nil
@@ -116,7 +154,7 @@ func (g *StreamGuard) Read(p []byte) (int, error) {
 		if g.err != nil {
 			return 0, g.err
 		}
-		if g.done {
+		if g.done || g.subEnded {
 			return 0, io.EOF
 		}
 		if err := g.next(); err != nil {
@@ -162,11 +200,14 @@ func (g *StreamGuard) next() error {
 		switch {
 		case g.compoundEnd:
 			g.compoundEnd = false
+			g.drop = g.split
 		case g.inSub:
 			g.inSub = false
 			g.done = !g.compound
+			g.subEnded = g.split
 		case g.compound:
 			g.done = true // the compound stream's last END
+			g.drop = g.split
 		default:
 			return g.fail(fmt.Errorf("%w: an END record outside a substream", ErrStreamHeader))
 		}
@@ -200,7 +241,10 @@ func (g *StreamGuard) next() error {
 	if payload > maxRecordPayload {
 		return g.fail(fmt.Errorf("%w: a record announces a payload of %d bytes", ErrStreamHeader, payload))
 	}
-	g.pending = append(g.pending, b...)
+	if !g.drop {
+		g.pending = append(g.pending, b...)
+	}
+	g.drop = false
 	g.payload = int64(payload)
 	g.records++
 	return nil
@@ -224,6 +268,7 @@ func (g *StreamGuard) begin(b []byte) error {
 			return fmt.Errorf("%w: the stream carries a property list (zfs send -p or -R)", ErrStreamHeader)
 		}
 		g.compound, g.compoundEnd = true, true
+		g.drop = g.split
 		g.dataset = datasetPart(h.ToName)
 		return nil
 	case hdr == hdrCompound:
@@ -247,11 +292,11 @@ func (g *StreamGuard) begin(b []byte) error {
 	switch {
 	case g.typ == "":
 		g.typ = h.Type
-		h.Compound = g.compound
-		g.head = h
 	case h.Type != g.typ:
 		return fmt.Errorf("%w: substreams of a filesystem and of a volume", ErrStreamHeader)
 	}
+	h.Compound = g.compound
+	g.head = h
 	g.inSub = true
 	return nil
 }

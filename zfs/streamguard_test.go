@@ -265,3 +265,65 @@ func FuzzStreamGuard(f *testing.F) {
 		}
 	})
 }
+
+// Split: each substream comes out as a stream of its own, the compound
+// stream's own records dropped.
+func TestStreamGuardSplit(t *testing.T) {
+	var inc streamBuilder
+	inc.begin(hdrCompound, 0, 0, "p/v@c", nil)
+	inc.end()
+	start := inc.b.Len()
+	inc.substream("p/v@b", objsetVolume, 0)
+	mid := inc.b.Len()
+	inc.substream("p/v@c", objsetVolume, 0)
+	stop := inc.b.Len()
+	inc.end()
+	all := inc.b.Bytes()
+	g := NewStreamGuard(bytes.NewReader(all))
+	g.Split()
+	h, err := g.Head()
+	if err != nil || h.ToName != "p/v@b" || !h.Compound {
+		t.Fatalf("Head: %+v, %v", h, err)
+	}
+	first, err := io.ReadAll(g)
+	if err != nil || !bytes.Equal(first, all[start:mid]) {
+		t.Fatalf("first substream: %d bytes, %v", len(first), err)
+	}
+	if _, err := io.ReadAll(g); err != nil {
+		t.Fatalf("reading past the substream's end: %v", err)
+	}
+	h, err = g.Next()
+	if err != nil || h.ToName != "p/v@c" {
+		t.Fatalf("Next: %+v, %v", h, err)
+	}
+	second, err := io.ReadAll(g)
+	if err != nil || !bytes.Equal(second, all[mid:stop]) {
+		t.Fatalf("second substream: %d bytes, %v", len(second), err)
+	}
+	if _, err := g.Next(); err != io.EOF {
+		t.Fatalf("after the last: %v", err)
+	}
+	// a single substream is one
+	var one streamBuilder
+	one.substream("p/fs@a", objsetFilesystem, 0)
+	g = NewStreamGuard(bytes.NewReader(one.b.Bytes()))
+	g.Split()
+	if _, err := g.Head(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := io.ReadAll(g); err != nil || !bytes.Equal(out, one.b.Bytes()) {
+		t.Fatalf("single: %d, %v", len(out), err)
+	}
+	if _, err := g.Next(); err != io.EOF {
+		t.Fatalf("single, Next: %v", err)
+	}
+	// Next before the substream ended
+	g = NewStreamGuard(bytes.NewReader(all))
+	g.Split()
+	if _, err := g.Head(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Next(); err == nil {
+		t.Fatal("Next in the middle of a substream")
+	}
+}

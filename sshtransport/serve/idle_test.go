@@ -108,3 +108,42 @@ func TestServeNoIdleTimeoutWaits(t *testing.T) {
 func readStreamHead(name string) ([]byte, error) {
 	return os.ReadFile("../../zfs/testdata/streams/" + name)
 }
+
+// A client that stops reading a send: serve returns within its idle
+// timeout and the send's context (its zfs send) ends.
+func TestServeStuckWrite(t *testing.T) {
+	h := servetest.NewFake()
+	h.SendEndless = true
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	done := make(chan error, 1)
+	go func() { done <- Serve(context.Background(), b, b, h, Options{IdleTimeout: 300 * time.Millisecond}) }()
+	br := bufio.NewReader(a)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write([]byte("ZSYNC-CLIENT 1 test\n")); err != nil {
+		t.Fatal(err)
+	}
+	p := []byte(`{"op":"send","args":{"options":{"To":"tank/data@s"}}}`)
+	if err := wire.WriteFrame(a, wire.FrameRequest, p); err != nil {
+		t.Fatal(err)
+	}
+	// read the ok response and one data frame, then stop reading
+	if _, _, err := wire.ReadFrame(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClientIdle) || !strings.Contains(err.Error(), "has not read") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve stayed blocked writing to a client that does not read")
+	}
+	select {
+	case <-h.SendCtxDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the send's context did not end")
+	}
+}

@@ -116,7 +116,7 @@ func receiveStream(t *testing.T, o zfs.RecvOptions, stream []byte) (error, []str
 // The far side decides how a stream lands from the stream's head.
 func TestJailReceiveLanding(t *testing.T) {
 	asked := zfs.RecvOptions{Target: "backup/laptop/x", Resumable: true, NoMount: false, Set: map[string]string{"canmount": "noauto", "compression": "lz4"}}
-	err, calls := receiveStream(t, asked, streamHead(t, "fs-full.head"))
+	err, calls := receiveStream(t, asked, wholeStream(t, "fs-full.head"))
 	if err != nil || len(calls) != 1 {
 		t.Fatalf("filesystem: %v %v", err, calls)
 	}
@@ -125,7 +125,7 @@ func TestJailReceiveLanding(t *testing.T) {
 			t.Errorf("filesystem receive %s lacks %s", calls[0], want)
 		}
 	}
-	err, calls = receiveStream(t, asked, streamHead(t, "vol-I.head"))
+	err, calls = receiveStream(t, asked, wholeStream(t, "vol-I.head"))
 	if err != nil || len(calls) != 1 || strings.Contains(calls[0], "canmount") || !strings.Contains(calls[0], "volmode:none") || !strings.Contains(calls[0], "NoMount:true") {
 		t.Errorf("volume: %v %v", err, calls)
 	}
@@ -411,6 +411,26 @@ func TestJailLegacyLastHoldRelease(t *testing.T) {
 		_, _, calls := callRaw(t, h, nil, wire.OpRelease, c)
 		if len(calls) != 1 {
 			t.Errorf("%+v: calls %v; want only the bound tag", c, calls)
+		}
+	}
+}
+
+// A compound stream (zfs send -I) is received one substream at a time,
+// each with the far side's options: zfs recv applies -o only to the first
+// dataset of a package.
+func TestJailCompoundSplit(t *testing.T) {
+	whole := wholeStream(t, "vol-I.head") // compound BEGIN, END, BEGIN, END, END
+	const rec = 312
+	sub := whole[2*rec : 4*rec]
+	stream := append(append(append(append([]byte(nil), whole[:2*rec]...), sub...), sub...), whole[4*rec:]...)
+	asked := zfs.RecvOptions{Target: "backup/laptop/v", Resumable: true}
+	err, calls := receiveStream(t, asked, stream)
+	if err != nil || len(calls) != 2 {
+		t.Fatalf("%v, calls %v; want two receives", err, calls)
+	}
+	for _, c := range calls {
+		if !strings.Contains(c, "NoMount:true") || !strings.Contains(c, "volmode:none") || !strings.Contains(c, "Target:backup/laptop/v ") {
+			t.Errorf("a substream received with %s", c)
 		}
 	}
 }

@@ -146,7 +146,7 @@ func TestPolicy(t *testing.T) {
 				}
 				if tc.op == wire.OpReceive {
 					// Finish the stream so the server answers.
-					head := streamHead(t, "fs-full.head")
+					head := wholeStream(t, "fs-full.head")
 					if err := wire.WriteFrame(r.conn, wire.FrameData, head); err != nil {
 						t.Fatal(err)
 					}
@@ -368,4 +368,26 @@ func streamHead(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// wholeStream makes a complete stream of a recorded head: its records up
+// to the first substream's BEGIN (without payload), then that substream's
+// END and, for a compound stream, the stream's last END.
+func wholeStream(t *testing.T, name string) []byte {
+	t.Helper()
+	head := streamHead(t, name)
+	const rec = 312
+	end := make([]byte, rec)
+	end[0] = 5 // END, little-endian
+	n := rec
+	if head[16]&3 == 2 { // compound: its BEGIN, its END, the substream's BEGIN
+		n = 3 * rec
+	}
+	out := append([]byte(nil), head[:n]...)
+	out[n-rec+4], out[n-rec+5], out[n-rec+6], out[n-rec+7] = 0, 0, 0, 0 // no payload
+	out = append(out, end...)
+	if n > rec {
+		out = append(out, end...)
+	}
+	return out
 }

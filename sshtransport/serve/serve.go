@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zsync-dev/zsync/sshtransport/wire"
@@ -93,7 +94,8 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o Option
 	defer inputGone()
 	growPipe(in)
 	growPipe(out)
-	s := &server{ctx: ctx, opCtx: opCtx, inputGone: inputGone, h: h, o: o, br: bufio.NewReaderSize(in, 64<<10), w: out}
+	ww := &watchedWriter{w: out}
+	s := &server{ctx: ctx, opCtx: opCtx, inputGone: inputGone, h: h, o: o, br: bufio.NewReaderSize(in, 64<<10), w: ww, out: ww}
 	if _, err := out.Write(wire.HandshakeLine(wire.BannerPrefix, o.SoftwareVersion)); err != nil {
 		return fmt.Errorf("writing the banner: %w", err)
 	}
@@ -102,7 +104,47 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o Option
 	}
 	s.frames = make(chan inFrame)
 	go s.readLoop()
-	return s.loop()
+	if o.IdleTimeout <= 0 {
+		return s.loop()
+	}
+	// A client that stops reading leaves serve blocked in a write, which
+	// no timer can interrupt: the loop runs aside, and Serve returns (its
+	// zfs processes killed) when a write has been stuck for IdleTimeout.
+	done := make(chan error, 1)
+	go func() { done <- s.loop() }()
+	tick := time.NewTicker(min(o.IdleTimeout/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if d := s.out.stuck(); d > o.IdleTimeout {
+				cancel()
+				return fmt.Errorf("%w: it has not read what serve wrote for %s (idle_timeout of [serve] on this host)", ErrClientIdle, d.Round(time.Second))
+			}
+		}
+	}
+}
+
+// watchedWriter records when a write began that has not returned yet.
+type watchedWriter struct {
+	w     io.Writer
+	since atomic.Int64 // unix nanoseconds; 0 when no write is pending
+}
+
+func (w *watchedWriter) Write(p []byte) (int, error) {
+	w.since.Store(time.Now().UnixNano())
+	defer w.since.Store(0)
+	return w.w.Write(p)
+}
+
+// stuck returns how long the pending write has been waiting (0: none).
+func (w *watchedWriter) stuck() time.Duration {
+	if t := w.since.Load(); t != 0 {
+		return time.Since(time.Unix(0, t))
+	}
+	return 0
 }
 
 // server is the state of one Serve call.
@@ -116,6 +158,7 @@ type server struct {
 	o         Options
 	br        *bufio.Reader
 	w         io.Writer
+	out       *watchedWriter // w, watched for a client that stopped reading
 	frames    chan inFrame
 	held      *inFrame // a frame read ahead, handed back to the main loop
 	bufs      sync.Pool

@@ -244,6 +244,7 @@ func (s *server) receiveLanded(g recvGrant, stream io.Reader) error {
 		return s.h.Receive(s.opCtx, g.opts, stream)
 	}
 	guard := zfs.NewStreamGuard(stream)
+	guard.Split()
 	h, err := guard.Head()
 	if err != nil {
 		if h.Properties {
@@ -253,15 +254,31 @@ func (s *server) receiveLanded(g recvGrant, stream io.Reader) error {
 		}
 		return fmt.Errorf("receive into %s: %w", g.opts.Target, err)
 	}
-	opts, err := g.land(h)
-	if err != nil {
-		return err
+	// One zfs recv per substream (see zfs.StreamGuard.Split): each is a
+	// stream of its own, received with the far side's options.
+	for {
+		opts, err := g.land(h)
+		if err != nil {
+			return err
+		}
+		err = s.h.Receive(s.opCtx, opts, guard)
+		if gerr := guard.Err(); gerr != nil && err != nil && !errors.Is(gerr, io.ErrUnexpectedEOF) {
+			// zfs recv saw the stream end where the guard stopped it; the
+			// guard's reason is the one that matters
+			return fmt.Errorf("receive into %s: %w (zfs recv: %w)", g.opts.Target, gerr, err)
+		}
+		if err != nil {
+			return err
+		}
+		// zfs recv may stop before the substream's end (a snapshot it
+		// already has); the rest of it is still checked, not received
+		if _, err := io.Copy(io.Discard, guard); err != nil {
+			return fmt.Errorf("receive into %s: %w", g.opts.Target, err)
+		}
+		if h, err = guard.Next(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("receive into %s: %w", g.opts.Target, err)
+		}
 	}
-	err = s.h.Receive(s.opCtx, opts, guard)
-	if gerr := guard.Err(); gerr != nil && err != nil && !errors.Is(gerr, io.ErrUnexpectedEOF) {
-		// zfs recv saw the stream end where the guard stopped it; the
-		// guard's reason is the one that matters
-		return fmt.Errorf("receive into %s: %w (zfs recv: %w)", g.opts.Target, gerr, err)
-	}
-	return err
 }
