@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -105,18 +104,6 @@ func mountsOf(t *testing.T, pools ...string) string {
 	return strings.Join(out, "\n")
 }
 
-// sendBytes returns the output of `zfs send ARGS`.
-func sendBytes(t *testing.T, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command("zfs", append([]string{"send"}, args...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("zfs send %v: %v: %s", args, err, errOut.String())
-	}
-	return out.Bytes()
-}
-
 // A hostile client's receives and sets leave nothing mounted outside its
 // receive root, also after `zfs mount -a`, and never take its choice of
 // mountpoint, canmount or device properties.
@@ -135,7 +122,7 @@ func TestJailReceiveLandsInside(t *testing.T) {
 	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", []string{src + "/data<"}, ""))
 	cl := hostileClient(t, c)
 	ctx := context.Background()
-	full := sendBytes(t, src+"/data@a")
+	full := zfstest.Send(t, src+"/data@a")
 
 	refused := []struct {
 		name string
@@ -152,10 +139,10 @@ func TestJailReceiveLandsInside(t *testing.T) {
 			return cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/a", Set: map[string]string{"reservation": "100M"}}, bytes.NewReader(full))
 		}, "allow_properties"},
 		{"receive a send -p stream", func() error {
-			return cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/p"}, bytes.NewReader(sendBytes(t, "-p", src+"/evil@x")))
+			return cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/p"}, bytes.NewReader(zfstest.Send(t, "-p", src+"/evil@x")))
 		}, "stream with properties"},
 		{"receive a compound stream nesting a property package", func() error {
-			nested := append(append([]byte(nil), sendBytes(t, "-I", "@a", src+"/data@b")[:624]...), sendBytes(t, "-p", src+"/evil@x")...)
+			nested := append(append([]byte(nil), zfstest.Send(t, "-I", "@a", src+"/data@b")[:624]...), zfstest.Send(t, "-p", src+"/evil@x")...)
 			return cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/n"}, bytes.NewReader(nested))
 		}, "nests"},
 		{"receive garbage", func() error {
@@ -188,10 +175,10 @@ func TestJailReceiveLandsInside(t *testing.T) {
 	// target's options), or one whose name only starts like the header's
 	// (zfs recv would name it beside the target: dst/laptop/s2). The
 	// guard stops the stream before that substream.
-	incr := sendBytes(t, "-I", "@a", src+"/data@b")
+	incr := zfstest.Send(t, "-I", "@a", src+"/data@b")
 	for name, tail := range map[string][]byte{
-		"another dataset":         sendBytes(t, src+"/evil@x"),
-		"a dataset with a prefix": sendBytes(t, src+"/data2@x"),
+		"another dataset":         zfstest.Send(t, src+"/evil@x"),
+		"a dataset with a prefix": zfstest.Send(t, src+"/data2@x"),
 	} {
 		smuggle := append(append(append([]byte(nil), incr[:624]...), full...), tail...)
 		err := cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/s"}, bytes.NewReader(smuggle))
@@ -211,7 +198,7 @@ func TestJailReceiveLandsInside(t *testing.T) {
 	if err := cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/a", Resumable: true, Set: map[string]string{"compression": "lz4"}}, bytes.NewReader(full)); err != nil {
 		t.Fatalf("a plain receive: %v", err)
 	}
-	if err := cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/vol"}, bytes.NewReader(sendBytes(t, src+"/vol@a"))); err != nil {
+	if err := cl.Receive(ctx, zfs.RecvOptions{Target: dst + "/laptop/vol"}, bytes.NewReader(zfstest.Send(t, src+"/vol@a"))); err != nil {
 		t.Fatalf("a volume receive: %v", err)
 	}
 	checkProp := func(ds, prop, want string) {
@@ -318,23 +305,33 @@ func TestJailTwoClientsOwnership(t *testing.T) {
 	}
 	t.Cleanup(func() { zfstest.Exec(t, "zfs", "release", aliceTag+"_Calice", src+"/data@s1") })
 	before = farState(t, src)
-	for name, run := range map[string]func() error{
-		"release alice's tag":          func() error { return cl.Release(ctx, aliceTag, []string{src + "/data@s1"}) },
-		"release alice's on-disk tag":  func() error { return cl.Release(ctx, aliceTag+"_Calice", []string{src + "/data@s1"}) },
-		"release the admin's hold":     func() error { return cl.Release(ctx, "admin-keep", []string{src + "/data@s1"}) },
-		"destroy alice's cursor":       func() error { return cl.DestroyBookmarks(ctx, []string{src + "/data#" + aliceView}) },
-		"destroy alice's on-disk name": func() error { return cl.DestroyBookmarks(ctx, []string{src + "/data#" + aliceCursor}) },
-		"destroy a user bookmark":      func() error { return cl.DestroyBookmarks(ctx, []string{src + "/data#mine"}) },
-		"send from alice's cursor": func() error {
+	// Names bob must not use are refused; alice's names as bob sees them
+	// are only bob's own (absent) names: nothing happens to alice's.
+	refused, noop := wire.ErrForbidden, error(nil)
+	for _, c := range []struct {
+		name string
+		want error
+		run  func() error
+	}{
+		{"release alice's tag by its view name", noop, func() error { return cl.Release(ctx, aliceTag, []string{src + "/data@s1"}) }},
+		{"release alice's on-disk tag", refused, func() error { return cl.Release(ctx, aliceTag+"_Calice", []string{src + "/data@s1"}) }},
+		{"release the admin's hold", refused, func() error { return cl.Release(ctx, "admin-keep", []string{src + "/data@s1"}) }},
+		{"destroy alice's cursor by its view name", noop, func() error { return cl.DestroyBookmarks(ctx, []string{src + "/data#" + aliceView}) }},
+		{"destroy alice's on-disk cursor", refused, func() error { return cl.DestroyBookmarks(ctx, []string{src + "/data#" + aliceCursor}) }},
+		{"destroy a user bookmark", refused, func() error { return cl.DestroyBookmarks(ctx, []string{src + "/data#mine"}) }},
+		{"send from alice's cursor", refused, func() error {
 			_, err := cl.SendSize(ctx, mustValidate(t, src+"/data#"+aliceCursor, src+"/data@s1"))
 			return err
-		},
-		"destroy snapshots (no prune)":  func() error { return cl.DestroySnapshots(ctx, src+"/data", []string{"s1"}) },
-		"hold with a foreign tag shape": func() error { return cl.Hold(ctx, "keep-forever", []string{src + "/data@s1"}) },
+		}},
+		{"destroy snapshots (no prune_send)", refused, func() error { return cl.DestroySnapshots(ctx, src+"/data", []string{"s1"}) }},
+		{"hold with a foreign tag shape", refused, func() error { return cl.Hold(ctx, "keep-forever", []string{src + "/data@s1"}) }},
 	} {
-		_ = run() // refused, or a no-op on bob's own (absent) names
+		err := c.run()
+		if c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("bob's %q: %v; want a refusal", c.name, err)
+		}
 		if after := farState(t, src); after != before {
-			t.Errorf("bob's %q changed the far side:\nbefore:\n%s\nafter:\n%s", name, before, after)
+			t.Errorf("bob's %q changed the far side:\nbefore:\n%s\nafter:\n%s", c.name, before, after)
 		}
 	}
 	holds := holdsOn(t, src+"/data")
@@ -501,7 +498,7 @@ func TestJailHostileRequests(t *testing.T) {
 		binary.BigEndian.PutUint32(b[1:], n)
 		return append(b, payload...)
 	}
-	head := sendBytes(t, src+"/data@s1")
+	head := zfstest.Send(t, src+"/data@s1")
 	for name, bytes := range map[string][]byte{
 		"oversized control frame":  frame(wire.FrameRequest, 1<<30, nil),
 		"unknown frame type":       frame('W', 2, []byte("{}")),
@@ -541,7 +538,7 @@ func TestJailServeTimeouts(t *testing.T) {
 	zfstest.MustSnapshot(t, src+"/data@s1")
 	zfstest.MustCreate(t, dst+"/laptop")
 	c := newSSHClient(t, "laptop", "[serve]\nidle_timeout = \"3s\"\n"+serveClient("laptop", dst+"/laptop", []string{src + "/data<"}, ""))
-	stream := sendBytes(t, src+"/data@s1")
+	stream := zfstest.Send(t, src+"/data@s1")
 	before := farState(t, src, dst)
 	for name, talk := range map[string]func(s *rawSession){
 		"no hello": nil,

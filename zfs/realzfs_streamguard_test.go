@@ -16,18 +16,6 @@ import (
 	"github.com/zsync-dev/zsync/zfs/zfstest"
 )
 
-// sendStream returns the bytes of `zfs send ARGS`.
-func sendStream(t *testing.T, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command("zfs", append([]string{"send"}, args...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("zfs send %v: %v: %s", args, err, errOut.String())
-	}
-	return out.Bytes()
-}
-
 // The guard walks every kind of stream OpenZFS writes, record by record,
 // to its last END: the same bytes come out, and what zfs recv then makes
 // of them is the replica. This pins the record sizes the guard computes
@@ -78,7 +66,7 @@ func TestRealStreamGuardWalksEveryStream(t *testing.T) {
 		"spill raw-ish":     {"-c", "-e", "-L", sa + "@a"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			stream := sendStream(t, args...)
+			stream := zfstest.Send(t, args...)
 			g := zfs.NewStreamGuard(bytes.NewReader(stream))
 			h, err := g.Head()
 			if err != nil {
@@ -95,8 +83,8 @@ func TestRealStreamGuardWalksEveryStream(t *testing.T) {
 		})
 	}
 	// and a stream that zfs recv accepts after the guard lands whole
-	src := sendStream(t, "-I", "@a", fs+"@c")
-	full := sendStream(t, fs+"@a")
+	src := zfstest.Send(t, "-I", "@a", fs+"@c")
+	full := zfstest.Send(t, fs+"@a")
 	cmd := exec.Command("zfs", "recv", "-u", pool+"/copy")
 	cmd.Stdin = zfs.NewStreamGuard(bytes.NewReader(full))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -115,7 +103,7 @@ func TestRealStreamGuardWalksEveryStream(t *testing.T) {
 		t.Errorf("received %q", got)
 	}
 	// a second dataset's substream after the first is stopped before it
-	two := append(append([]byte(nil), src[:len(src)-312]...), sendStream(t, sa+"@a")...)
+	two := append(append([]byte(nil), src[:len(src)-312]...), zfstest.Send(t, sa+"@a")...)
 	g = zfs.NewStreamGuard(bytes.NewReader(two))
 	if _, err := g.Head(); err != nil {
 		t.Fatal(err)

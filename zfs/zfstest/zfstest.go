@@ -213,3 +213,13 @@ func Describe(t testing.TB, root string) string {
 	}
 	return out
 }
+
+// Send returns the bytes of `zfs send ARGS`; a failure fails the test.
+func Send(t testing.TB, args ...string) []byte {
+	t.Helper()
+	out, errOut, err := Exec(t, append([]string{"zfs", "send"}, args...)...)
+	if err != nil {
+		t.Fatalf("zfs send %v: %v: %s", args, err, errOut)
+	}
+	return []byte(out)
+}
