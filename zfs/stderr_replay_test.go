@@ -14,8 +14,10 @@ import (
 	"github.com/zsync-dev/zsync/zfs"
 )
 
-// The OpenZFS versions whose stderr is recorded under testdata/stderr/X.Y.
-var fixtureVersions = []string{"2.1", "2.3"}
+// The OpenZFS versions whose stderr is recorded under testdata/stderr/X.Y
+// (exactly these directories must exist). 2.3 joins when its recording is
+// committed (issue #11).
+var fixtureVersions = []string{"2.1"}
 
 // fixture is one recorded stderr.
 type fixture struct {
