@@ -10,38 +10,43 @@ import (
 
 var reNothingToDestroy = regexp.MustCompile(`(?m)^could not find any snapshots to destroy; check snapshot names\.$`)
 
-// destroyFailure parses "cannot destroy snapshot DATASET@SHORT: REASON" for
-// one of the remaining short names (names may contain ": ", so the known
-// names are matched rather than the line split; the longest wins).
+// destroyFailure parses a line naming one of the remaining snapshots of a
+// batched destroy and why it was not destroyed, in either of the forms zfs
+// prints: libzfs's "cannot destroy snapshot DATASET@SHORT: REASON" (the
+// kernel refused it) and zfs's own check "cannot destroy 'DATASET@SHORT':
+// REASON" (a dependent clone, found before anything is destroyed). Names
+// may contain ": ", so the known names are matched rather than the line
+// split; the longest wins.
 func destroyFailure(line, dataset string, remaining []string) (short, reason string, ok bool) {
-	const prefix = "cannot destroy snapshot "
-	if !strings.HasPrefix(line, prefix) {
-		return "", "", false
-	}
-	rest := line[len(prefix):]
-	for _, s := range remaining {
-		head := dataset + "@" + s + ": "
-		if strings.HasPrefix(rest, head) && len(s) >= len(short) {
-			short, reason, ok = s, rest[len(head):], true
+	for _, form := range []struct{ prefix, sep string }{{"cannot destroy snapshot ", ": "}, {"cannot destroy '", "': "}} {
+		rest, found := strings.CutPrefix(line, form.prefix)
+		if !found {
+			continue
+		}
+		for _, s := range remaining {
+			head := dataset + "@" + s + form.sep
+			if strings.HasPrefix(rest, head) && len(s) >= len(short) {
+				short, reason, ok = s, rest[len(head):], true
+			}
 		}
 	}
 	return short, reason, ok
 }
 
-// destroyReason maps the reason of a "cannot destroy snapshot" line to a
-// sentinel. OpenZFS 2.1 reports a held snapshot as "dataset is busy" (the
-// EBUSY of the whole batch); other versions word it "snapshot is held" or
-// "it's being held".
+// destroyReason maps the reason of a failed snapshot of a batched destroy
+// to a sentinel (whole reasons only; an unknown one stays untyped).
+// OpenZFS 2.1 reports a held snapshot as "dataset is busy" (the EBUSY of the
+// whole batch); other versions and code paths word it "snapshot is held" or
+// "it's being held". A dependent clone is "snapshot has dependent clones"
+// (zfs's own check, before the batch) or "snapshot is cloned" (the kernel's
+// EEXIST).
 func destroyReason(reason string) error {
-	switch {
-	case reason == "dataset is busy",
-		strings.Contains(reason, "is held"),
-		strings.Contains(reason, "being held"),
-		strings.Contains(reason, "has holds"):
+	switch reason {
+	case "dataset is busy", "snapshot is held", "it's being held":
 		return ErrSnapshotHeld
-	case strings.Contains(reason, "snapshot is cloned"), strings.Contains(reason, "dependent clones"):
+	case "snapshot has dependent clones", "snapshot is cloned":
 		return ErrSnapshotCloned
-	case reason == "permission denied":
+	case "permission denied":
 		return ErrPermissionDenied
 	}
 	return nil

@@ -234,7 +234,9 @@ func (e *typedError) Unwrap() []error { return []error{e.kind, e.cause} }
 
 // rule maps a stderr pattern to a sentinel. When the pattern has a
 // capturing group, it captures a name, and the rule applies only when that
-// name is one of the names the caller asked about.
+// name is one of the names the caller asked about; a group that does not
+// take part in the match (an optional name the message lacks) checks
+// nothing.
 type rule struct {
 	re   *regexp.Regexp
 	kind error
@@ -246,11 +248,15 @@ func mustRule(pattern string, kind error) rule {
 
 // Rules shared by the verbs. Every pattern is anchored to whole lines.
 var (
-	ruleOpenNotFound   = mustRule(`(?m)^cannot open '([^'\n]+)': (?:dataset|snapshot|bookmark) does not exist$`, ErrDatasetNotFound)
-	ruleAnyNotFound    = mustRule(`(?m)^cannot [a-z ]+ '([^'\n]+)': (?:dataset|parent) does not exist$`, ErrDatasetNotFound)
-	rulePermission     = mustRule(`(?m)^cannot [^\n]*: permission denied$`, ErrPermissionDenied)
-	ruleNoSpace        = mustRule(`(?m)^cannot [^\n]*: out of space$`, ErrNoSpace)
-	ruleCreateExists   = mustRule(`(?m)^cannot create (?:snapshot )?'([^'\n]+)': dataset already exists$`, ErrExists)
+	ruleOpenNotFound = mustRule(`(?m)^cannot open '([^'\n]+)': (?:dataset|snapshot|bookmark) does not exist$`, ErrDatasetNotFound)
+	ruleAnyNotFound  = mustRule(`(?m)^cannot [a-z ]+ '([^'\n]+)': (?:dataset|parent) does not exist$`, ErrDatasetNotFound)
+	// Named conditions ("cannot create 'NAME': permission denied"); the
+	// unnamed wordings of a verb are that verb's own rules.
+	rulePermission     = mustRule(`(?m)^cannot [a-z ]+'([^'\n]+)': permission denied$`, ErrPermissionDenied)
+	ruleNoSpace        = mustRule(`(?m)^cannot [a-z ]+'([^'\n]+)': out of space$`, ErrNoSpace)
+	ruleSnapPermission = mustRule(`(?m)^cannot create snapshots ?: permission denied$`, ErrPermissionDenied) // 2.1: no name
+	ruleCreateExists   = mustRule(`(?m)^cannot create '([^'\n]+)': dataset already exists$`, ErrExists)
+	ruleSnapExists     = mustRule(`(?m)^cannot create snapshot '([^'\n@]+@[^'\n]+)': dataset already exists$`, ErrExists)
 	ruleRenameExists   = mustRule(`(?m)^cannot rename (?:to )?'([^'\n]+)': dataset already exists$`, ErrExists) // 2.1 names the source: "cannot rename 'SRC': dataset already exists"
 	ruleBookmarkExists = mustRule(`(?m)^cannot create bookmark '([^'\n]+)': bookmark exists$`, ErrExists)
 	ruleBusy           = mustRule(`(?m)^cannot [^\n]*'([^'\n]+)': dataset is busy$`, ErrBusy)
@@ -280,19 +286,20 @@ func classify(err error, names []string, rules ...rule) error {
 }
 
 // matchRule reports whether r matches stderr for one of names (any name when
-// the pattern captures none).
+// the pattern captures none, or the message lacks the optional name).
 func matchRule(r rule, stderr string, names []string) (string, bool) {
-	for _, m := range r.re.FindAllStringSubmatch(stderr, -1) {
-		if len(m) < 2 {
+	for _, ix := range r.re.FindAllStringSubmatchIndex(stderr, -1) {
+		if len(ix) < 4 || ix[2] < 0 {
 			return "", true
 		}
+		got := stderr[ix[2]:ix[3]]
 		for _, n := range names {
-			if m[1] == n {
+			if got == n {
 				return n, true
 			}
 			// "pool/fs@*" stands for any snapshot of pool/fs.
-			if ds, ok := strings.CutSuffix(n, "@*"); ok && strings.HasPrefix(m[1], ds+"@") {
-				return m[1], true
+			if ds, ok := strings.CutSuffix(n, "@*"); ok && strings.HasPrefix(got, ds+"@") {
+				return got, true
 			}
 		}
 	}

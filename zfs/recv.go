@@ -77,13 +77,15 @@ var (
 	ruleRecvHasSnaps   = mustRule(`(?m)^cannot receive [a-z ]*stream: destination has snapshots \(eg\. ([^\n]+?)\)\s+must destroy them to overwrite it$`, ErrDestinationHasSnapshots)
 	ruleRecvPartial    = mustRule(`(?m)^cannot receive [a-z ]*stream: destination '?([^'\n]+?)'? contains partially-complete state from "zfs receive -s"\.?$`, ErrPartialReceive)
 	ruleRecvNotExist   = mustRule(`(?m)^cannot receive [a-z ]*stream: destination '?([^'\n]+?)'? does not exist$`, ErrDatasetNotFound)
-	ruleRecvIncomplete = mustRule(`(?m)^cannot receive[a-z ]*: (?:failed to read from stream|checksum mismatch or incomplete stream|checksum mismatch|incomplete stream|invalid stream \(bad magic number\)|invalid stream[^\n]*?)\.?$`, ErrStreamIncomplete)
+	ruleRecvIncomplete = mustRule(`(?m)^cannot receive[a-z ]*: (?:failed to read from stream|checksum mismatch or incomplete stream|checksum mismatch|incomplete stream|invalid stream \([a-z ]+\))\.?$`, ErrStreamIncomplete)
 	ruleRecvBusy       = mustRule(`(?m)^cannot receive[a-z ]*: dataset is busy$`, ErrBusy)
+	ruleRecvPermission = mustRule(`(?m)^cannot receive[a-z ]*: permission denied$`, ErrPermissionDenied)
+	ruleRecvNoSpace    = mustRule(`(?m)^cannot receive[a-z ]*: out of space$`, ErrNoSpace)
 )
 
 var recvRules = []rule{
 	ruleRecvModified, ruleRecvExists, ruleRecvRestore, ruleRecvMismatch, ruleRecvHasSnaps,
-	ruleRecvPartial, ruleRecvNotExist, ruleRecvIncomplete, ruleRecvBusy,
+	ruleRecvPartial, ruleRecvNotExist, ruleRecvIncomplete, ruleRecvBusy, ruleRecvPermission, ruleRecvNoSpace,
 }
 
 // Receive runs `zfs recv` with stream as its input; it returns when zfs
