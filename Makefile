@@ -1,11 +1,19 @@
 # zsync. The two set-up commands of the README:
 #   make demo   build zsync and show it snapshot, push and prune between two pools (in the test VM)
-#   make test   the whole test suite: vet, unit tests, then the real-OpenZFS tier in the VM
+#   make test   the whole test suite: vet, unit tests, then the real-OpenZFS tier in the VMs
+#               (OpenZFS 2.1 and 2.3 at once; ZFS=2.3 runs one version)
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/zsync-dev/zsync/cmd.version=$(VERSION)
 
-.PHONY: build test unit vet realzfs demo bench fuzz vm vm-stop kill-test clean
+# ZFS=2.1 or ZFS=2.3 narrows the VM targets to one OpenZFS version.
+ZFS ?=
+ifneq ($(ZFS),)
+export REALZFS_ZFS := $(ZFS)
+export ZSYNC_VM_ZFS := $(ZFS)
+endif
+
+.PHONY: build test unit vet realzfs demo bench fuzz vm vm-stop kill-test soak clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/zsync .
@@ -55,6 +63,13 @@ fuzz:
 # regular test tier does 3) and check that re-runs converge.
 kill-test:
 	ZSYNC_KILL_ROUNDS=$${ZSYNC_KILL_ROUNDS:-20} REALZFS_RUN='^TestKillConverges$$' testdata/vm/realzfs ./cmd
+
+# Faults on every version: ROUNDS rounds (default 50) of push and pull with a
+# fault each, then runs until convergence; prints a table per version and
+# fails on any leaked hold or bookmark, lost snapshot or data mismatch. The
+# regular tier runs 5 rounds. SEED=N replays a run.
+soak:
+	testdata/vm/soak
 
 vm:
 	testdata/vm/testvm start

@@ -77,6 +77,7 @@ type soak struct {
 	seen map[string]string
 	// verified: target snapshots whose data was compared with the source.
 	verified map[string]bool
+	sums     map[string]string // source snapshot -> data checksum
 	// what the last plain run of each command took (scales the fault time)
 	lastDur map[string]time.Duration
 
@@ -124,6 +125,9 @@ func TestSoak(t *testing.T) {
 			break
 		}
 	}
+	if !t.Failed() {
+		s.verifyAll()
+	}
 	s.report(rounds)
 }
 
@@ -169,6 +173,8 @@ type = "push"
 datasets = ["%[1]s/soak<"]
 root = "%[2]s/push"
 %[3]s
+  [job.replication]
+  concurrency = 3
   [job.snapshot]
   prefix = "zsync_"
   interval = "1s"
@@ -182,6 +188,8 @@ type = "pull"
 datasets = ["%[1]s/soak<"]
 root = "%[2]s/pull"
 %[3]s
+  [job.replication]
+  concurrency = 3
   [job.prune]
   target = [{ last_n = 1000, regex = "^zsync_" }]
 
@@ -205,11 +213,11 @@ root = "%[2]s/push"
 	s.zsync("snap", "up")
 	s.needBytes += 2 * s.streamBytes("")
 	for _, cmd := range []string{"push", "pull"} {
-		if r := s.zsync(cmd, jobOf(cmd)); r.code != 0 {
+		if r := s.zsync("run", jobOf(cmd)); r.code != 0 {
 			t.Fatalf("initial %s: exit %d\n%s", cmd, r.code, tail(r.stderr, 3000))
 		}
 	}
-	s.check("initial")
+	s.check("initial", "push", "pull")
 	return s
 }
 
@@ -340,25 +348,29 @@ func (s *soak) notePruned(stderr string) {
 	}
 }
 
-// round: new data and a snapshot, one faulted run of cmd, plain runs until
-// it converges, the other job's catch-up, prunes, then the checks.
+// round: new data, one faulted `zsync run` of the push or the pull job
+// (snapshot, replicate, prune), plain runs until it converges, then the
+// checks.
 func (s *soak) round(i int, cmd, fault string) {
 	t := s.t
 	t.Logf("=== round %d: %s with fault %s", i, cmd, fault)
 	s.writeData(i + 1)
 	prev := s.newestSnapshots()
-	if r := s.zsync("snap", "up"); r.code != 0 {
-		t.Fatalf("snap: exit %d", r.code)
+	if cmd == "pull" {
+		// a pull job snapshots nothing: the source's own schedule does
+		if r := s.zsync("snap", "up"); r.code != 0 {
+			t.Fatalf("snap: exit %d", r.code)
+		}
 	}
-	s.needBytes += 2 * s.streamBytesSince(prev)
 
+	// `zsync run JOB`: snapshot (push), replicate, prune, as cron runs it
 	s.faulted(cmd, fault)
 
 	// plain runs until one succeeds
 	n := 0
 	for {
 		n++
-		r := s.zsync(cmd, jobOf(cmd))
+		r := s.zsync("run", jobOf(cmd))
 		if r.code == 0 {
 			s.lastDur[cmd] = r.duration
 			break
@@ -370,23 +382,11 @@ func (s *soak) round(i int, cmd, fault string) {
 		}
 		time.Sleep(time.Second)
 	}
+	s.needBytes += 2 * s.streamBytesSince(prev)
 	if n > s.maxConverge {
 		s.maxConverge = n
 	}
-	other := "pull"
-	if cmd == "pull" {
-		other = "push"
-	}
-	if r := s.zsync(other, jobOf(other)); r.code != 0 {
-		s.unconverged = append(s.unconverged, fmt.Sprintf("round %d: the plain %s after a %s fault failed (exit %d)", i, other, fault, r.code))
-		t.Errorf("round %d: plain %s after the %s round: exit %d", i, other, cmd, r.code)
-	}
-	for _, j := range []string{"up", "down"} {
-		if r := s.zsync("prune", j); r.code != 0 {
-			t.Errorf("round %d: prune %s: exit %d", i, j, r.code)
-		}
-	}
-	s.check(fmt.Sprintf("round %d (%s, %s)", i, cmd, fault))
+	s.check(fmt.Sprintf("round %d (%s, %s)", i, cmd, fault), cmd)
 }
 
 // faulted runs cmd once with the fault injected at a random moment.
@@ -407,13 +407,13 @@ func (s *soak) faulted(cmd, fault string) {
 	case "clock-forward":
 		setClock(t, 24*time.Hour)
 		s.clockOff += 24 * time.Hour
-		s.zsync(cmd, jobOf(cmd))
+		s.zsync("run", jobOf(cmd))
 		return
 	case "pool-full":
 		// the round's data (tens of KiB per dataset at least) does not fit
 		used, _ := strconv.ParseInt(strings.TrimSpace(zfstest.Zfs(t, "get", "-H", "-p", "-o", "value", "used", target)), 10, 64)
 		zfstest.Zfs(t, "set", fmt.Sprintf("quota=%d", used+16<<10), target)
-		r := s.zsync(cmd, jobOf(cmd))
+		r := s.zsync("run", jobOf(cmd))
 		zfstest.Zfs(t, "set", "quota=none", target)
 		if r.code == 0 {
 			s.missed[fault]++
@@ -426,7 +426,7 @@ func (s *soak) faulted(cmd, fault string) {
 	case "kill-recv":
 		victim = func() []int { return pgrep("^zfs (recv|receive) ") }
 	}
-	p := s.start(cmd, jobOf(cmd))
+	p := s.start("run", jobOf(cmd))
 	done := make(chan soakRun, 1)
 	go func() { done <- s.wait(p) }()
 	select {
@@ -442,7 +442,8 @@ func (s *soak) faulted(cmd, fault string) {
 	case "kill-zsync":
 		hit = p.cmd.Process.Signal(syscall.SIGKILL) == nil
 	case "cut-tcp":
-		hit = s.proxy.cut() > 0
+		// the connection may still be being set up: wait for it
+		hit = s.until(done, func() bool { return s.proxy.cut() > 0 })
 	case "destroy-snapshot":
 		hit = s.destroyPending(target)
 	case "concurrent-prune":
@@ -451,23 +452,16 @@ func (s *soak) faulted(cmd, fault string) {
 		t.Logf("concurrent prune: exit %d", pr.code)
 	default:
 		// wait (while the run lasts) for the victim process to appear
-		for !hit {
-			if pids := victim(); len(pids) > 0 {
-				for _, pid := range pids {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
+		hit = s.until(done, func() bool {
+			pids := victim()
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			if len(pids) > 0 {
 				t.Logf("%s: killed %v", fault, pids)
-				hit = true
-				break
 			}
-			select {
-			case r := <-done:
-				done <- r
-			case <-time.After(20 * time.Millisecond):
-				continue
-			}
-			break
-		}
+			return len(pids) > 0
+		})
 	}
 	if !hit {
 		s.missed[fault]++
@@ -476,6 +470,22 @@ func (s *soak) faulted(cmd, fault string) {
 	t.Logf("%s run: exit %d (fault at %v, hit %v)", cmd, r.code, at, hit)
 	if fault == "kill-zsync" {
 		waitReceiversGone(t)
+	}
+}
+
+// until polls cond until it holds (true) or the run ends first (false; the
+// run's result stays in done).
+func (s *soak) until(done chan soakRun, cond func() bool) bool {
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case r := <-done:
+			done <- r
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
@@ -585,42 +595,114 @@ func sendSize(t *testing.T, snap, from string) int64 {
 	return 0
 }
 
-// check: after a converged round, nothing leaked, nothing lost, the data
-// of every newly replicated snapshot equal to the source's.
-func (s *soak) check(when string) {
-	t := s.t
-	now := map[string]string{}
-	for _, root := range []string{s.src + "/soak", s.dst + "/push", s.dst + "/pull"} {
-		out := zfstest.Zfs(t, "list", "-H", "-p", "-r", "-t", "snapshot", "-o", "name,guid", root)
+// zfsState is one recursive listing: snapshots (name -> guid, in
+// createtxg order per dataset), bookmarks, holds (snapshot -> tags) and
+// resume tokens, from three zfs calls.
+type zfsState struct {
+	guid      map[string]string   // snapshot or bookmark -> guid
+	snaps     map[string][]string // dataset -> short snapshot names, oldest first
+	bookmarks map[string][]string // dataset -> short bookmark names
+	holds     map[string][]string // full snapshot name -> hold tags
+	tokens    map[string]bool     // datasets with a receive_resume_token
+}
+
+func listState(t *testing.T, root string) zfsState {
+	st := zfsState{guid: map[string]string{}, snaps: map[string][]string{}, bookmarks: map[string][]string{},
+		holds: map[string][]string{}, tokens: map[string]bool{}}
+	out := zfstest.Zfs(t, "list", "-H", "-p", "-r", "-t", "snapshot,bookmark", "-s", "createtxg", "-o", "name,guid,userrefs", root)
+	var held []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Split(l, "\t")
+		if len(f) != 3 {
+			continue
+		}
+		st.guid[f[0]] = f[1]
+		if ds, name, ok := strings.Cut(f[0], "@"); ok {
+			st.snaps[ds] = append(st.snaps[ds], name)
+			if f[2] != "0" && f[2] != "-" {
+				held = append(held, f[0])
+			}
+		} else if ds, name, ok := strings.Cut(f[0], "#"); ok {
+			st.bookmarks[ds] = append(st.bookmarks[ds], name)
+		}
+	}
+	if len(held) > 0 {
+		out := zfstest.Zfs(t, append([]string{"holds", "-H"}, held...)...)
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			if f := strings.Split(l, "\t"); len(f) == 2 {
-				now[f[0]] = f[1]
+			if f := strings.Split(l, "\t"); len(f) >= 2 {
+				st.holds[f[0]] = append(st.holds[f[0]], f[1])
 			}
 		}
 	}
+	out = zfstest.Zfs(t, "get", "-H", "-r", "-o", "name,value", "receive_resume_token", root)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Split(l, "\t"); len(f) == 2 && f[1] != "-" {
+			st.tokens[f[0]] = true
+		}
+	}
+	return st
+}
+
+// check: after a converged round of cmd, nothing leaked, nothing lost, the
+// target has every dataset's newest snapshot with the source's data.
+// (Each target is checked in the rounds of its own job; the initial check
+// covers both.)
+func (s *soak) check(when string, cmds ...string) {
+	t := s.t
+	src := listState(t, s.src+"/soak")
+	roots := []string{}
+	for _, c := range cmds {
+		roots = append(roots, s.dst+"/"+c)
+	}
+	tgts := map[string]zfsState{}
+	for _, r := range roots {
+		tgts[r] = listState(t, r)
+	}
+	// lost: a snapshot seen before on these sides is gone without a prune
+	// or the soak having destroyed it
+	now := map[string]string{}
+	for n, g := range src.guid {
+		now[n] = g
+	}
+	for _, st := range tgts {
+		for n, g := range st.guid {
+			now[n] = g
+		}
+	}
+	s.mu.Lock()
 	for name := range s.seen {
-		if _, ok := now[name]; !ok && !s.condemned[name] {
-			s.lost = append(s.lost, when+": "+name)
-			t.Errorf("%s: snapshot %s is gone and no retention condemned it", when, name)
+		onSide := strings.HasPrefix(name, s.src+"/")
+		for _, r := range roots {
+			onSide = onSide || strings.HasPrefix(name, r+"/")
+		}
+		if !onSide || !strings.Contains(name, "@") {
+			continue
+		}
+		if _, ok := now[name]; !ok {
+			if !s.condemned[name] {
+				s.lost = append(s.lost, when+": "+name)
+				t.Errorf("%s: snapshot %s is gone and no retention condemned it", when, name)
+			}
+			delete(s.seen, name)
 		}
 	}
 	for name, guid := range now {
 		s.seen[name] = guid
 	}
-	for name := range s.seen {
-		if _, ok := now[name]; !ok {
-			delete(s.seen, name)
-		}
-	}
+	s.mu.Unlock()
 
 	for _, ds := range soakDatasets {
 		srcDS := s.src + "/" + ds
-		srcSnaps := snapshotsOf(t, srcDS)
+		srcSnaps := src.snaps[srcDS]
+		if len(srcSnaps) == 0 {
+			t.Errorf("%s: %s has no snapshots", when, srcDS)
+			continue
+		}
 		newest := srcSnaps[len(srcSnaps)-1]
-		// leaks on the source: one cursor per replicating job at most, no
-		// tentative cursors, no step holds
+		// the source: one cursor per replicating job at most, no other
+		// zsync bookmark, no zsync hold once the runs are over
 		var cursors int
-		for _, b := range bookmarksOf(t, srcDS) {
+		for _, b := range src.bookmarks[srcDS] {
 			switch {
 			case strings.HasPrefix(b, "zsync_cursor_"):
 				cursors++
@@ -631,54 +713,94 @@ func (s *soak) check(when string) {
 		if cursors > 2 {
 			s.leak(when, fmt.Sprintf("%s: %d cursor bookmarks (2 jobs)", srcDS, cursors))
 		}
-		for _, h := range holdsOn(t, srcDS) {
-			if strings.Contains(h, "zsync_") {
-				s.leak(when, srcDS+"@"+h)
+		for _, snap := range srcSnaps {
+			for _, h := range src.holds[srcDS+"@"+snap] {
+				if strings.HasPrefix(h, "zsync_") {
+					s.leak(when, fmt.Sprintf("%s@%s: hold %s", srcDS, snap, h))
+				}
 			}
 		}
-		for _, root := range []string{s.dst + "/push", s.dst + "/pull"} {
+		for _, root := range roots {
+			st := tgts[root]
 			tgt := root + "/" + srcDS
-			tsnaps := snapshotsOf(t, tgt)
+			tsnaps := st.snaps[tgt]
 			if len(tsnaps) == 0 || tsnaps[len(tsnaps)-1] != newest {
 				s.unconverged = append(s.unconverged, fmt.Sprintf("%s: %s lacks the newest source snapshot %s", when, tgt, newest))
 				t.Errorf("%s: %s has %v, not the source's newest %s", when, tgt, tsnaps, newest)
+				continue
 			}
-			if tok := zfstest.Get(t, tgt, "receive_resume_token"); tok != "-" {
+			if st.tokens[tgt] {
 				s.leak(when, tgt+": leftover resume token")
 			}
 			var last []string
-			for _, h := range holdsOn(t, tgt) {
-				switch {
-				case strings.Contains(h, "zsync_last_"):
-					last = append(last, h)
-				case strings.Contains(h, "zsync_"):
-					s.leak(when, tgt+"@"+h)
+			for _, snap := range tsnaps {
+				for _, h := range st.holds[tgt+"@"+snap] {
+					switch {
+					case strings.HasPrefix(h, "zsync_last_"):
+						last = append(last, snap+" "+h)
+					case strings.HasPrefix(h, "zsync_"):
+						s.leak(when, fmt.Sprintf("%s@%s: hold %s", tgt, snap, h))
+					}
 				}
 			}
-			if len(last) != 1 || (len(tsnaps) > 0 && !strings.HasPrefix(last[0], tsnaps[len(tsnaps)-1]+" ")) {
-				s.leak(when, fmt.Sprintf("%s: last-received holds %v, want one on %s", tgt, last, tsnaps[len(tsnaps)-1]))
+			if len(last) != 1 || !strings.HasPrefix(last[0], newest+" ") {
+				s.leak(when, fmt.Sprintf("%s: last-received holds %v, want one on %s", tgt, last, newest))
 			}
-			for _, b := range bookmarksOf(t, tgt) {
+			for _, b := range st.bookmarks[tgt] {
 				if strings.HasPrefix(b, "zsync_") {
 					s.leak(when, tgt+"#"+b)
 				}
 			}
-			// data: every target snapshot the source still has, compared once
-			for _, snap := range tsnaps {
-				tname, sname := tgt+"@"+snap, srcDS+"@"+snap
-				sguid, ok := now[sname]
-				if !ok || s.verified[tname] {
-					continue
+			s.verify(when, srcDS+"@"+newest, tgt+"@"+newest, ds, now)
+		}
+	}
+}
+
+// verify compares a target snapshot's guid and data with the source's,
+// once per target snapshot.
+func (s *soak) verify(when, sname, tname, ds string, now map[string]string) {
+	if s.verified[tname] {
+		return
+	}
+	s.verified[tname] = true
+	if now[tname] != now[sname] {
+		s.mismatch(when, fmt.Sprintf("%s guid %s, source %s", tname, now[tname], now[sname]))
+		return
+	}
+	if s.sums == nil {
+		s.sums = map[string]string{}
+	}
+	a, ok := s.sums[sname]
+	if !ok {
+		a = s.snapshotSum(sname, ds)
+		s.sums[sname] = a
+	}
+	b := s.snapshotSum(tname, ds)
+	if a == "" || b == "" || a != b {
+		s.mismatch(when, fmt.Sprintf("%s: data %q, source %q", tname, b, a))
+	}
+}
+
+// verifyAll compares every snapshot the targets and the source both have
+// (at the end of the soak).
+func (s *soak) verifyAll() {
+	t := s.t
+	src := listState(t, s.src+"/soak")
+	now := map[string]string{}
+	for n, g := range src.guid {
+		now[n] = g
+	}
+	for _, c := range []string{"push", "pull"} {
+		st := listState(t, s.dst+"/"+c)
+		for n, g := range st.guid {
+			now[n] = g
+		}
+		for _, ds := range soakDatasets {
+			tgt := s.dst + "/" + c + "/" + s.src + "/" + ds
+			for _, snap := range st.snaps[tgt] {
+				if _, ok := now[s.src+"/"+ds+"@"+snap]; ok {
+					s.verify("end", s.src+"/"+ds+"@"+snap, tgt+"@"+snap, ds, now)
 				}
-				if now[tname] != sguid {
-					s.mismatch(when, fmt.Sprintf("%s guid %s, source %s", tname, now[tname], sguid))
-					continue
-				}
-				a, b := s.snapshotSum(sname, ds), s.snapshotSum(tname, ds)
-				if a == "" || b == "" || a != b {
-					s.mismatch(when, fmt.Sprintf("%s: data %q, source %q", tname, b, a))
-				}
-				s.verified[tname] = true
 			}
 		}
 	}
