@@ -78,6 +78,7 @@ type soak struct {
 	// verified: target snapshots whose data was compared with the source.
 	verified map[string]bool
 	sums     map[string]string // source snapshot -> data checksum
+	mnt      map[string]string // source dataset -> mountpoint
 	// what the last plain run of each command took (scales the fault time)
 	lastDur map[string]time.Duration
 
@@ -121,6 +122,10 @@ func TestSoak(t *testing.T) {
 			cmd = "pull"
 		}
 		s.round(i, cmd, order[i])
+		// a tally after every round: an interrupted soak still says how far
+		// it got and what it saw
+		fmt.Printf("SOAK| after round %d (%s, %s): runs %d, max runs to converge %d, leaked %d, lost %d, mismatched %d, unconverged %d\n",
+			i, cmd, order[i], s.runs, s.maxConverge, len(s.leaked), len(s.lost), len(s.mismatched), len(s.unconverged))
 		if t.Failed() && len(s.unconverged) > 0 {
 			break
 		}
@@ -254,7 +259,13 @@ func (s *soak) writeData(round int) {
 			f.Close()
 			continue
 		}
-		zfstest.MustWriteFile(t, s.src+"/"+ds, fmt.Sprintf("r%03d-%d", round, s.rng.Intn(1000)), 32+s.rng.Intn(320))
+		if s.mnt == nil {
+			s.mnt = map[string]string{}
+		}
+		if s.mnt[ds] == "" {
+			s.mnt[ds] = zfstest.Mountpoint(t, s.src+"/"+ds)
+		}
+		zfstest.WriteRandom(t, filepath.Join(s.mnt[ds], fmt.Sprintf("r%03d-%d", round, s.rng.Intn(1000))), 32+s.rng.Intn(320))
 	}
 }
 
@@ -541,9 +552,10 @@ func setClock(t *testing.T, d time.Duration) {
 
 // newestSnapshots maps each source dataset to its newest snapshot.
 func (s *soak) newestSnapshots() map[string]string {
+	st := listState(s.t, s.src+"/soak")
 	m := map[string]string{}
 	for _, ds := range soakDatasets {
-		if snaps := snapshotsOf(s.t, s.src+"/"+ds); len(snaps) > 0 {
+		if snaps := st.snaps[s.src+"/"+ds]; len(snaps) > 0 {
 			m[ds] = snaps[len(snaps)-1]
 		}
 	}
