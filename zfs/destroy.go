@@ -34,15 +34,17 @@ func destroyFailure(line, dataset string, remaining []string) (short, reason str
 }
 
 // destroyReason maps the reason of a failed snapshot of a batched destroy
-// to a sentinel (whole reasons only; an unknown one stays untyped).
-// OpenZFS 2.1 reports a held snapshot as "dataset is busy" (the EBUSY of the
-// whole batch); other versions and code paths word it "snapshot is held" or
-// "it's being held". A dependent clone is "snapshot has dependent clones"
-// (zfs's own check, before the batch) or "snapshot is cloned" (the kernel's
-// EEXIST).
-func destroyReason(reason string) error {
+// to a sentinel (whole reasons only; an unknown one stays untyped); snapshot
+// is the full name the line is about. OpenZFS 2.1 reports a held snapshot as
+// "dataset is busy" (the EBUSY of the whole batch); 2.3 says "it's being
+// held. Run 'zfs holds -r SNAPSHOT' to see holders." (naming the same
+// snapshot); "snapshot is held" is another version's wording. A dependent
+// clone is "snapshot has dependent clones" (zfs's own check, before the
+// batch) or "snapshot is cloned" (the kernel's EEXIST).
+func destroyReason(reason, snapshot string) error {
 	switch reason {
-	case "dataset is busy", "snapshot is held", "it's being held":
+	case "dataset is busy", "snapshot is held",
+		"it's being held. Run 'zfs holds -r " + snapshot + "' to see holders.":
 		return ErrSnapshotHeld
 	case "snapshot has dependent clones", "snapshot is cloned":
 		return ErrSnapshotCloned
@@ -217,7 +219,7 @@ func (c *CLI) destroyBatch(ctx context.Context, dataset string, remaining []stri
 			if !ok {
 				continue
 			}
-			failed[short] = lineError(ce, line, destroyReason(reason), dataset+"@"+short)
+			failed[short] = lineError(ce, line, destroyReason(reason, dataset+"@"+short), dataset+"@"+short)
 			remaining = remove(remaining, short)
 			progress = true
 		}

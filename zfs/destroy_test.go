@@ -163,6 +163,28 @@ func TestDestroyFailureParsing(t *testing.T) {
 	}
 }
 
+func TestDestroyReason(t *testing.T) {
+	const snap = "tank/a@s2"
+	tests := []struct {
+		reason string
+		want   error
+	}{
+		{"dataset is busy", ErrSnapshotHeld},
+		{"it's being held. Run 'zfs holds -r tank/a@s2' to see holders.", ErrSnapshotHeld},
+		{"it's being held. Run 'zfs holds -r tank/a@s3' to see holders.", nil},
+		{"it's being held. Run 'zfs holds -r tank/a@s2' to see holders", nil},
+		{"it's being held", nil},
+		{"snapshot has dependent clones", ErrSnapshotCloned},
+		{"snapshot is cloned", ErrSnapshotCloned},
+		{"dataset is busy now", nil},
+	}
+	for _, tt := range tests {
+		if got := destroyReason(tt.reason, snap); got != tt.want {
+			t.Errorf("destroyReason(%q) = %v, want %v", tt.reason, got, tt.want)
+		}
+	}
+}
+
 // longNames returns n short names of 99 bytes: "tank/a@" and 655 of them
 // make an argument of 7 + 655*100 - 1 = 65506 bytes; 656 would be 65606,
 // past 64 KiB.

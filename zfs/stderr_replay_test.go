@@ -15,9 +15,8 @@ import (
 )
 
 // The OpenZFS versions whose stderr is recorded under testdata/stderr/X.Y
-// (exactly these directories must exist). 2.3 joins when its recording is
-// committed (issue #11).
-var fixtureVersions = []string{"2.1"}
+// (exactly these directories must exist).
+var fixtureVersions = []string{"2.1", "2.3"}
 
 // fixture is one recorded stderr.
 type fixture struct {
