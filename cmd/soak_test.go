@@ -428,6 +428,12 @@ func (s *soak) faulted(cmd, fault string) {
 		zfstest.Zfs(t, "set", "quota=none", target)
 		if r.code == 0 {
 			s.missed[fault]++
+			return
+		}
+		// the admin is told the target is full (metrics, exit kind), not
+		// an unexplained zfs failure
+		if kind := finalErrorKind(r.stderr); kind != "zfs_no_space" {
+			t.Errorf("round with a full target: error_kind %q, want zfs_no_space\n%s", kind, tail(r.stderr, 2000))
 		}
 		return
 	case "kill-serve":
@@ -482,6 +488,22 @@ func (s *soak) faulted(cmd, fault string) {
 	if fault == "kill-zsync" {
 		waitReceiversGone(t)
 	}
+}
+
+// finalErrorKind is the error_kind of the last log line that carries an
+// exit code (the run's summary).
+func finalErrorKind(stderr string) string {
+	kind := ""
+	for _, l := range strings.Split(stderr, "\n") {
+		var line struct {
+			Exit int    `json:"exit"`
+			Kind string `json:"error_kind"`
+		}
+		if json.Unmarshal([]byte(l), &line) == nil && line.Exit != 0 {
+			kind = line.Kind
+		}
+	}
+	return kind
 }
 
 // until polls cond until it holds (true) or the run ends first (false; the

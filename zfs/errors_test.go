@@ -62,6 +62,8 @@ func TestTypedErrors(t *testing.T) {
 			}, ErrDestinationHasSnapshots},
 		{"recv partial state", []string{"zfs", "recv", "tank/b"}, "recv_partial.txt",
 			func(c *CLI) error { return c.Receive(ctx, RecvOptions{Target: "tank/b"}, strings.NewReader("x")) }, ErrPartialReceive},
+		{"recv quota exceeded", []string{"zfs", "recv", "tank/b"}, "recv_quota_2.1.txt",
+			func(c *CLI) error { return c.Receive(ctx, RecvOptions{Target: "tank/b"}, strings.NewReader("x")) }, ErrNoSpace},
 		{"recv snapshot exists", []string{"zfs", "recv", "tank/b"}, "recv_snapexists.txt",
 			func(c *CLI) error { return c.Receive(ctx, RecvOptions{Target: "tank/b"}, strings.NewReader("x")) }, ErrExists},
 		{"recv read failure", []string{"zfs", "recv", "tank/b"}, "recv_readfail.txt",

@@ -81,11 +81,15 @@ var (
 	ruleRecvBusy       = mustRule(`(?m)^cannot receive[a-z ]*: dataset is busy$`, ErrBusy)
 	ruleRecvPermission = mustRule(`(?m)^cannot receive[a-z ]*: permission denied$`, ErrPermissionDenied)
 	ruleRecvNoSpace    = mustRule(`(?m)^cannot receive[a-z ]*: out of space$`, ErrNoSpace)
+	// EDQUOT: the target (or an ancestor) reached its quota; for the admin
+	// it is the same condition as a full pool.
+	ruleRecvQuota = mustRule(`(?m)^cannot receive [a-z ]*stream: destination ([^\n]+?) space quota exceeded\.?$`, ErrNoSpace)
 )
 
 var recvRules = []rule{
 	ruleRecvModified, ruleRecvExists, ruleRecvRestore, ruleRecvMismatch, ruleRecvHasSnaps,
 	ruleRecvPartial, ruleRecvNotExist, ruleRecvIncomplete, ruleRecvBusy, ruleRecvPermission, ruleRecvNoSpace,
+	ruleRecvQuota,
 }
 
 // Receive runs `zfs recv` with stream as its input; it returns when zfs
