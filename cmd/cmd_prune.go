@@ -278,6 +278,11 @@ func (e *env) pruneSide(ctx context.Context, d prune.Destroyer, roots []string, 
 			t.ok++
 			continue
 		}
+		if !dryRun {
+			// said before the destroy: a run killed mid-destroy still leaves
+			// a record of what retention condemned
+			dlog.Info().Strs("snapshots", destroyingNames(decisions)).Msg("pruning")
+		}
 		rep := prune.Execute(ctx, d, ds, decisions, dryRun)
 		for name, why := range rep.Skipped {
 			dlog.Warn().Str("snapshot", ds+"@"+name).Msg("kept: " + why)
@@ -297,4 +302,13 @@ func (e *env) pruneSide(ctx context.Context, d prune.Destroyer, roots []string, 
 		t.ok++
 	}
 	return t
+}
+
+// destroyingNames are the short names of the snapshots decisions destroy.
+func destroyingNames(decisions []prune.Decision) []string {
+	var names []string
+	for _, d := range prune.Destroying(decisions) {
+		names = append(names, d.Snapshot.Name)
+	}
+	return names
 }

@@ -131,6 +131,13 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	if !t.Failed() {
+		// both jobs once more, then everything checked on both targets
+		for _, cmd := range []string{"push", "pull"} {
+			if r := s.zsync("run", jobOf(cmd)); r.code != 0 {
+				t.Errorf("final %s: exit %d", cmd, r.code)
+			}
+		}
+		s.check("end", "push", "pull")
 		s.verifyAll()
 	}
 	s.report(rounds)
@@ -184,7 +191,10 @@ root = "%[2]s/push"
   prefix = "zsync_"
   interval = "1s"
   [job.prune]
-  source = [{ last_n = 6, regex = "^zsync_" }]
+  source = [
+    { grid = "1x1h(keep=all) | 24x1h | 7x1d", regex = "^zsync_" },
+    { last_n = 6, regex = "^zsync_" },
+  ]
   target = [{ last_n = 1000, regex = "^zsync_" }]
 
 [[job]]
@@ -335,7 +345,9 @@ func (s *soak) wait(p *soakProc) soakRun {
 	return r
 }
 
-// notePruned adds the snapshots named by "pruned" log lines to condemned.
+// notePruned adds the snapshots named by "pruning" (said before a destroy)
+// and "pruned" log lines to condemned: what retention decided, also when
+// the run was killed while destroying.
 func (s *soak) notePruned(stderr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -347,7 +359,7 @@ func (s *soak) notePruned(stderr string) {
 			Dataset   string   `json:"dataset"`
 			Snapshots []string `json:"snapshots"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Msg != "pruned" {
+		if json.Unmarshal(sc.Bytes(), &line) != nil || (line.Msg != "pruned" && line.Msg != "pruning") {
 			continue
 		}
 		for _, n := range line.Snapshots {
@@ -376,12 +388,14 @@ func (s *soak) round(i int, cmd, fault string) {
 
 	// `zsync run JOB`: snapshot (push), replicate, prune, as cron runs it
 	s.faulted(cmd, fault)
+	s.observe(fmt.Sprintf("round %d after the %s run", i, fault))
 
 	// plain runs until one succeeds
 	n := 0
 	for {
 		n++
 		r := s.zsync("run", jobOf(cmd))
+		s.observe(fmt.Sprintf("round %d, plain run %d", i, n))
 		if r.code == 0 {
 			s.lastDur[cmd] = r.duration
 			break
@@ -439,9 +453,11 @@ func (s *soak) faulted(cmd, fault string) {
 	case "kill-serve":
 		victim = func() []int { return pgrep("serve --stdio --client soak$") }
 	case "kill-send":
-		victim = func() []int { return pgrep("^zfs send ") }
+		// not the size estimate (zfs send -n)
+		victim = func() []int { return pgrepExcept("^zfs send ", " -n ") }
 	case "kill-recv":
-		victim = func() []int { return pgrep("^zfs (recv|receive) ") }
+		// not an abort of a partial receive (zfs recv -A)
+		victim = func() []int { return pgrepExcept("^zfs (recv|receive) ", " -A ") }
 	}
 	p := s.start("run", jobOf(cmd))
 	done := make(chan soakRun, 1)
@@ -550,8 +566,24 @@ func (s *soak) destroyPending(target string) bool {
 		return true
 	}
 	t.Logf("destroyed %s mid-run", name)
+	s.mu.Lock()
 	s.condemned[name] = true
+	s.mu.Unlock()
 	return true
+}
+
+// pgrepExcept is pgrep without the processes whose command line (its
+// arguments joined by spaces, with a space at each end) contains except.
+func pgrepExcept(pattern, except string) []int {
+	var out []int
+	for _, pid := range pgrep(pattern) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || strings.Contains(" "+strings.ReplaceAll(string(b), "\x00", " ")+" ", except) {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
 }
 
 func pgrep(pattern string) []int {
@@ -692,8 +724,6 @@ func (s *soak) check(when string, cmds ...string) {
 	for _, r := range roots {
 		tgts[r] = listState(t, r)
 	}
-	// lost: a snapshot seen before on these sides is gone without a prune
-	// or the soak having destroyed it
 	now := map[string]string{}
 	for n, g := range src.guid {
 		now[n] = g
@@ -703,28 +733,12 @@ func (s *soak) check(when string, cmds ...string) {
 			now[n] = g
 		}
 	}
-	s.mu.Lock()
-	for name := range s.seen {
-		onSide := strings.HasPrefix(name, s.src+"/")
-		for _, r := range roots {
-			onSide = onSide || strings.HasPrefix(name, r+"/")
-		}
-		if !onSide || !strings.Contains(name, "@") {
-			continue
-		}
-		if _, ok := now[name]; !ok {
-			if !s.condemned[name] {
-				s.lost = append(s.lost, when+": "+name)
-				t.Errorf("%s: snapshot %s is gone and no retention condemned it", when, name)
-			}
-			delete(s.seen, name)
-		}
+	s.observe(when)
+	// leftovers of the checksum reads (a clone that could not be destroyed
+	// would pin a source snapshot)
+	if out := zfstest.Zfs(t, "list", "-H", "-o", "name", "-t", "volume", "-r", s.src); strings.Contains(out, "soakclone") {
+		s.leak(when, "checksum clone left: "+strings.TrimSpace(out))
 	}
-	for name, guid := range now {
-		s.seen[name] = guid
-	}
-	s.mu.Unlock()
-
 	for _, ds := range soakDatasets {
 		srcDS := s.src + "/" + ds
 		srcSnaps := src.snaps[srcDS]
@@ -785,8 +799,51 @@ func (s *soak) check(when string, cmds ...string) {
 					s.leak(when, tgt+"#"+b)
 				}
 			}
+			if ds == "soak/enc" {
+				// the replica of an encrypted dataset stays encrypted (raw)
+				if enc := zfstest.Get(t, tgt, "encryption"); enc == "off" {
+					s.mismatch(when, tgt+" was received unencrypted")
+				}
+			}
 			s.verify(when, srcDS+"@"+newest, tgt+"@"+newest, ds, now)
 		}
+	}
+}
+
+// observe lists the snapshots of the source and both targets (one zfs
+// call each) and compares them with what was seen before: a snapshot gone
+// that no prune said it condemns, or back under its name with another
+// guid, is lost. It runs after every zsync run, so a snapshot that lives
+// only between two checks is followed too.
+func (s *soak) observe(when string) {
+	t := s.t
+	now := map[string]string{}
+	for _, root := range []string{s.src + "/soak", s.dst + "/push", s.dst + "/pull"} {
+		out := zfstest.Zfs(t, "list", "-H", "-p", "-r", "-t", "snapshot", "-o", "name,guid", root)
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Split(l, "\t"); len(f) == 2 {
+				now[f[0]] = f[1]
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, guid := range s.seen {
+		g, ok := now[name]
+		switch {
+		case !ok && !s.condemned[name]:
+			s.lost = append(s.lost, when+": "+name)
+			t.Errorf("%s: snapshot %s is gone and no retention condemned it", when, name)
+		case ok && g != guid:
+			s.lost = append(s.lost, fmt.Sprintf("%s: %s replaced (guid %s, was %s)", when, name, g, guid))
+			t.Errorf("%s: snapshot %s has guid %s, was %s", when, name, g, guid)
+		}
+		if !ok {
+			delete(s.seen, name)
+		}
+	}
+	for name, guid := range now {
+		s.seen[name] = guid
 	}
 }
 
@@ -872,8 +929,11 @@ func (s *soak) snapshotSum(snap, ds string) string {
 		t.Errorf("mount %s: %v: %s", snap, err, errOut)
 		return ""
 	}
-	defer zfstest.Exec(t, "umount", dir)
-	return treeSumAll(t, dir)
+	sum := treeSumAll(t, dir)
+	if _, errOut, err := zfstest.Exec(t, "umount", dir); err != nil {
+		t.Errorf("umount %s: %v: %s", dir, err, errOut)
+	}
+	return sum
 }
 
 // volumeSum reads a volume snapshot through a clone's device (the replica
@@ -883,7 +943,21 @@ func (s *soak) volumeSum(snap string) string {
 	pool := snap[:strings.IndexByte(snap, '/')]
 	clone := pool + "/soakclone" + zfstest.RandomSuffix(t, 6)
 	zfstest.Zfs(t, "clone", "-o", "volmode=dev", "-o", "readonly=on", snap, clone)
-	defer zfstest.Exec(t, "zfs", "destroy", clone)
+	defer func() {
+		// udev may still hold the device for a moment: settle, retry
+		for i := 0; ; i++ {
+			exec.Command("udevadm", "settle").Run()
+			_, errOut, err := zfstest.Exec(t, "zfs", "destroy", clone)
+			if err == nil {
+				return
+			}
+			if i == 20 {
+				t.Errorf("destroy %s: %v: %s", clone, err, errOut)
+				return
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
 	dev := "/dev/zvol/" + clone
 	waitPath(t, dev)
 	f, err := os.Open(dev)
@@ -891,13 +965,13 @@ func (s *soak) volumeSum(snap string) string {
 		t.Errorf("open %s: %v", dev, err)
 		return ""
 	}
-	defer f.Close()
 	h := newSum()
-	if _, err := io.Copy(h, f); err != nil {
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
 		t.Errorf("read %s: %v", dev, err)
 		return ""
 	}
-	exec.Command("udevadm", "settle").Run()
 	return h.String()
 }
 

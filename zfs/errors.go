@@ -255,6 +255,7 @@ var (
 	rulePermission     = mustRule(`(?m)^cannot [a-z ]+'([^'\n]+)': permission denied$`, ErrPermissionDenied)
 	ruleNoSpace        = mustRule(`(?m)^cannot [a-z ]+'([^'\n]+)': out of space$`, ErrNoSpace)
 	ruleSnapPermission = mustRule(`(?m)^cannot create snapshots ?: permission denied$`, ErrPermissionDenied) // 2.1: no name
+	ruleSnapNoSpace    = mustRule(`(?m)^cannot create snapshots ?: out of space$`, ErrNoSpace)
 	ruleCreateExists   = mustRule(`(?m)^cannot create '([^'\n]+)': dataset already exists$`, ErrExists)
 	ruleSnapExists     = mustRule(`(?m)^cannot create snapshot '([^'\n@]+@[^'\n]+)': dataset already exists$`, ErrExists)
 	ruleRenameExists   = mustRule(`(?m)^cannot rename (?:to )?'([^'\n]+)': dataset already exists$`, ErrExists) // 2.1 names the source: "cannot rename 'SRC': dataset already exists"

@@ -140,7 +140,7 @@ func (v ValidatedSend) names() []string {
 // token, so they are not checked).
 var (
 	ruleTokenStale   = mustRule(`(?m)^cannot resume send: (?:'[^'\n]+' used in the initial send no longer exists|'[^'\n]+' is no longer the same snapshot used in the initial send|incremental source 0x[0-9a-f]+ no longer exists)$`, ErrResumeTokenStale)
-	ruleTokenCorrupt = mustRule(`(?m)^cannot resume send: resume token is corrupt(?: \([a-z ]+\))?$`, ErrResumeTokenCorrupt)
+	ruleTokenCorrupt = mustRule(`(?m)^cannot resume send: resume token is corrupt(?: \([^)\n]+\))?$`, ErrResumeTokenCorrupt)
 )
 
 var sendRules = []rule{ruleTokenStale, ruleTokenCorrupt}

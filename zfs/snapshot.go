@@ -45,7 +45,7 @@ func (c *CLI) Snapshot(ctx context.Context, snaps []string, props map[string]str
 			ds, _, _ := SplitName(s)
 			names = append(names, ds)
 		}
-		return fmt.Errorf("zfs snapshot: %w", classify(err, names, ruleSnapExists, ruleSnapPermission))
+		return fmt.Errorf("zfs snapshot: %w", classify(err, names, ruleSnapExists, ruleSnapPermission, ruleSnapNoSpace))
 	}
 	return nil
 }
