@@ -337,7 +337,8 @@ func (s *soak) wait(p *soakProc) soakRun {
 		}
 	}
 	r := soakRun{code: code, stderr: p.stderr.String(), duration: time.Since(p.t0)}
-	s.notePruned(r.stderr)
+	// ExitCode is -1 when a signal ended the process
+	s.notePruned(r.stderr, code == -1)
 	s.t.Logf("zsync %s -> %d in %v", strings.Join(p.args, " "), code, r.duration.Round(time.Millisecond))
 	if code != 0 {
 		s.t.Logf("stderr: %s", tail(r.stderr, 2000))
@@ -345,27 +346,53 @@ func (s *soak) wait(p *soakProc) soakRun {
 	return r
 }
 
-// notePruned adds the snapshots named by "pruning" (said before a destroy)
-// and "pruned" log lines to condemned: what retention decided, also when
-// the run was killed while destroying.
-func (s *soak) notePruned(stderr string) {
+// notePruned adds to condemned what retention destroyed or may have
+// destroyed: the names of "pruned" lines; the names of a "pruning" line
+// (said before the destroy) only where the outcome is unknown, that is when
+// a "destroy failed" line names the snapshot (the far side may have died
+// after destroying it) or the run itself was killed (killed: it did not
+// exit on its own). A name that prune kept, or that a finished run said
+// nothing more of, is not condemned: losing it would be a loss.
+func (s *soak) notePruned(stderr string, killed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sc := bufio.NewScanner(strings.NewReader(stderr))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	pending := map[string]bool{} // said "pruning", outcome not yet told
+	failed := map[string]bool{}
 	for sc.Scan() {
 		var line struct {
 			Msg       string   `json:"message"`
 			Dataset   string   `json:"dataset"`
+			Snapshot  string   `json:"snapshot"`
 			Snapshots []string `json:"snapshots"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || (line.Msg != "pruned" && line.Msg != "pruning") {
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
 			continue
 		}
-		for _, n := range line.Snapshots {
+		full := func(n string) string {
 			if !strings.Contains(n, "@") {
-				n = line.Dataset + "@" + n
+				return line.Dataset + "@" + n
 			}
+			return n
+		}
+		switch line.Msg {
+		case "pruning":
+			for _, n := range line.Snapshots {
+				pending[full(n)] = true
+			}
+		case "pruned":
+			for _, n := range line.Snapshots {
+				s.condemned[full(n)] = true
+			}
+		case "destroy failed":
+			if line.Snapshot != "" {
+				failed[full(line.Snapshot)] = true
+			}
+		}
+	}
+	for n := range pending {
+		if killed || failed[n] {
 			s.condemned[n] = true
 		}
 	}
