@@ -39,7 +39,7 @@ type env struct {
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, log: zerolog.Nop()}
 	app := newApp(e)
-	err := app.RunContext(ctx, args)
+	err := runApp(ctx, app, e, args)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, errInterrupted) {
 		err = fmt.Errorf("%w: %v", errInterrupted, err)
 	}
@@ -57,6 +57,19 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	return code
+}
+
+// runApp runs the app on args: a shell completion request as it is, other
+// command lines with their flags put in front of their arguments.
+func runApp(ctx context.Context, app *cli.App, e *env, args []string) error {
+	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		return app.RunContext(ctx, args)
+	}
+	args, err := arrangeArgs(app, args)
+	if err != nil {
+		return err
+	}
+	return app.RunContext(ctx, args)
 }
 
 // globalFlags are accepted before and after the subcommand: users type both.
@@ -87,12 +100,31 @@ func withGlobals(cmds []*cli.Command) []*cli.Command {
 	return cmds
 }
 
+// wireCommands gives every command and subcommand the app's usage errors
+// and the logger set up from the flags given so far. Commands
+// without subcommands get no help subcommand: `zsync snap -- help` names a
+// job (arrangeArgs answers `zsync snap help` as the library did).
+func wireCommands(cmds []*cli.Command, app *cli.App, e *env) {
+	for _, c := range cmds {
+		c.OnUsageError = app.OnUsageError
+		if c.Before == nil {
+			c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
+		}
+		c.HideHelpCommand = len(c.Subcommands) == 0
+		wireCommands(c.Subcommands, app, e)
+	}
+}
+
+const appDescription = "One-shot snapshot, replication and retention for ZFS, made for cron and systemd timers.\n" +
+	"Continuity between runs lives in ZFS itself (holds, bookmarks, resume tokens).\n" +
+	"Options may come before or after a command's arguments; after -- everything is an argument.\n\n" + exitCodeHelp
+
 func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:                 "zsync",
 		Usage:                "keep ZFS datasets safe on another pool or host",
 		UsageText:            "zsync [global options] command [command options] [arguments...]",
-		Description:          "One-shot snapshot, replication and retention for ZFS, made for cron and systemd timers.\nContinuity between runs lives in ZFS itself (holds, bookmarks, resume tokens).\n\n" + exitCodeHelp,
+		Description:          appDescription,
 		Version:              versionString(),
 		Reader:               e.stdin,
 		Writer:               e.stdout,
@@ -125,9 +157,6 @@ func newApp(e *env) *cli.App {
 			versionCommand(e),
 		}),
 	}
-	for _, c := range app.Commands {
-		c.OnUsageError = app.OnUsageError
-		c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
-	}
+	wireCommands(app.Commands, app, e)
 	return app
 }
