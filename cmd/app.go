@@ -119,6 +119,12 @@ const appDescription = "One-shot snapshot, replication and retention for ZFS, ma
 	"Continuity between runs lives in ZFS itself (holds, bookmarks, resume tokens).\n" +
 	"Options may come before or after a command's arguments; after -- everything is an argument.\n\n" + exitCodeHelp
 
+// versionFlag is the app's own --version (the library's is a package
+// global and prints another format): only before a command.
+func versionFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version (as zsync version)", DisableDefaultText: true}
+}
+
 func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:                 "zsync",
@@ -131,7 +137,7 @@ func newApp(e *env) *cli.App {
 		ErrWriter:            e.stderr,
 		EnableBashCompletion: true,
 		HideVersion:          true,
-		Flags:                globalFlags(),
+		Flags:                append(globalFlags(), versionFlag()),
 		ExitErrHandler:       func(*cli.Context, error) {}, // exit codes are decided by ExitCode alone
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &usageError{msg: err.Error()}
@@ -140,9 +146,17 @@ func newApp(e *env) *cli.App {
 			if c.NArg() > 0 {
 				return usageErrorf("unknown command %q (see zsync --help)", c.Args().First())
 			}
+			if c.Bool("version") {
+				return printVersion(e.stdout)
+			}
 			return cli.ShowAppHelp(c)
 		},
-		Before: func(c *cli.Context) error { return setupLogging(c, e) },
+		Before: func(c *cli.Context) error {
+			if c.Bool("version") && c.Args().Present() {
+				return usageErrorf("--version takes no command (see zsync --help)")
+			}
+			return setupLogging(c, e)
+		},
 		Commands: withGlobals([]*cli.Command{
 			snapCommand(e),
 			pruneCommand(e),

@@ -212,6 +212,8 @@ func TestArrangeArgs(t *testing.T) {
 		"snap a -- -b --c":                       "snap -- a -b --c",
 		"snap":                                   "snap",
 		"":                                       "",
+		"--version":                              "--version",
+		"-v":                                     "-v",
 		"help":                                   "--help",
 		"help holds list":                        "holds list --help",
 		"holds help release-stale":               "holds release-stale --help",
@@ -265,6 +267,7 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"holds help bogus", `help: unknown command "holds bogus" (see zsync holds --help)`},
 		{"help config check bogus", `help: unknown command "config check bogus" (see zsync config check --help)`},
 		{"snap help bogus", `help: unknown command "snap bogus" (see zsync snap --help)`},
+		{"--version snap", `--version takes no command`},
 		{"-- snap", `zsync takes a command, not arguments after --`},
 		{"config check --log-level", `flag needs an argument: -log-level`},
 		{"holds list --config", `flag needs an argument: -config`},
@@ -314,5 +317,27 @@ func TestHelpAnyLevel(t *testing.T) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
 			}
 		})
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	_, want, _ := runCLI(t, "version")
+	for _, args := range [][]string{{"--version"}, {"-v"}, {"--log-level", "debug", "--version"}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 0 || out != want || errOut != "" {
+			t.Errorf("%q: exit %d, %q %q; want 0 and %q", args, code, out, errOut, want)
+		}
+	}
+	if !strings.HasPrefix(want, "zsync ") || !strings.Contains(want, "protocol ") {
+		t.Errorf("version: %q", want)
+	}
+	// no command uses -v: it would shadow nothing, and means nothing there
+	app := newApp(&env{})
+	for path, c := range leafCommands(app.Commands, nil) {
+		for _, f := range c.Flags {
+			if slices.Contains(f.Names(), "v") || slices.Contains(f.Names(), "version") {
+				t.Errorf("%s has a flag -v/--version", path)
+			}
+		}
 	}
 }
