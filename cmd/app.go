@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -33,6 +34,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    zerolog.Logger
+	// compCur and compPrev are the word being completed and the one
+	// before it on a shell completion request (see complete).
+	compCur, compPrev string
 }
 
 // Run is Main with explicit streams and context, for tests.
@@ -59,10 +63,25 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return code
 }
 
-// runApp runs the app on args: a shell completion request as it is, other
-// command lines with their flags put in front of their arguments.
+// runApp runs the app on args: a shell completion request (see complete)
+// through the library, other command lines with their flags put in front
+// of their arguments.
 func runApp(ctx context.Context, app *cli.App, e *env, args []string) error {
 	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		if n > 2 && slices.Contains(args[1:n-2], "--") {
+			// after "--" the library would run the command line, flag and
+			// all, as arguments: a completion request never runs anything
+			// ("--" as the word being completed may start a long flag)
+			return nil
+		}
+		if n > 2 {
+			// the library walks the words before the one being completed
+			e.compCur = args[n-2]
+			args = slices.Delete(slices.Clone(args), n-2, n-1)
+			if n > 3 {
+				e.compPrev = args[n-3]
+			}
+		}
 		return app.RunContext(ctx, args)
 	}
 	args, err := arrangeArgs(app, args)
@@ -75,7 +94,7 @@ func runApp(ctx context.Context, app *cli.App, e *env, args []string) error {
 // globalFlags are accepted before and after the subcommand: users type both.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config `FILE`", Value: DefaultConfigPath, EnvVars: []string{"ZSYNC_CONFIG"}},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config `FILE`", Value: DefaultConfigPath, EnvVars: []string{"ZSYNC_CONFIG"}, TakesFile: true},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default: info on a terminal, warn otherwise)", EnvVars: []string{"ZSYNC_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Usage: "auto, console or json (auto: console on a terminal, json otherwise)", Value: "auto", EnvVars: []string{"ZSYNC_LOG_FORMAT"}},
 	}
@@ -100,8 +119,8 @@ func withGlobals(cmds []*cli.Command) []*cli.Command {
 	return cmds
 }
 
-// wireCommands gives every command and subcommand the app's usage errors
-// and the logger set up from the flags given so far. Commands
+// wireCommands gives every command and subcommand the app's usage errors,
+// the logger set up from the flags given so far, and completion. Commands
 // without subcommands get no help subcommand: `zsync snap -- help` names a
 // job (arrangeArgs answers `zsync snap help` as the library did).
 func wireCommands(cmds []*cli.Command, app *cli.App, e *env) {
@@ -110,14 +129,19 @@ func wireCommands(cmds []*cli.Command, app *cli.App, e *env) {
 		if c.Before == nil {
 			c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
 		}
+		if c.BashComplete == nil {
+			c.BashComplete = e.complete
+		}
 		c.HideHelpCommand = len(c.Subcommands) == 0
 		wireCommands(c.Subcommands, app, e)
 	}
 }
 
-const appDescription = "One-shot snapshot, replication and retention for ZFS, made for cron and systemd timers.\n" +
+const appIntro = "One-shot snapshot, replication and retention for ZFS, made for cron and systemd timers.\n" +
 	"Continuity between runs lives in ZFS itself (holds, bookmarks, resume tokens).\n" +
-	"Options may come before or after a command's arguments; after -- everything is an argument.\n\n" + exitCodeHelp
+	"Options may come before or after a command's arguments; after -- everything is an argument."
+
+const appDescription = appIntro + "\n\n" + exitCodeHelp
 
 // versionFlag is the app's own --version (the library's is a package
 // global and prints another format): only before a command.
@@ -138,6 +162,7 @@ func newApp(e *env) *cli.App {
 		EnableBashCompletion: true,
 		HideVersion:          true,
 		Flags:                append(globalFlags(), versionFlag()),
+		BashComplete:         e.complete,
 		ExitErrHandler:       func(*cli.Context, error) {}, // exit codes are decided by ExitCode alone
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &usageError{msg: err.Error()}
@@ -169,6 +194,8 @@ func newApp(e *env) *cli.App {
 			holdsCommand(e),
 			configCommand(e),
 			versionCommand(e),
+			completionCommand(e),
+			manCommand(e),
 		}),
 	}
 	wireCommands(app.Commands, app, e)

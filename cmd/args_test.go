@@ -99,7 +99,7 @@ func flagValue(f cli.Flag) string {
 func TestFlagsAnywhereEveryCommand(t *testing.T) {
 	app, _, _ := probeApp(t)
 	leaves := leafCommands(app.Commands, nil)
-	if len(leaves) < 12 {
+	if len(leaves) < 14 {
 		t.Fatalf("only %d commands found: %v", len(leaves), leaves)
 	}
 	for path, cmd := range leaves {
@@ -214,6 +214,7 @@ func TestArrangeArgs(t *testing.T) {
 		"":                                       "",
 		"--version":                              "--version",
 		"-v":                                     "-v",
+		"completion bash --log-level error":      "completion --log-level error -- bash",
 		"help":                                   "--help",
 		"help holds list":                        "holds list --help",
 		"holds help release-stale":               "holds release-stale --help",
@@ -302,6 +303,8 @@ func TestHelpAnyLevel(t *testing.T) {
 		"help config check":          "zsync config check - validate the config",
 		"config check --help":        "zsync config check - validate the config",
 		"--config /x help push":      "zsync push - replicate local datasets",
+		"help completion":            "zsync completion - print a shell completion script",
+		"help man":                   "zsync man - print the manual page",
 		"push a b --host-key-policy": "", // a missing value is an error, not help
 	}
 	for args, want := range cases {
