@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -33,13 +34,16 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    zerolog.Logger
+	// compCur and compPrev are the word being completed and the one
+	// before it on a shell completion request (see complete).
+	compCur, compPrev string
 }
 
 // Run is Main with explicit streams and context, for tests.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, log: zerolog.Nop()}
 	app := newApp(e)
-	err := app.RunContext(ctx, args)
+	err := runApp(ctx, app, e, args)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, errInterrupted) {
 		err = fmt.Errorf("%w: %v", errInterrupted, err)
 	}
@@ -59,10 +63,38 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return code
 }
 
+// runApp runs the app on args: a shell completion request (see complete)
+// through the library, other command lines with their flags put in front
+// of their arguments.
+func runApp(ctx context.Context, app *cli.App, e *env, args []string) error {
+	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		if n > 2 && slices.Contains(args[1:n-2], "--") {
+			// after "--" the library would run the command line, flag and
+			// all, as arguments: a completion request never runs anything
+			// ("--" as the word being completed may start a long flag)
+			return nil
+		}
+		if n > 2 {
+			// the library walks the words before the one being completed
+			e.compCur = args[n-2]
+			args = slices.Delete(slices.Clone(args), n-2, n-1)
+			if n > 3 {
+				e.compPrev = args[n-3]
+			}
+		}
+		return app.RunContext(ctx, args)
+	}
+	args, err := arrangeArgs(app, args)
+	if err != nil {
+		return err
+	}
+	return app.RunContext(ctx, args)
+}
+
 // globalFlags are accepted before and after the subcommand: users type both.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config `FILE`", Value: DefaultConfigPath, EnvVars: []string{"ZSYNC_CONFIG"}},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config `FILE`", Value: DefaultConfigPath, EnvVars: []string{"ZSYNC_CONFIG"}, TakesFile: true},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default: info on a terminal, warn otherwise)", EnvVars: []string{"ZSYNC_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Usage: "auto, console or json (auto: console on a terminal, json otherwise)", Value: "auto", EnvVars: []string{"ZSYNC_LOG_FORMAT"}},
 	}
@@ -87,19 +119,50 @@ func withGlobals(cmds []*cli.Command) []*cli.Command {
 	return cmds
 }
 
+// wireCommands gives every command and subcommand the app's usage errors,
+// the logger set up from the flags given so far, and completion. Commands
+// without subcommands get no help subcommand: `zsync snap -- help` names a
+// job (arrangeArgs answers `zsync snap help` as the library did).
+func wireCommands(cmds []*cli.Command, app *cli.App, e *env) {
+	for _, c := range cmds {
+		c.OnUsageError = app.OnUsageError
+		if c.Before == nil {
+			c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
+		}
+		if c.BashComplete == nil {
+			c.BashComplete = e.complete
+		}
+		c.HideHelpCommand = len(c.Subcommands) == 0
+		wireCommands(c.Subcommands, app, e)
+	}
+}
+
+const appIntro = "One-shot snapshot, replication and retention for ZFS, made for cron and systemd timers.\n" +
+	"Continuity between runs lives in ZFS itself (holds, bookmarks, resume tokens).\n" +
+	"Options may come before or after a command's arguments; after -- everything is an argument."
+
+const appDescription = appIntro + "\n\n" + exitCodeHelp
+
+// versionFlag is the app's own --version (the library's is a package
+// global and prints another format): only before a command.
+func versionFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version (as zsync version)", DisableDefaultText: true}
+}
+
 func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:                 "zsync",
 		Usage:                "keep ZFS datasets safe on another pool or host",
 		UsageText:            "zsync [global options] command [command options] [arguments...]",
-		Description:          "One-shot snapshot, replication and retention for ZFS, made for cron and systemd timers.\nContinuity between runs lives in ZFS itself (holds, bookmarks, resume tokens).\n\n" + exitCodeHelp,
+		Description:          appDescription,
 		Version:              versionString(),
 		Reader:               e.stdin,
 		Writer:               e.stdout,
 		ErrWriter:            e.stderr,
 		EnableBashCompletion: true,
 		HideVersion:          true,
-		Flags:                globalFlags(),
+		Flags:                append(globalFlags(), versionFlag()),
+		BashComplete:         e.complete,
 		ExitErrHandler:       func(*cli.Context, error) {}, // exit codes are decided by ExitCode alone
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &usageError{msg: err.Error()}
@@ -108,9 +171,17 @@ func newApp(e *env) *cli.App {
 			if c.NArg() > 0 {
 				return usageErrorf("unknown command %q (see zsync --help)", c.Args().First())
 			}
+			if c.Bool("version") {
+				return printVersion(e.stdout)
+			}
 			return cli.ShowAppHelp(c)
 		},
-		Before: func(c *cli.Context) error { return setupLogging(c, e) },
+		Before: func(c *cli.Context) error {
+			if c.Bool("version") && c.Args().Present() {
+				return usageErrorf("--version takes no command (see zsync --help)")
+			}
+			return setupLogging(c, e)
+		},
 		Commands: withGlobals([]*cli.Command{
 			snapCommand(e),
 			pruneCommand(e),
@@ -123,11 +194,10 @@ func newApp(e *env) *cli.App {
 			holdsCommand(e),
 			configCommand(e),
 			versionCommand(e),
+			completionCommand(e),
+			manCommand(e),
 		}),
 	}
-	for _, c := range app.Commands {
-		c.OnUsageError = app.OnUsageError
-		c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
-	}
+	wireCommands(app.Commands, app, e)
 	return app
 }

@@ -25,9 +25,9 @@ func oneOffFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "one-off: replicate the whole subtree"},
 		&cli.BoolFlag{Name: "snapshot", Usage: "one-off: take a snapshot (prefix zsync_) of the source first"},
-		&cli.StringFlag{Name: "identity", Aliases: []string{"i"}, Usage: "one-off: ssh identity `FILE`"},
+		&cli.StringFlag{Name: "identity", Aliases: []string{"i"}, Usage: "one-off: ssh identity `FILE`", TakesFile: true},
 		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "one-off: ssh port"},
-		&cli.StringFlag{Name: "known-hosts", Usage: "one-off: known_hosts `FILE` (default ~/.ssh/known_hosts)"},
+		&cli.StringFlag{Name: "known-hosts", Usage: "one-off: known_hosts `FILE` (default ~/.ssh/known_hosts)", TakesFile: true},
 		&cli.StringFlag{Name: "host-key-policy", Value: "strict", Usage: "one-off: strict, accept-new or insecure"},
 		&cli.StringFlag{Name: "jump", Aliases: []string{"J"}, Usage: "one-off: jump `HOSTS`, [user@]host[:port],... as ssh -J takes them (none: ignore ~/.ssh/config's ProxyJump)"},
 		&cli.StringFlag{Name: "remote-command", Value: "zsync serve --stdio", Usage: "one-off: the far side's zsync command"},

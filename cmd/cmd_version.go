@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 
@@ -42,11 +43,14 @@ func versionString() string {
 
 func versionCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "version",
-		Usage: "print version, commit and protocol version",
-		Action: func(c *cli.Context) error {
-			_, err := fmt.Fprintf(e.stdout, "zsync %s\ncommit %s\nprotocol %d\n%s\n", version, buildCommit(), sshtransport.ProtocolVersion, runtime.Version())
-			return err
-		},
+		Name:   "version",
+		Usage:  "print version, commit and protocol version",
+		Action: func(c *cli.Context) error { return printVersion(e.stdout) },
 	}
+}
+
+// printVersion is what `zsync version` and `zsync --version` print.
+func printVersion(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "zsync %s\ncommit %s\nprotocol %d\n%s\n", version, buildCommit(), sshtransport.ProtocolVersion, runtime.Version())
+	return err
 }
