@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 )
 
@@ -50,9 +51,23 @@ func printConfig(w io.Writer, cfg *Config) error {
 	return toml.NewEncoder(w).Encode(cfg.fileConfig)
 }
 
-// loadConfigFlag loads the file named by --config / ZSYNC_CONFIG.
+// loadConfigFlag loads the file named by --config / ZSYNC_CONFIG and logs
+// its warnings once, at warn level; they never stop the command. serve does
+// not log them: its stderr goes back to the client over SSH.
 func loadConfigFlag(c *cli.Context) (*Config, error) {
-	return LoadConfig(globalString(c, "config"))
+	cfg, err := LoadConfig(globalString(c, "config"))
+	if err != nil {
+		return nil, err
+	}
+	if c.Command == nil || c.Command.Name != "serve" {
+		log := zerolog.Ctx(c.Context)
+		for _, w := range cfg.Warnings {
+			plain := *w
+			plain.Warning = false
+			log.Warn().Msg("config: " + plain.Error())
+		}
+	}
+	return cfg, nil
 }
 
 // loadJobs loads the config and selects the named jobs (all when none) that

@@ -90,6 +90,16 @@ func checkConfigText(path, text string) (*Config, []*ConfigError) {
 	d.table("", doc, reflect.ValueOf(&c.fileConfig).Elem())
 	c.applyDefaults()
 	checks := c.validate()
+	switch {
+	case len(doc) == 0:
+		checks = append(checks, problem{msg: "the file is empty: it configures no job and no serve client " +
+			"(one-off `zsync push SRC DST` needs no config file; for jobs see docs/configuration.md)"})
+	case len(c.Jobs) == 0 && len(c.Serve.Clients) == 0:
+		checks = append(checks, problem{warning: true, msg: "no [[job]] and no [[serve.client]]: " +
+			"snap, push, pull, run and prune have nothing to do with this file"})
+	}
+	checks = append(checks, c.lint()...)
+
 	ix := newLineIndex(text)
 	var out []*ConfigError
 	add := func(p problem) {

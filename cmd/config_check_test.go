@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"reflect"
 	"sort"
@@ -437,5 +438,39 @@ name = "c"
 	// it always ends, whatever it is given
 	for _, junk := range []string{"[", "[[", "a = [", "a = {", "a = \"", "a = '''", "= = =", "[a.\"b", "\\", "a = [{b = [1, {c = "} {
 		newLineIndex(junk)
+	}
+}
+
+// Warnings never stop a command: it logs them once and runs.
+func TestConfigWarningsDoNotStopRuns(t *testing.T) {
+	dir := t.TempDir()
+	text := fmt.Sprintf(`[global]
+state_dir = %q
+zfs_binary = "/bin/true"
+
+[[job]]
+name = "s"
+type = "snap"
+datasets = ["tank/a"]
+  [job.snapshot]
+  interval = "1h"
+
+[[job]]
+name = "p"
+type = "push"
+datasets = ["tank/b"]
+root = "backup/b"
+`, dir)
+	p := configFile(t, text)
+	code, out, errOut := runUnit(t, "--config", p, "config", "check")
+	if code != 0 || !strings.Contains(out, "1 warning(s)") || !strings.Contains(errOut, p+":12: job[1].snapshot.interval: warning: this push job takes no snapshots") {
+		t.Fatalf("config check: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, _, errOut = runUnit(t, "--config", p, "snap", "s")
+	if code != 0 {
+		t.Fatalf("snap: exit %d: %s", code, errOut)
+	}
+	if n := strings.Count(errOut, "this push job takes no snapshots"); n != 1 || !strings.Contains(errOut, `"level":"warn"`) {
+		t.Fatalf("snap logged the warning %d times, want once at warn level:\n%s", n, errOut)
 	}
 }
