@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/zsync-dev/zsync/snap"
 	"github.com/zsync-dev/zsync/sshtransport"
 	"github.com/zsync-dev/zsync/sshtransport/serve"
 	"github.com/zsync-dev/zsync/zfs"
@@ -139,7 +140,7 @@ func relatedKeys(a, b string) bool {
 const (
 	defaultStateDir       = "/var/lib/zsync"
 	defaultPrefix         = "zsync_"
-	defaultHookTimeout    = 30 * time.Second
+	defaultHookTimeout    = snap.DefaultHookTimeout
 	defaultConnectTimeout = 15 * time.Second // sshtransport's own default
 	defaultRemoteCommand  = "zsync serve --stdio"
 )
@@ -160,7 +161,9 @@ func (c *Config) applyDefaults() {
 		if j.Snapshot.Prefix == "" {
 			j.Snapshot.Prefix = defaultPrefix
 		}
-		setDefault(&j.Snapshot.HookTimeout, defaultHookTimeout)
+		if j.Snapshot.HookTimeout.Duration <= 0 { // "0" is the default too (snap.Options)
+			j.Snapshot.HookTimeout = Duration{defaultHookTimeout, true}
+		}
 		if j.Type == "push" {
 			// no interval: the job takes no snapshots (say so in the printout)
 			setDefault(&j.Snapshot.Interval, 0)
@@ -286,6 +289,11 @@ func (c *Config) validate() []problem {
 		}
 		if s.Interval.Duration < 0 {
 			bad(p+".snapshot.interval", errors.New("must not be negative"))
+		}
+		for name, argv := range map[string][]string{"pre_hook": s.PreHook, "post_hook": s.PostHook} {
+			if len(argv) > 0 && strings.TrimSpace(argv[0]) == "" {
+				bad(fmt.Sprintf("%s.snapshot.%s[0]", p, name), errors.New("empty program name: a hook is an argv array such as [\"/usr/local/bin/db-freeze\", \"--quick\"], or [] for none"))
+			}
 		}
 		r := j.Replication
 		rp := p + ".replication"

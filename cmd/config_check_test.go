@@ -289,9 +289,12 @@ func TestConfigCheckPrintsEffectiveDefaults(t *testing.T) {
 	// "0" where the file says so keeps its meaning; a push job without an
 	// interval says it takes no snapshots
 	text = strings.Replace(text, "  host = \"b\"\n", "  host = \"b\"\n  idle_timeout = \"0\"\n", 1)
-	text = strings.Replace(text, "  interval = \"15m\"\n", "", 1)
+	text = strings.Replace(text, "  interval = \"15m\"\n", "  hook_timeout = \"0\"\n", 1)
+	text = strings.Replace(text, "  host = \"b\"\n", "  host = \"b\"\n  connect_timeout = \"0\"\n", 1)
 	_, out, _ = runUnit(t, "--config", configFile(t, text), "config", "check")
-	for _, want := range []string{`idle_timeout = "0"`, `interval = "0"`, `lag_warning = "1d"`, `snapshot_age_critical = "2d"`} {
+	// ... and a "0" that means the default is printed as the default
+	for _, want := range []string{`idle_timeout = "0"`, `interval = "0"`, `lag_warning = "1d"`, `snapshot_age_critical = "2d"`,
+		`hook_timeout = "30s"`, `connect_timeout = "15s"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the normalised config lacks %s:\n%s", want, out)
 		}

@@ -112,6 +112,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		"duplicate job":    {base + "  interval = \"1h\"\n" + base + "  interval = \"1h\"\n", "duplicate job name"},
 		"bad job name":     {"[[job]]\nname = \"a b\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n", ":2: job[0].name"},
 		"toml syntax":      {"[[job]\nname = 1\n", "zsync.toml:2: expected end of table array"},
+		"empty hook":       {base + "  interval = \"1h\"\n  post_hook = [\"\", \"x\"]\n", ":7: job[0].snapshot.post_hook[0]: empty program name"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
