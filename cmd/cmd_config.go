@@ -2,8 +2,10 @@ package cmd
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 )
 
@@ -14,24 +16,58 @@ func configCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "check",
 			Usage: "validate the config and print it normalised (defaults filled in)",
-			Description: "Exits 0 when the file is valid and prints the normalised config on stdout.\n" +
-				"Exits 2 with one line per problem (file:line: key: message) otherwise.\n" +
-				"Unknown keys are errors: a typo must never silently disable a safety setting.",
+			Description: "Prints one line per problem on stderr, errors and warnings alike: FILE:LINE: key: message.\n" +
+				"Errors are what can never work: unknown keys (a typo must never silently disable a safety\n" +
+				"setting), values of the wrong type or out of range, combinations that cannot do what they say.\n" +
+				"Warnings are what may be intended but usually is not (relative paths, a push job that takes\n" +
+				"no snapshots, two jobs replicating one dataset to one target, ...); other commands log them\n" +
+				"once and run anyway.\n" +
+				"Exits 2 when there is an error. Otherwise exits 0 and prints the normalised config on stdout:\n" +
+				"every default filled in, durations and sizes as you would write them; read back, it is the\n" +
+				"same configuration. Every key is described in docs/configuration.md.",
 			Action: func(c *cli.Context) error {
-				cfg, err := loadConfigFlag(c)
-				if err != nil {
-					return err
+				path := globalString(c, "config")
+				cfg, problems := checkConfigFile(path)
+				errs := 0
+				for _, p := range problems {
+					fmt.Fprintln(e.stderr, p.Error())
+					if !p.Warning {
+						errs++
+					}
 				}
-				fmt.Fprintf(e.stdout, "# %s: valid, %d job(s), %d serve client(s)\n", cfg.Path, len(cfg.Jobs), len(cfg.Serve.Clients))
-				return toml.NewEncoder(e.stdout).Encode(cfg.fileConfig)
+				if errs > 0 {
+					return &ConfigError{File: path, Msg: fmt.Sprintf("invalid: %d error(s), %d warning(s)", errs, len(problems)-errs)}
+				}
+				fmt.Fprintf(e.stdout, "# %s: valid, %d job(s), %d serve client(s), %d warning(s)\n",
+					cfg.Path, len(cfg.Jobs), len(cfg.Serve.Clients), len(problems))
+				return printConfig(e.stdout, cfg)
 			},
 		}},
 	}
 }
 
-// loadConfigFlag loads the file named by --config / ZSYNC_CONFIG.
+// printConfig writes the normalised config as TOML.
+func printConfig(w io.Writer, cfg *Config) error {
+	return toml.NewEncoder(w).Encode(cfg.fileConfig)
+}
+
+// loadConfigFlag loads the file named by --config / ZSYNC_CONFIG and logs
+// its warnings once, at warn level; they never stop the command. serve does
+// not log them: its stderr goes back to the client over SSH.
 func loadConfigFlag(c *cli.Context) (*Config, error) {
-	return LoadConfig(globalString(c, "config"))
+	cfg, err := LoadConfig(globalString(c, "config"))
+	if err != nil {
+		return nil, err
+	}
+	if c.Command == nil || c.Command.Name != "serve" {
+		log := zerolog.Ctx(c.Context)
+		for _, w := range cfg.Warnings {
+			plain := *w
+			plain.Warning = false
+			log.Warn().Msg("config: " + plain.Error())
+		}
+	}
+	return cfg, nil
 }
 
 // loadJobs loads the config and selects the named jobs (all when none) that

@@ -4,13 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/zsync-dev/zsync/snap"
 	"github.com/zsync-dev/zsync/sshtransport"
+	"github.com/zsync-dev/zsync/sshtransport/serve"
 	"github.com/zsync-dev/zsync/zfs"
 )
 
@@ -22,68 +27,146 @@ const DefaultConfigPath = "/etc/zsync/zsync.toml"
 type Config struct {
 	Path string
 	fileConfig
+	// Warnings are what `config check` warns about in a valid file: settings
+	// that may be intended but often are not. They never stop a run.
+	Warnings []*ConfigError
 }
 
 var reJobName = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
 
 // LoadConfig reads and validates the file at path. Every problem is a
-// *ConfigError naming file, line and key; unknown keys are errors, because a
-// typo must never silently disable a safety setting.
+// *ConfigError naming file, line and key, and all of them are returned
+// (joined); unknown keys are errors, because a typo must never silently
+// disable a safety setting. The warnings of a valid file are in
+// Config.Warnings.
 func LoadConfig(path string) (*Config, error) {
+	return splitProblems(checkConfigFile(path))
+}
+
+// checkConfigFile reads and checks the file at path and returns every
+// problem it finds, errors and warnings, in the order of their lines. The
+// Config is nil when the file cannot be read or is not TOML at all.
+func checkConfigFile(path string) (*Config, []*ConfigError) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read the config: %v", errors.Unwrap(err))}
+		return nil, []*ConfigError{{File: path, Msg: fmt.Sprintf("cannot read the config: %v", errors.Unwrap(err))}}
 	}
-	return parseConfig(path, string(raw))
+	return checkConfigText(path, string(raw))
 }
 
 func parseConfig(path, text string) (*Config, error) {
-	ix := newLineIndex(text)
-	var fc fileConfig
-	md, err := toml.Decode(text, &fc)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			key, line := pe.LastKey, pe.Position.Line
-			if key != "" {
-				if k, l := ix.find(key); l > 0 {
-					key = k
-					if line == 0 {
-						line = l
-					}
-				}
-			}
-			return nil, &ConfigError{File: path, Line: line, Key: key, Msg: pe.Message}
+	return splitProblems(checkConfigText(path, text))
+}
+
+// splitProblems returns the config with its warnings, or the errors joined.
+func splitProblems(c *Config, problems []*ConfigError) (*Config, error) {
+	var errs []error
+	var warnings []*ConfigError
+	for _, p := range problems {
+		if p.Warning {
+			warnings = append(warnings, p)
+		} else {
+			errs = append(errs, p)
 		}
-		return nil, &ConfigError{File: path, Msg: err.Error()}
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		var errs []error
-		for _, k := range und {
-			key, line := ix.find(k.String())
-			errs = append(errs, &ConfigError{File: path, Line: line, Key: key, Msg: "unknown key (a typo? see `zsync config check --help` for the schema)"})
-		}
+	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Config{Path: path, fileConfig: fc}
-	c.applyDefaults()
-	if err := c.validate(ix); err != nil {
-		return nil, err
-	}
+	c.Warnings = warnings
 	return c, nil
+}
+
+func checkConfigText(path, text string) (*Config, []*ConfigError) {
+	// A syntax error stops the TOML parser: it is the one problem known.
+	var doc map[string]any
+	if _, err := toml.Decode(text, &doc); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, []*ConfigError{{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}}
+		}
+		return nil, []*ConfigError{{File: path, Msg: err.Error()}}
+	}
+	var d schemaDecoder
+	c := &Config{Path: path}
+	d.table("", doc, reflect.ValueOf(&c.fileConfig).Elem())
+	c.applyDefaults()
+	checks := c.validate()
+	switch {
+	case len(doc) == 0:
+		checks = append(checks, problem{msg: "the file is empty: it configures no job and no serve client " +
+			"(one-off `zsync push SRC DST` needs no config file; for jobs see docs/configuration.md)"})
+	case len(c.Jobs) == 0 && len(c.Serve.Clients) == 0:
+		checks = append(checks, problem{warning: true, msg: "no [[job]] and no [[serve.client]]: " +
+			"snap, push, pull, run and prune have nothing to do with this file"})
+	}
+	checks = append(checks, c.lint()...)
+
+	ix := newLineIndex(text)
+	var out []*ConfigError
+	add := func(p problem) {
+		out = append(out, &ConfigError{File: path, Line: ix.line(p.key), Key: p.key, Msg: p.msg, Warning: p.warning})
+	}
+	for _, p := range d.problems {
+		add(p)
+	}
+	// A value that could not be decoded was left empty: what the checks say
+	// about that key (or about its parts or the table holding it) follows
+	// from that and would only repeat it.
+	for _, p := range checks {
+		if !slices.ContainsFunc(d.problems, func(dp problem) bool { return relatedKeys(dp.key, p.key) }) {
+			add(p)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Line != out[j].Line {
+			return out[i].Line < out[j].Line
+		}
+		return out[i].Key < out[j].Key
+	})
+	return c, out
+}
+
+// relatedKeys reports whether one key path is the other or contains it.
+func relatedKeys(a, b string) bool {
+	under := func(x, y string) bool {
+		return x == y || strings.HasPrefix(x, y+".") || strings.HasPrefix(x, y+"[")
+	}
+	return a != "" && b != "" && (under(a, b) || under(b, a))
+}
+
+// Defaults that are not the zero value of their key. Every default is
+// filled in by applyDefaults, so that `config check` prints what a run will
+// use and that printout, read back, is the same configuration.
+const (
+	defaultStateDir       = "/var/lib/zsync"
+	defaultPrefix         = "zsync_"
+	defaultHookTimeout    = snap.DefaultHookTimeout
+	defaultConnectTimeout = 15 * time.Second // sshtransport's own default
+	defaultRemoteCommand  = "zsync serve --stdio"
+)
+
+// setDefault gives d the value v when the file did not set it.
+func setDefault(d *Duration, v time.Duration) {
+	if !d.set {
+		d.Duration, d.set = v, true
+	}
 }
 
 func (c *Config) applyDefaults() {
 	if c.Global.StateDir == "" {
-		c.Global.StateDir = "/var/lib/zsync"
+		c.Global.StateDir = defaultStateDir
 	}
 	for i := range c.Jobs {
 		j := &c.Jobs[i]
 		if j.Snapshot.Prefix == "" {
-			j.Snapshot.Prefix = "zsync_"
+			j.Snapshot.Prefix = defaultPrefix
 		}
-		if !j.Snapshot.HookTimeout.IsSet() {
-			j.Snapshot.HookTimeout.Duration = 30e9
+		if j.Snapshot.HookTimeout.Duration <= 0 { // "0" is the default too (snap.Options)
+			j.Snapshot.HookTimeout = Duration{defaultHookTimeout, true}
+		}
+		if j.Type == "push" {
+			// no interval: the job takes no snapshots (say so in the printout)
+			setDefault(&j.Snapshot.Interval, 0)
 		}
 		r := &j.Replication
 		def := func(p *string, v string) {
@@ -99,13 +182,31 @@ func (c *Config) applyDefaults() {
 		if r.Concurrency == 0 {
 			r.Concurrency = 1
 		}
-		if j.Remote != nil {
-			if j.Remote.HostKeyPolicy == "" {
-				j.Remote.HostKeyPolicy = "strict"
+		if !r.BandwidthLimit.set {
+			r.BandwidthLimit.set = true // 0: unlimited
+		}
+		if rm := j.Remote; rm != nil {
+			def(&rm.HostKeyPolicy, "strict")
+			def(&rm.Command, defaultRemoteCommand)
+			if rm.ConnectTimeout.Duration <= 0 { // "0" is the default too
+				rm.ConnectTimeout = Duration{defaultConnectTimeout, true}
 			}
-			if j.Remote.Command == "" {
-				j.Remote.Command = "zsync serve --stdio"
-			}
+			setDefault(&rm.IdleTimeout, defaultIdleTimeout)
+		}
+		if j.Type == "push" || j.Type == "pull" {
+			// the thresholds of `zsync check` (see thresholds)
+			warn, crit := thresholds(j, j.Check.LagWarning, j.Check.LagCritical)
+			setDefault(&j.Check.LagWarning, warn)
+			setDefault(&j.Check.LagCritical, crit)
+			warn, crit = thresholds(j, j.Check.SnapshotWarning, j.Check.SnapshotCritical)
+			setDefault(&j.Check.SnapshotWarning, warn)
+			setDefault(&j.Check.SnapshotCritical, crit)
+		}
+	}
+	setDefault(&c.Serve.IdleTimeout, defaultServeIdleTimeout)
+	for i := range c.Serve.Clients {
+		if cl := &c.Serve.Clients[i]; cl.MaxHolds == 0 {
+			cl.MaxHolds = serve.DefaultMaxHolds
 		}
 	}
 }
@@ -119,10 +220,12 @@ func oneOf(v string, allowed ...string) error {
 	return fmt.Errorf("invalid value %q: want one of %s", v, strings.Join(allowed, ", "))
 }
 
-func (c *Config) validate(ix *lineIndex) error {
-	var errs []error
+// validate returns the errors of a decoded and defaulted config, each with
+// its key path.
+func (c *Config) validate() []problem {
+	var errs []problem
 	bad := func(key string, err error) {
-		errs = append(errs, &ConfigError{File: c.Path, Line: ix.line(key), Key: key, Msg: err.Error()})
+		errs = append(errs, problem{key: key, msg: err.Error()})
 	}
 	seen := map[string]int{}
 	for i := range c.Jobs {
@@ -162,10 +265,6 @@ func (c *Config) validate(ix *lineIndex) error {
 				bad(p+".remote", errors.New("a snap job has no remote"))
 			}
 		}
-		if j.Type == "pull" && j.Remote == nil {
-			// A local pull is allowed (source on this host), like a local push.
-			_ = j
-		}
 		if r := j.Remote; r != nil {
 			rp := p + ".remote"
 			if r.Host == "" {
@@ -190,6 +289,11 @@ func (c *Config) validate(ix *lineIndex) error {
 		}
 		if s.Interval.Duration < 0 {
 			bad(p+".snapshot.interval", errors.New("must not be negative"))
+		}
+		for name, argv := range map[string][]string{"pre_hook": s.PreHook, "post_hook": s.PostHook} {
+			if len(argv) > 0 && strings.TrimSpace(argv[0]) == "" {
+				bad(fmt.Sprintf("%s.snapshot.%s[0]", p, name), errors.New("empty program name: a hook is an argv array such as [\"/usr/local/bin/db-freeze\", \"--quick\"], or [] for none"))
+			}
 		}
 		r := j.Replication
 		rp := p + ".replication"
@@ -237,7 +341,7 @@ func (c *Config) validate(ix *lineIndex) error {
 			if _, err := buildPrunePolicy(rules); err != nil {
 				var re *ruleError
 				if errors.As(err, &re) {
-					errs = append(errs, &ConfigError{File: c.Path, Line: ix.lineOfText(key, re.text), Key: fmt.Sprintf("%s[%d]", key, re.index), Msg: re.msg})
+					errs = append(errs, problem{key: indexKey(key, re.index), msg: re.msg})
 				} else {
 					bad(key, err)
 				}
@@ -285,10 +389,7 @@ func (c *Config) validate(ix *lineIndex) error {
 			}
 		}
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Job returns the job called name.

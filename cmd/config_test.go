@@ -80,7 +80,7 @@ func TestConfigCheckValid(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"valid, 1 job(s), 1 serve client(s)", `interval = "15m"`, `command = "zsync serve --stdio"`, `bandwidth_limit = "52428800"`} {
+	for _, want := range []string{"valid, 1 job(s), 1 serve client(s)", `interval = "15m"`, `command = "zsync serve --stdio"`, `bandwidth_limit = "50MiB"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("normalised config lacks %q:\n%s", want, out)
 		}
@@ -106,12 +106,13 @@ func TestConfigErrorsExit2(t *testing.T) {
 		"zero keep":        {base + "  interval = \"1h\"\n  [job.prune]\n  source = [\n    { grid = \"1x1h(keep=0)\" },\n  ]\n", ":9: job[0].prune.source[0]"},
 		"malformed grid":   {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ grid = \"1y1h\" }]\n", "1y1h"},
 		"unknown rule":     {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ negate = true }]\n", "job[0].prune.source[0]: unknown or empty rule"},
-		"unknown rule key": {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ gird = \"1x1h\" }]\n", ":8: job.prune.source.gird: unknown key"},
+		"unknown rule key": {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ gird = \"1x1h\" }]\n", ":8: job[0].prune.source[0].gird: unknown key (did you mean grid?)"},
 		"bad policy":       {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  host_key_policy = \"yolo\"\n", ":8: job[0].remote.host_key_policy"},
 		"bad proxy_jump":   {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  proxy_jump = \"bastion:99999\"\n", ":8: job[0].remote.proxy_jump"},
 		"duplicate job":    {base + "  interval = \"1h\"\n" + base + "  interval = \"1h\"\n", "duplicate job name"},
 		"bad job name":     {"[[job]]\nname = \"a b\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n", ":2: job[0].name"},
 		"toml syntax":      {"[[job]\nname = 1\n", "zsync.toml:2: expected end of table array"},
+		"empty hook":       {base + "  interval = \"1h\"\n  post_hook = [\"\", \"x\"]\n", ":7: job[0].snapshot.post_hook[0]: empty program name"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -198,10 +199,10 @@ func TestLockedJobExits75(t *testing.T) {
 	}
 }
 
-// The documented example must stay a valid config.
+// The documented example must stay a valid config, without warnings.
 func TestExampleConfigIsValid(t *testing.T) {
 	code, out, errOut := runUnit(t, "--config", "../docs/zsync.example.toml", "config", "check")
-	if code != 0 || !strings.Contains(out, "valid, 1 job(s), 1 serve client(s)") {
+	if code != 0 || !strings.Contains(out, "valid, 1 job(s), 1 serve client(s), 0 warning(s)") || errOut != "" {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
 	}
 }

@@ -19,9 +19,8 @@ type fileConfig struct {
 
 type globalConfig struct {
 	StateDir    string `toml:"state_dir"`
-	MetricsFile string `toml:"metrics_file"`
-	ReportFile  string `toml:"report_file"`
-	ZFSBinary   string `toml:"zfs_binary"`
+	MetricsFile string `toml:"metrics_file,omitempty"`
+	ZFSBinary   string `toml:"zfs_binary,omitempty"`
 }
 
 type jobConfig struct {
@@ -32,18 +31,18 @@ type jobConfig struct {
 	Remote      *remoteConfig     `toml:"remote"`
 	Snapshot    snapshotConfig    `toml:"snapshot"`
 	Replication replicationConfig `toml:"replication"`
-	Prune       pruneConfig       `toml:"prune"`
-	Check       checkConfig       `toml:"check"`
+	Prune       pruneConfig       `toml:"prune,omitempty"`
+	Check       checkConfig       `toml:"check,omitempty"`
 }
 
 type remoteConfig struct {
 	Host           string   `toml:"host"`
-	User           string   `toml:"user"`
-	Port           int      `toml:"port"`
-	IdentityFile   string   `toml:"identity_file"`
-	KnownHosts     string   `toml:"known_hosts"`
+	User           string   `toml:"user,omitempty"`
+	Port           int      `toml:"port,omitzero"`
+	IdentityFile   string   `toml:"identity_file,omitempty"`
+	KnownHosts     string   `toml:"known_hosts,omitempty"`
 	HostKeyPolicy  string   `toml:"host_key_policy"`
-	ProxyJump      string   `toml:"proxy_jump"`
+	ProxyJump      string   `toml:"proxy_jump,omitempty"`
 	Command        string   `toml:"command"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
@@ -51,7 +50,7 @@ type remoteConfig struct {
 
 type snapshotConfig struct {
 	Prefix      string   `toml:"prefix"`
-	Interval    Duration `toml:"interval"`
+	Interval    Duration `toml:"interval,omitempty"`
 	PreHook     []string `toml:"pre_hook"`
 	PostHook    []string `toml:"post_hook"`
 	HookTimeout Duration `toml:"hook_timeout"`
@@ -68,7 +67,7 @@ type replicationConfig struct {
 	PropertiesOverride map[string]string `toml:"properties_override"`
 	PropertiesExclude  []string          `toml:"properties_exclude"`
 	StripComponents    int               `toml:"strip_components"`
-	SnapshotFilter     string            `toml:"snapshot_filter"`
+	SnapshotFilter     string            `toml:"snapshot_filter,omitempty"`
 }
 
 type pruneConfig struct {
@@ -77,18 +76,18 @@ type pruneConfig struct {
 }
 
 type pruneRuleConfig struct {
-	Grid          string  `toml:"grid"`
-	Regex         *string `toml:"regex"`
-	Negate        bool    `toml:"negate"`
-	LastN         *int    `toml:"last_n"`
-	NotReplicated bool    `toml:"not_replicated"`
+	Grid          string  `toml:"grid,omitempty"`
+	Regex         *string `toml:"regex,omitempty"`
+	Negate        bool    `toml:"negate,omitempty"`
+	LastN         *int    `toml:"last_n,omitempty"`
+	NotReplicated bool    `toml:"not_replicated,omitempty"`
 }
 
 type checkConfig struct {
-	LagWarning       Duration `toml:"lag_warning"`
-	LagCritical      Duration `toml:"lag_critical"`
-	SnapshotWarning  Duration `toml:"snapshot_age_warning"`
-	SnapshotCritical Duration `toml:"snapshot_age_critical"`
+	LagWarning       Duration `toml:"lag_warning,omitempty"`
+	LagCritical      Duration `toml:"lag_critical,omitempty"`
+	SnapshotWarning  Duration `toml:"snapshot_age_warning,omitempty"`
+	SnapshotCritical Duration `toml:"snapshot_age_critical,omitempty"`
 }
 
 type serveConfig struct {
@@ -103,7 +102,7 @@ const defaultServeIdleTimeout = 30 * time.Minute
 
 type serveClientConfig struct {
 	Name        string   `toml:"name"`
-	ReceiveRoot string   `toml:"receive_root"`
+	ReceiveRoot string   `toml:"receive_root,omitempty"`
 	Send        []string `toml:"send"`
 	AppendOnly  bool     `toml:"append_only"`
 	// PruneSend lets a pulling client prune snapshots of the datasets it may
@@ -229,8 +228,28 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText prints the size in bytes.
-func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(s.Bytes, 10)), nil }
+// MarshalText prints the size in the config's own notation (FormatSize), so
+// a printed config reads back as the same size.
+func (s Size) MarshalText() ([]byte, error) { return []byte(FormatSize(s.Bytes)), nil }
+
+// FormatSize prints n with the largest unit that divides it exactly: binary
+// units first ("50MiB", "1GiB"), then decimal ones ("1GB", "800KB"), else
+// a plain byte count ("12"). ParseSize reads every form back as the same
+// number.
+func FormatSize(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	for _, u := range []struct {
+		name string
+		n    int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
+		if n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 // ParseSize parses a byte size with an optional unit (B, k/KB/KiB, M/MB/MiB,
 // G/GB/GiB, T/TB/TiB; the short and "i" forms are binary, the "B" forms decimal).

@@ -50,6 +50,7 @@ func setupLogging(c *cli.Context, e *env) error {
 		return usageErrorf("invalid --log-format %q: want auto, console or json", format)
 	}
 	e.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
+	c.Context = e.log.WithContext(c.Context) // for code that has only the cli.Context (loadConfigFlag)
 	return nil
 }
 
