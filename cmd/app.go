@@ -44,7 +44,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = fmt.Errorf("%w: %v", errInterrupted, err)
 	}
 	code := ExitCode(err)
-	if err != nil {
+	var checked *checkError // check printed its own status line on stdout
+	if err != nil && !errors.As(err, &checked) {
 		msg := err.Error()
 		if code == ExitUsage {
 			fmt.Fprintf(stderr, "zsync: %s\n", strings.ReplaceAll(msg, "\n", "\nzsync: "))
@@ -126,7 +127,9 @@ func newApp(e *env) *cli.App {
 		}),
 	}
 	for _, c := range app.Commands {
-		c.OnUsageError = app.OnUsageError
+		if c.OnUsageError == nil {
+			c.OnUsageError = app.OnUsageError
+		}
 		c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
 	}
 	return app
