@@ -129,7 +129,9 @@ func unknownCheck(err error) *checkResult {
 	r := &checkResult{level: checkUnknown}
 	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
 	r.problems = []finding{{checkUnknown, squeeze(oneLine(lines[0]), 240)}}
-	r.lines = lines[1:] // a config's further errors
+	for _, l := range lines[1:] { // a config's further errors
+		r.lines = append(r.lines, oneLine(l))
+	}
 	return r
 }
 
@@ -294,7 +296,9 @@ func (r *checkResult) judgeJob(j *jobConfig, js jobStatus, now time.Time) {
 		if lr.Error != "" {
 			text += ": " + lr.Error
 		}
-		r.add(lastRunLevel(lr.ErrorKind), text, true)
+		// when the job cannot be looked at now, that is what the status
+		// line says; the last run's failure is in the long output
+		r.add(lastRunLevel(lr.ErrorKind), text, js.err == nil)
 	}
 
 	if js.err != nil {

@@ -213,6 +213,9 @@ func humanAge(d time.Duration) string {
 		d = d.Round(time.Hour)
 	}
 	s := FormatDuration(d)
+	if d == 0 {
+		s = "0s"
+	}
 	if neg {
 		s = "-" + s
 	}

@@ -174,3 +174,14 @@ func TestStatusOfASnapJob(t *testing.T) {
 		t.Errorf("status --json:\n%s", out)
 	}
 }
+
+func TestHumanAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", 400 * time.Millisecond: "0s", 45 * time.Second: "45s", 12*time.Minute + 20*time.Second: "12m",
+		3*time.Hour + 20*time.Minute + 10*time.Second: "3h20m", 50 * time.Hour: "2d2h", -90 * time.Second: "-2m",
+	} {
+		if got := humanAge(d); got != want {
+			t.Errorf("humanAge(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
