@@ -152,12 +152,13 @@ func WriteRunReport(dir string, r RunReport) error {
 		return err
 	}
 	b = append(b, '\n')
-	if r.Result == "ok" {
-		if err := WriteFileAtomic(LastSuccessPath(dir, r.Job), b, 0o644); err != nil {
-			return err
-		}
+	if err := WriteFileAtomic(ReportPath(dir, r.Job), b, 0o644); err != nil {
+		return err
 	}
-	return WriteFileAtomic(ReportPath(dir, r.Job), b, 0o644)
+	if r.Result == "ok" {
+		return WriteFileAtomic(LastSuccessPath(dir, r.Job), b, 0o644)
+	}
+	return nil
 }
 
 // ReadLastSuccess loads the report of the job's last fully successful run;
