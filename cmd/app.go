@@ -48,7 +48,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = fmt.Errorf("%w: %v", errInterrupted, err)
 	}
 	code := ExitCode(err)
-	if err != nil {
+	var checked *checkError // check printed its own status line on stdout
+	if err != nil && !errors.As(err, &checked) {
 		msg := err.Error()
 		if code == ExitUsage {
 			fmt.Fprintf(stderr, "zsync: %s\n", strings.ReplaceAll(msg, "\n", "\nzsync: "))
@@ -125,7 +126,9 @@ func withGlobals(cmds []*cli.Command) []*cli.Command {
 // job (arrangeArgs answers `zsync snap help` as the library did).
 func wireCommands(cmds []*cli.Command, app *cli.App, e *env) {
 	for _, c := range cmds {
-		c.OnUsageError = app.OnUsageError
+		if c.OnUsageError == nil {
+			c.OnUsageError = app.OnUsageError
+		}
 		if c.Before == nil {
 			c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
 		}

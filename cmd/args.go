@@ -22,6 +22,9 @@ type cmdLevel struct {
 	path  string // "zsync", "zsync holds", "zsync holds list"
 	flags []cli.Flag
 	subs  []*cli.Command
+	// onUsage is the command's own answer to a usage error (check prints
+	// its UNKNOWN status line); nil at the root.
+	onUsage cli.OnUsageErrorFunc
 }
 
 func rootLevel(app *cli.App) cmdLevel {
@@ -31,7 +34,7 @@ func rootLevel(app *cli.App) cmdLevel {
 func (l cmdLevel) sub(name string) (cmdLevel, bool) {
 	for _, c := range l.subs {
 		if c.HasName(name) {
-			return cmdLevel{path: l.path + " " + c.Name, flags: c.Flags, subs: c.Subcommands}, true
+			return cmdLevel{path: l.path + " " + c.Name, flags: c.Flags, subs: c.Subcommands, onUsage: c.OnUsageError}, true
 		}
 	}
 	return cmdLevel{}, false
@@ -114,7 +117,11 @@ func arrangeArgs(app *cli.App, args []string) ([]string, error) {
 			if name, hasValue, ok := flagName(tok); ok {
 				known, takesValue := lvl.flag(name)
 				if !known {
-					return nil, usageErrorf("unknown flag %s for %s (see %s --help)", tok, lvl.path, lvl.path)
+					err := usageErrorf("unknown flag %s for %s (see %s --help)", tok, lvl.path, lvl.path)
+					if lvl.onUsage != nil {
+						return nil, lvl.onUsage(nil, err, true)
+					}
+					return nil, err
 				}
 				flags = append(flags, tok)
 				help = help || name == "help" || name == "h"

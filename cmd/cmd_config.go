@@ -53,13 +53,15 @@ func printConfig(w io.Writer, cfg *Config) error {
 
 // loadConfigFlag loads the file named by --config / ZSYNC_CONFIG and logs
 // its warnings once, at warn level; they never stop the command. serve does
-// not log them: its stderr goes back to the client over SSH.
+// not log them (its stderr goes back to the client over SSH), nor does check
+// (a monitoring plugin's stderr lands in its output; config check shows
+// them).
 func loadConfigFlag(c *cli.Context) (*Config, error) {
 	cfg, err := LoadConfig(globalString(c, "config"))
 	if err != nil {
 		return nil, err
 	}
-	if c.Command == nil || c.Command.Name != "serve" {
+	if c.Command == nil || (c.Command.Name != "serve" && c.Command.Name != "check") {
 		log := zerolog.Ctx(c.Context)
 		for _, w := range cfg.Warnings {
 			plain := *w

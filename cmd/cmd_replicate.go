@@ -76,17 +76,24 @@ func runCommand(e *env) *cli.Command {
 			var reports []jobResult
 			err = e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
 				var errs, others []error // others: snap and prune, for the run report
+				var so *snapOutcome
+				var snapErr error
 				if j.Type != "pull" {
-					if err := e.snapJob(ctx, e.newZFS(cfg), j, dry, time.Now(), log); err != nil {
-						errs = append(errs, fmt.Errorf("snap: %w", err))
-						others = append(others, errs[len(errs)-1])
+					so, snapErr = e.snapJob(ctx, e.newZFS(cfg), j, dry, time.Now(), log)
+					if snapErr != nil {
+						errs = append(errs, fmt.Errorf("snap: %w", snapErr))
 					}
 				}
 				var res *jobResult
-				if j.Type != "snap" {
+				if j.Type == "snap" {
+					// the snapshots are the job: its report counts them per dataset
+					r := snapJobResult(j, so, snapErr)
+					res = &r
+				} else {
+					others = append(others, errs...)
 					rep, err := e.replicateJob(ctx, cfg, j, dry, log)
 					if rep != nil {
-						res = &jobResult{rep: rep, err: err}
+						res = &jobResult{rep: rep, err: err, snap: so}
 					}
 					if err != nil {
 						errs = append(errs, err)
@@ -388,7 +395,8 @@ func (e *env) oneOffSnapshot(ctx context.Context, cfg *Config, filter zfs.Filter
 	j := &jobConfig{Name: "oneoff", Datasets: filter.Patterns()}
 	j.Snapshot.Prefix = "zsync_"
 	j.Snapshot.Interval.Duration = time.Second
-	return e.snapJob(ctx, e.newZFS(cfg), j, dryRun, time.Now(), log)
+	_, err := e.snapJob(ctx, e.newZFS(cfg), j, dryRun, time.Now(), log)
+	return err
 }
 
 func humanBytes(n int64) string {

@@ -27,25 +27,37 @@ func snapCommand(e *env) *cli.Command {
 				return err
 			}
 			z := e.newZFS(cfg)
-			return e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
-				return e.snapJob(ctx, z, j, c.Bool("dry-run"), time.Now(), log)
+			// snap jobs get a run report (and their samples in the metrics
+			// textfile); a push job's report is its replication's, which
+			// a snapshot alone must not replace
+			var reports []jobResult
+			err = e.forEachJob(c.Context, c, cfg, jobs, func(ctx context.Context, j *jobConfig, log zerolog.Logger) error {
+				so, err := e.snapJob(ctx, z, j, c.Bool("dry-run"), time.Now(), log)
+				if j.Type == "snap" {
+					reports = append(reports, snapJobResult(j, so, err))
+				}
+				return err
 			})
+			e.finishReports(c, cfg, reports, err)
+			return err
 		},
 	}
 }
 
-func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool, now time.Time, log zerolog.Logger) error {
+// snapJob takes the job's due snapshots and says what it found and did
+// (nil when the job takes no snapshots or the listing failed).
+func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool, now time.Time, log zerolog.Logger) (*snapOutcome, error) {
 	if j.Snapshot.Interval.Duration <= 0 {
 		log.Info().Msg("no [job.snapshot] interval: this job takes no snapshots")
-		return nil
+		return nil, nil
 	}
 	filter, err := zfs.ParseFilter(j.Datasets)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	list, err := z.List(ctx, filter.Roots(), zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume, zfs.Snapshot}})
 	if err != nil {
-		return fmt.Errorf("list %v: %w", filter.Roots(), err)
+		return nil, fmt.Errorf("list %v: %w", filter.Roots(), err)
 	}
 	opts := snapOptions(j, dryRun)
 	plan := snap.NewPlan(list, filter, opts, now)
@@ -54,9 +66,10 @@ func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool
 	}
 	if len(plan.Due) == 0 {
 		log.Info().Int("datasets", len(plan.NotDue)).Msg("no snapshot due")
-		return nil
+		return newSnapOutcome(plan, nil), nil
 	}
 	rep := snap.Take(ctx, z, plan, opts)
+	so := newSnapOutcome(plan, &rep)
 	for _, r := range rep.Results {
 		ev := log.Info()
 		if !r.OK() {
@@ -76,7 +89,7 @@ func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool
 				failed++
 			}
 		}
-		return &PartialError{Failed: failed, Succeeded: ok, Err: err}
+		return so, &PartialError{Failed: failed, Succeeded: ok, Err: err}
 	}
-	return nil
+	return so, nil
 }

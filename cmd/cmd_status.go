@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zsync-dev/zsync/snap"
 	"github.com/zsync-dev/zsync/state"
 	zsync "github.com/zsync-dev/zsync/sync"
 	"github.com/zsync-dev/zsync/zfs"
@@ -22,7 +24,7 @@ type datasetStatus struct {
 	Source        string  `json:"source"`
 	Target        string  `json:"target"`
 	LastSnapshot  string  `json:"last_replicated_snapshot,omitempty"`
-	LagSeconds    float64 `json:"lag_seconds"`
+	LagSeconds    float64 `json:"lag_seconds"` // -1: the target has no snapshot
 	NewestSource  string  `json:"newest_source_snapshot,omitempty"`
 	SourceAgeSecs float64 `json:"newest_source_snapshot_age_seconds"`
 	Resumable     bool    `json:"resumable"`
@@ -31,18 +33,34 @@ type datasetStatus struct {
 	LastHolds     int     `json:"last_received_holds"`
 	// StaleRelations are the other relationships on the dataset (its
 	// source, or its target) that no configured job uses (orphaned) or that
-	// cannot be checked from here (unknown), with what they pin.
+	// cannot be checked from here (unknown: another host's, say), with what
+	// they pin.
 	StaleRelations []relationStatus `json:"stale_relations,omitempty"`
+	// OtherRelations are the relationships on the dataset that another
+	// configured job uses now.
+	OtherRelations []relationStatus `json:"other_relations,omitempty"`
 	Error          string           `json:"error,omitempty"`
 }
 
-// relationStatus is a relationship that is not this job's and not known to
-// be used, found on one of the job's datasets.
+// snapshotStatus is one dataset of a snap job: its newest snapshot with the
+// job's prefix, and the relationships found on it (a snap job has none of
+// its own, so every one is another job's or stale).
+type snapshotStatus struct {
+	Dataset        string           `json:"dataset"`
+	Newest         string           `json:"newest_snapshot,omitempty"`
+	AgeSeconds     float64          `json:"newest_snapshot_age_seconds"` // -1: none with the prefix
+	Due            bool             `json:"due"`
+	StaleRelations []relationStatus `json:"stale_relations,omitempty"`
+	OtherRelations []relationStatus `json:"other_relations,omitempty"`
+}
+
+// relationStatus is a relationship that is not this job's, found on one of
+// the job's datasets: stale (orphaned or unknown) or another job's (live).
 type relationStatus struct {
 	ID                 string   `json:"relation_id"`
 	Dataset            string   `json:"dataset"`
 	Side               string   `json:"side"`  // source | target
-	State              string   `json:"state"` // orphaned | unknown
+	State              string   `json:"state"` // orphaned | unknown | live (another configured job's)
 	Reason             string   `json:"reason"`
 	Objects            []string `json:"objects"`
 	Protects           []string `json:"protects"`             // snapshots prune never destroys because of it
@@ -50,99 +68,246 @@ type relationStatus struct {
 }
 
 type jobStatus struct {
-	Job      string           `json:"job"`
-	Type     string           `json:"type"`
-	LastRun  *state.RunReport `json:"last_run,omitempty"`
-	Datasets []datasetStatus  `json:"datasets"`
-	Error    string           `json:"error,omitempty"`
+	Job     string           `json:"job"`
+	Type    string           `json:"type"`
+	LastRun *state.RunReport `json:"last_run,omitempty"`
+	// LastSuccessfulRun is the report of the last fully successful run
+	// (the last run itself when it succeeded).
+	LastSuccessfulRun *state.RunReport `json:"last_successful_run,omitempty"`
+	Datasets          []datasetStatus  `json:"datasets"`
+	Snapshots         []snapshotStatus `json:"snapshots,omitempty"` // snap jobs
+	Error             string           `json:"error,omitempty"`
+	ErrorKind         string           `json:"error_kind,omitempty"`
+	err               error            // Error's error, for check
 }
 
 func statusCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "status",
-		Usage:     "per job and dataset: last replicated snapshot, lag, resumable state, holds and bookmarks owned, last run's result",
+		Name: "status",
+		Usage: "per job and dataset: last replicated snapshot, lag, resumable state, holds and bookmarks owned, " +
+			"last run's and last successful run's result, other jobs' and stale relationships; snap jobs: newest snapshot",
 		ArgsUsage: "[JOB...]",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
-			cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "snap" })
+			cfg, jobs, err := loadJobs(c, c.Args().Slice(), func(*jobConfig) bool { return true })
 			if err != nil {
 				return err
 			}
 			lv := e.liveness(c.Context, cfg)
+			now := time.Now()
 			var all []jobStatus
 			for _, j := range jobs {
-				all = append(all, e.jobStatus(c.Context, cfg, j, time.Now(), lv))
+				all = append(all, e.jobStatus(c.Context, cfg, j, now, lv))
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(all)
 			}
-			for _, js := range all {
-				fmt.Fprintf(e.stdout, "job %s (%s)", js.Job, js.Type)
-				if js.LastRun != nil {
-					fmt.Fprintf(e.stdout, ": last run %s %s, %s", js.LastRun.Start.Local().Format(time.DateTime), js.LastRun.Result, humanBytes(js.LastRun.Bytes))
-				}
-				fmt.Fprintln(e.stdout)
-				if r := js.LastRun; r != nil && r.Result != "ok" && r.Error != "" {
-					kind := ""
-					if r.ErrorKind != "" {
-						kind = " (" + r.ErrorKind + ")"
-					}
-					fmt.Fprintf(e.stdout, "  last run failed%s: %s\n", kind, r.Error)
-				}
-				if js.Error != "" {
-					fmt.Fprintf(e.stdout, "  cannot list its datasets now: %s\n", js.Error)
-				}
-				for _, d := range js.Datasets {
-					fmt.Fprintf(e.stdout, "  %s -> %s\n", d.Source, d.Target)
-					if d.Error != "" {
-						fmt.Fprintf(e.stdout, "    error: %s\n", d.Error)
-						continue
-					}
-					last := d.LastSnapshot
-					if last == "" {
-						last = "(none)"
-					}
-					fmt.Fprintf(e.stdout, "    last replicated: %s, lag %s, resumable: %v\n", last, time.Duration(d.LagSeconds*float64(time.Second)).Round(time.Second), d.Resumable)
-					fmt.Fprintf(e.stdout, "    owned: %d cursor, %d step hold, %d last-received hold\n", d.Cursors, d.StepHolds, d.LastHolds)
-					for _, r := range d.StaleRelations {
-						fmt.Fprintf(e.stdout, "    %s relationship %s on %s (%s side): %s\n", r.State, r.ID, r.Dataset, r.Side, r.Reason)
-						fmt.Fprintf(e.stdout, "      owns: %s\n", strings.Join(r.Objects, ", "))
-						fmt.Fprintf(e.stdout, "      pins: %s\n", describePins(r.Protects, r.NotReplicatedKeeps))
-					}
-				}
-			}
+			writeStatus(e.stdout, all, now)
 			return nil
 		},
 	}
 }
 
-// jobStatus lists both sides of a job once and describes each dataset. With
-// lv it also judges the other relationships found on the datasets.
+// writeStatus prints status for people.
+func writeStatus(w io.Writer, all []jobStatus, now time.Time) {
+	ago := func(t time.Time) string {
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), humanAge(now.Sub(t)))
+	}
+	for _, js := range all {
+		fmt.Fprintf(w, "job %s (%s)", js.Job, js.Type)
+		if r := js.LastRun; r != nil {
+			fmt.Fprintf(w, ": last run %s %s %s", r.Command, ago(r.Start), r.Result)
+			if js.Type != "snap" {
+				fmt.Fprintf(w, ", %s", humanBytes(r.Bytes))
+			}
+		} else {
+			fmt.Fprint(w, ": no run recorded")
+		}
+		fmt.Fprintln(w)
+		if r := js.LastRun; r != nil && r.Result != "ok" {
+			if r.Error != "" {
+				kind := ""
+				if r.ErrorKind != "" {
+					kind = " (" + r.ErrorKind + ")"
+				}
+				fmt.Fprintf(w, "  last run failed%s: %s\n", kind, r.Error)
+			}
+			switch {
+			case js.LastSuccessfulRun != nil:
+				fmt.Fprintf(w, "  last successful run: %s %s, %s\n", js.LastSuccessfulRun.Command, ago(js.LastSuccessfulRun.Start), humanBytes(js.LastSuccessfulRun.Bytes))
+			case !r.LastSuccess.IsZero():
+				fmt.Fprintf(w, "  last successful run: %s\n", ago(r.LastSuccess))
+			default:
+				fmt.Fprintln(w, "  no successful run recorded")
+			}
+		}
+		if js.Error != "" {
+			fmt.Fprintf(w, "  cannot list its datasets now: %s\n", js.Error)
+		}
+		for _, d := range js.Datasets {
+			fmt.Fprintf(w, "  %s -> %s\n", d.Source, d.Target)
+			if d.Error != "" {
+				fmt.Fprintf(w, "    error: %s\n", d.Error)
+				continue
+			}
+			if d.LastSnapshot == "" {
+				fmt.Fprintf(w, "    last replicated: (none), resumable: %v\n", d.Resumable)
+			} else {
+				fmt.Fprintf(w, "    last replicated: %s, lag %s, resumable: %v\n", d.LastSnapshot, humanAge(seconds(d.LagSeconds)), d.Resumable)
+			}
+			if d.NewestSource != "" {
+				fmt.Fprintf(w, "    newest source snapshot: %s, %s old\n", d.NewestSource, humanAge(seconds(d.SourceAgeSecs)))
+			}
+			fmt.Fprintf(w, "    owned: %d cursor, %d step hold, %d last-received hold\n", d.Cursors, d.StepHolds, d.LastHolds)
+			writeRelations(w, d.StaleRelations, d.OtherRelations)
+		}
+		for _, s := range js.Snapshots {
+			fmt.Fprintf(w, "  %s\n", s.Dataset)
+			due := ""
+			if s.Due {
+				due = ", due"
+			}
+			if s.Newest == "" {
+				fmt.Fprintf(w, "    newest snapshot: (none with the job's prefix)%s\n", due)
+			} else {
+				fmt.Fprintf(w, "    newest snapshot: %s, %s old%s\n", s.Newest, humanAge(seconds(s.AgeSeconds)), due)
+			}
+			writeRelations(w, s.StaleRelations, s.OtherRelations)
+		}
+	}
+}
+
+// writeRelations prints the relationships found on a dataset that are not
+// the job's own: stale ones first, then other jobs'.
+func writeRelations(w io.Writer, stale, other []relationStatus) {
+	for _, r := range append(append([]relationStatus(nil), stale...), other...) {
+		what := r.State + " relationship"
+		switch r.State {
+		case zsync.Unknown.String():
+			what = "unknown relationship (another host's or an unchecked job's)"
+		case zsync.Live.String():
+			what = "relationship of another job"
+		}
+		fmt.Fprintf(w, "    %s %s on %s (%s side): %s\n", what, r.ID, r.Dataset, r.Side, r.Reason)
+		fmt.Fprintf(w, "      owns: %s\n", strings.Join(r.Objects, ", "))
+		fmt.Fprintf(w, "      pins: %s\n", describePins(r.Protects, r.NotReplicatedKeeps))
+	}
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// humanAge prints a duration rounded for people: "45s", "12m", "3h20m", "2d4h".
+func humanAge(d time.Duration) string {
+	neg := d < 0
+	if neg {
+		d = -d
+	}
+	switch {
+	case d < time.Minute:
+		d = d.Round(time.Second)
+	case d < 24*time.Hour:
+		d = d.Round(time.Minute)
+	default:
+		d = d.Round(time.Hour)
+	}
+	s := FormatDuration(d)
+	if d == 0 {
+		s = "0s"
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// jobStatus describes a job: its last run and last successful run from the
+// state dir, and its datasets now (both sides of a push or pull job, listed
+// once; the datasets of a snap job). With lv it also judges the other
+// relationships found on the datasets.
 func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time, lv *liveness) jobStatus {
 	js := jobStatus{Job: j.Name, Type: j.Type}
 	if r, err := state.ReadRunReport(cfg.Global.StateDir, j.Name); err == nil {
 		js.LastRun = &r
 	}
+	if r, err := state.ReadLastSuccess(cfg.Global.StateDir, j.Name); err == nil {
+		js.LastSuccessfulRun = &r
+	} else if js.LastRun != nil && js.LastRun.Result == "ok" {
+		js.LastSuccessfulRun = js.LastRun
+	}
+	var err error
+	if j.Type == "snap" {
+		js.Snapshots, err = e.snapStatus(ctx, cfg, j, now, lv)
+	} else {
+		js.Datasets, err = e.replicationStatus(ctx, cfg, j, now, lv)
+	}
+	if err != nil {
+		js.err, js.Error, js.ErrorKind = err, err.Error(), errorKind(err)
+	}
+	return js
+}
+
+func (e *env) replicationStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time, lv *liveness) ([]datasetStatus, error) {
 	job, cleanup, err := e.buildJob(cfg, j, true, e.log)
 	if err != nil {
-		js.Error = err.Error()
-		return js
+		return nil, err
 	}
 	defer cleanup()
 	src, err := job.Source(ctx)
-	if err == nil {
-		var dst zsync.Endpoint
-		dst, err = job.Target(ctx)
-		if err == nil {
-			js.Datasets, err = describe(ctx, j, job, src, dst, now, lv)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := job.Target(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return describe(ctx, j, job, src, dst, now, lv)
+}
+
+// snapStatus lists a snap job's datasets once and describes each.
+func (e *env) snapStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time, lv *liveness) ([]snapshotStatus, error) {
+	filter, err := zfs.ParseFilter(j.Datasets)
+	if err != nil {
+		return nil, err
+	}
+	return describeSnap(ctx, j, filter, e.newZFS(cfg), now, lv)
+}
+
+func describeSnap(ctx context.Context, j *jobConfig, filter zfs.Filter, z zsync.Endpoint, now time.Time, lv *liveness) ([]snapshotStatus, error) {
+	list, err := z.List(ctx, filter.Roots(), zfs.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", strings.Join(filter.Roots(), ", "), err)
+	}
+	plan := snap.NewPlan(list, filter, snapOptions(j, true), now)
+	var out []snapshotStatus
+	add := func(d snap.Decision, due bool) {
+		s := snapshotStatus{Dataset: d.Dataset, Due: due, AgeSeconds: -1}
+		if d.Newest != "" {
+			s.Newest = d.Dataset + "@" + d.Newest
+			s.AgeSeconds = now.Sub(d.NewestTime).Seconds()
+		}
+		out = append(out, s)
+	}
+	for _, d := range plan.Due {
+		add(d, true)
+	}
+	for _, d := range plan.NotDue {
+		add(d, false)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Dataset < out[b].Dataset })
+	if lv != nil {
+		holds, err := zsync.HoldsOf(ctx, z, list)
+		if err != nil {
+			return nil, err
+		}
+		abs, _ := zsync.ListAbstractions(list, holds)
+		rels := zsync.Relations(abs)
+		for i := range out {
+			out[i].StaleRelations, out[i].OtherRelations = otherRelations(out[i].Dataset, zsync.SenderSide, "", rels, abs, list, lv, j)
 		}
 	}
-	if err != nil {
-		js.Error = err.Error()
-	}
-	return js
+	return out, nil
 }
 
 func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.Endpoint, now time.Time, lv *liveness) ([]datasetStatus, error) {
@@ -219,8 +384,9 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 			}
 		}
 		if lv != nil {
-			d.StaleRelations = append(staleRelations(x.Name, zsync.SenderSide, tid, srels, sabs, sl, lv, j),
-				staleRelations(t, zsync.ReceiverSide, tid, drels, dabs, dl, lv, j)...)
+			ss, so := otherRelations(x.Name, zsync.SenderSide, tid, srels, sabs, sl, lv, j)
+			ds, do := otherRelations(t, zsync.ReceiverSide, tid, drels, dabs, dl, lv, j)
+			d.StaleRelations, d.OtherRelations = append(ss, ds...), append(so, do...)
 		}
 		out = append(out, d)
 	}
@@ -228,102 +394,24 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 	return out, nil
 }
 
-// staleRelations judges the relationships other than own found on one side
-// of one dataset and describes those not known to be in use.
-func staleRelations(ds string, side zsync.RelationSide, own zsync.TargetID, rels []zsync.Relation, abs []zsync.Abstraction, list []zfs.Entry, lv *liveness, j *jobConfig) []relationStatus {
-	var out []relationStatus
+// otherRelations judges the relationships other than own found on one side
+// of one dataset: stale are those not known to be in use (orphaned or
+// unknown), other those another configured job uses now.
+func otherRelations(ds string, side zsync.RelationSide, own zsync.TargetID, rels []zsync.Relation, abs []zsync.Abstraction, list []zfs.Entry, lv *liveness, j *jobConfig) (stale, other []relationStatus) {
 	for _, r := range rels {
 		if r.Dataset != ds || r.Side != side || r.ID == own {
 			continue
 		}
 		verdict, why := zsync.Judge(r, lv.live, lv.claimsAt(j, side))
-		if verdict == zsync.Live {
-			continue
-		}
 		protects, keeps := relationPins(r, abs, list)
-		out = append(out, relationStatus{ID: string(r.ID), Dataset: ds, Side: side.String(), State: verdict.String(), Reason: why,
-			Objects: describeObjects(r), Protects: protects, NotReplicatedKeeps: keeps})
+		rs := relationStatus{ID: string(r.ID), Dataset: ds, Side: side.String(), State: verdict.String(), Reason: why,
+			Objects: describeObjects(r), Protects: protects, NotReplicatedKeeps: keeps}
+		if verdict == zsync.Live {
+			rs.Reason = "used by " + why
+			other = append(other, rs)
+		} else {
+			stale = append(stale, rs)
+		}
 	}
-	return out
-}
-
-// checkError carries a Nagios exit code through the one exit point.
-type checkError struct {
-	code int
-	msg  string
-}
-
-func (c *checkError) Error() string { return c.msg }
-
-func checkCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "check",
-		Usage:     "monitoring check with Nagios/Icinga exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
-		ArgsUsage: "[JOB...]",
-		Description: "Checks replication lag (age of the target's newest snapshot) and the age of the newest\n" +
-			"source snapshot against [job.check] lag_warning/lag_critical and snapshot_age_warning/\n" +
-			"snapshot_age_critical (defaults: 2x and 4x the snapshot interval, or 1d and 2d).",
-		Action: func(c *cli.Context) error {
-			cfg, err := loadConfigFlag(c)
-			if err != nil {
-				return &checkError{3, "UNKNOWN: " + err.Error()}
-			}
-			jobs, err := cfg.selectJobs(c.Args().Slice(), func(j *jobConfig) bool { return j.Type != "snap" })
-			if err != nil {
-				return &checkError{3, "UNKNOWN: " + err.Error()}
-			}
-			worst, lines := 0, []string{}
-			now := time.Now()
-			for _, j := range jobs {
-				warnL, critL := thresholds(j, j.Check.LagWarning, j.Check.LagCritical)
-				warnS, critS := thresholds(j, j.Check.SnapshotWarning, j.Check.SnapshotCritical)
-				js := e.jobStatus(c.Context, cfg, j, now, nil)
-				if js.Error != "" {
-					worst = max(worst, 3)
-					lines = append(lines, fmt.Sprintf("%s: %s", j.Name, js.Error))
-					continue
-				}
-				for _, d := range js.Datasets {
-					lag := time.Duration(d.LagSeconds * float64(time.Second))
-					age := time.Duration(d.SourceAgeSecs * float64(time.Second))
-					code := 0
-					switch {
-					case d.LagSeconds < 0 || lag >= critL || age >= critS:
-						code = 2
-					case lag >= warnL || age >= warnS:
-						code = 1
-					}
-					worst = max(worst, code)
-					if code > 0 {
-						lines = append(lines, fmt.Sprintf("%s: lag %s, newest source snapshot %s old", d.Source, lag.Round(time.Second), age.Round(time.Second)))
-					}
-				}
-			}
-			status := []string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}[worst]
-			msg := fmt.Sprintf("%s: %d job(s) checked", status, len(jobs))
-			if len(lines) > 0 {
-				msg += "; " + strings.Join(lines, "; ")
-			}
-			fmt.Fprintln(e.stdout, msg)
-			if worst == 0 {
-				return nil
-			}
-			return &checkError{worst, msg}
-		},
-	}
-}
-
-func thresholds(j *jobConfig, w, c Duration) (time.Duration, time.Duration) {
-	base := 24 * time.Hour
-	warn, crit := base, 2*base
-	if iv := j.Snapshot.Interval.Duration; iv > 0 {
-		warn, crit = 2*iv, 4*iv
-	}
-	if w.IsSet() {
-		warn = w.Duration
-	}
-	if c.IsSet() {
-		crit = c.Duration
-	}
-	return warn, crit
+	return stale, other
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -89,15 +90,21 @@ func mustGUID(t *testing.T, name string) uint64 {
 func TestStatusAndCheck(t *testing.T) {
 	e := newPushEnv(t, "  [job.check]\n  lag_warning = \"1h\"\n  lag_critical = \"2h\"\n  snapshot_age_warning = \"1h\"\n  snapshot_age_critical = \"2h\"\n")
 	code, out, _ := zsyncRun(t, "--config", e.cfg, "check")
-	if code != 2 || !strings.HasPrefix(out, "CRITICAL") {
-		t.Errorf("check before any replication: exit %d %q, want 2 CRITICAL", code, out)
+	if code != 2 || !strings.HasPrefix(out, "ZSYNC CRITICAL: push "+e.src+"/data") || !strings.Contains(out, "never replicated") {
+		t.Errorf("check before any replication: exit %d %q, want 2 CRITICAL, never replicated", code, out)
+	}
+	if _, perf, _ := checkOutput(t, out); len(perf) != 6 || !strings.Contains(strings.Join(perf, " "), "'push:"+e.src+"/data lag'=U;3600;7200;0") {
+		t.Errorf("check before any replication: perfdata %q, want lag U and snapshot_age for 3 datasets", perf)
 	}
 	if code, _, _ := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
 		t.Fatalf("push: exit %d", code)
 	}
 	code, out, _ = zsyncRun(t, "--config", e.cfg, "check")
-	if code != 0 || !strings.HasPrefix(out, "OK") {
+	if code != 0 || !strings.HasPrefix(out, "ZSYNC OK: 1 job(s), 3 dataset(s) checked | ") {
 		t.Errorf("check after push: exit %d %q, want 0 OK", code, out)
+	}
+	if _, perf, _ := checkOutput(t, out); len(perf) != 6 || !regexp.MustCompile(`'push:`+regexp.QuoteMeta(e.src)+`/data lag'=[0-9]+s;3600;7200;0`).MatchString(strings.Join(perf, " ")) {
+		t.Errorf("check after push: perfdata %q, want the lag of %s/data in seconds", perf, e.src)
 	}
 	code, out, _ = zsyncRun(t, "--config", e.cfg, "status", "--json")
 	if code != 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/zsync-dev/zsync/snap"
 	"github.com/zsync-dev/zsync/state"
 	zsync "github.com/zsync-dev/zsync/sync"
 )
@@ -94,11 +95,14 @@ func (e *env) finishReports(c *cli.Context, cfg *Config, reports []jobResult, ru
 	var out []state.RunReport
 	for _, r := range reports {
 		rr := toRunReport(c.Command.Name, r.rep, r.err, r.others...)
-		if prev, err := state.ReadRunReport(cfg.Global.StateDir, rr.Job); err == nil {
-			rr.LastSuccess = prev.LastSuccess
+		if r.snap != nil {
+			r.snap.addTo(&rr)
 		}
 		if rr.Result == "ok" {
 			rr.LastSuccess = rr.Start
+		}
+		if prev, err := state.ReadRunReport(cfg.Global.StateDir, rr.Job); err == nil {
+			rr.CarryOver(prev)
 		}
 		out = append(out, rr)
 		if !c.Bool("dry-run") {
@@ -117,13 +121,27 @@ func (e *env) finishReports(c *cli.Context, cfg *Config, reports []jobResult, ru
 	if cfg.Global.MetricsFile != "" && !c.Bool("dry-run") {
 		all, err := state.ReadAllRunReports(cfg.Global.StateDir)
 		if err == nil {
-			err = state.WriteFileAtomic(cfg.Global.MetricsFile, state.Metrics(all), 0o644)
+			err = state.WriteFileAtomic(cfg.Global.MetricsFile, state.Metrics(configuredReports(cfg, all)), 0o644)
 		}
 		if err != nil {
 			e.log.Warn().Err(err).Msg("cannot write the metrics textfile")
 		}
 	}
 	_ = runErr
+}
+
+// configuredReports keeps the reports of the jobs cfg configures. The state
+// dir also holds the reports of one-off runs (`zsync push SRC DST`, job
+// "oneoff-...") and of jobs since renamed or removed: exported, their last
+// failure would alert forever, and nothing would ever run them again.
+func configuredReports(cfg *Config, all []state.RunReport) []state.RunReport {
+	var out []state.RunReport
+	for _, r := range all {
+		if _, ok := cfg.Job(r.Job); ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 var reportStart = time.Now()
@@ -137,6 +155,8 @@ type jobResult struct {
 	// others are failures of the run's other phases (zsync run's snap and
 	// prune): the run is not ok when they failed.
 	others []error
+	// snap is what the run's snapshot phase found and did, when it had one.
+	snap *snapOutcome
 }
 
 // toRunReport turns a job's report and error into its run report. A job
@@ -172,6 +192,7 @@ func toRunReport(command string, r *zsync.Report, jobErr error, others ...error)
 		dr := state.DatasetReport{Source: d.Source, Target: d.Target, Status: string(d.Status), Steps: d.Steps, Bytes: d.Bytes, AbortedResume: d.AbortedResume, Rotated: d.Rotated, Warnings: d.Warnings}
 		if !d.Last.Creation.IsZero() {
 			dr.LagSeconds = time.Since(d.Last.Creation).Seconds()
+			rr.Replicated = append(rr.Replicated, state.SnapshotMark{Dataset: d.Source, Snapshot: d.Last.Name, Time: d.Last.Creation})
 		}
 		if d.Err != nil {
 			dr.Error = d.Err.Error()
@@ -197,4 +218,80 @@ func toRunReport(command string, r *zsync.Report, jobErr error, others ...error)
 	}
 	rr.Error = strings.Join(errs, "; ")
 	return rr
+}
+
+// snapOutcome is what one snapshot phase of a job found and did: a result
+// per selected dataset (taken, not due, skipped by its pre-hook, failed)
+// and the newest snapshot with the job's prefix each has now.
+type snapOutcome struct {
+	results []zsync.Result
+	marks   []state.SnapshotMark
+}
+
+// addTo records the newest snapshots in a run report.
+func (s *snapOutcome) addTo(rr *state.RunReport) {
+	rr.Snapshots = append(rr.Snapshots[:0:0], s.marks...)
+}
+
+// newSnapOutcome describes a snapshot phase from its plan and, when
+// snapshots were due, what Take did.
+func newSnapOutcome(plan snap.Plan, rep *snap.Report) *snapOutcome {
+	so := &snapOutcome{}
+	mark := func(d snap.Decision) {
+		if d.Newest != "" {
+			so.marks = append(so.marks, state.SnapshotMark{Dataset: d.Dataset, Snapshot: d.Dataset + "@" + d.Newest, Time: d.NewestTime})
+		}
+	}
+	for _, d := range plan.NotDue {
+		so.results = append(so.results, zsync.Result{Source: d.Dataset, Status: "not due"})
+		mark(d)
+	}
+	taken := map[string]snap.Result{}
+	if rep != nil {
+		for _, r := range rep.Results {
+			taken[r.Dataset] = r
+		}
+	}
+	for _, d := range plan.Due {
+		r, ok := taken[d.Dataset]
+		res := zsync.Result{Source: d.Dataset, Status: "due"}
+		if ok && r.Outcome == snap.Taken {
+			so.marks = append(so.marks, state.SnapshotMark{Dataset: d.Dataset, Snapshot: r.Snapshot, Time: plan.Time})
+		} else {
+			mark(d) // the newest is still the one before
+		}
+		switch {
+		case !ok:
+		case r.Outcome == snap.Taken:
+			res.Status, res.Steps = "taken", []string{r.Snapshot}
+			if r.PostHook != nil && r.PostHook.Err != nil {
+				// taken, but the post-hook failed: the run is not ok
+				res.Status, res.Err = zsync.StatusFailed, fmt.Errorf("snapshot taken, but %w", r.PostHook.Err)
+			}
+		case r.Outcome == snap.Skipped:
+			res.Status, res.Err = zsync.StatusSkipped, r.Err
+		case r.Outcome == snap.WouldTake:
+			res.Status = "would take"
+		default:
+			res.Status, res.Err = zsync.StatusFailed, r.Err
+			if res.Err == nil {
+				res.Err = errors.New(r.Outcome.String())
+			}
+		}
+		so.results = append(so.results, res)
+	}
+	slices.SortFunc(so.results, func(a, b zsync.Result) int { return strings.Compare(a.Source, b.Source) })
+	slices.SortFunc(so.marks, func(a, b state.SnapshotMark) int { return strings.Compare(a.Dataset, b.Dataset) })
+	return so
+}
+
+// snapJobResult is the result of a snap job's run: one dataset per selected
+// dataset, err the snapshot phase's (a *PartialError counted per dataset, or
+// a failure of the job as a whole such as a listing that failed).
+func snapJobResult(j *jobConfig, so *snapOutcome, err error) jobResult {
+	rep := &zsync.Report{Job: j.Name}
+	if so != nil {
+		rep.Datasets = so.results
+	}
+	return jobResult{rep: rep, err: err, snap: so}
 }

@@ -61,6 +61,56 @@ type RunReport struct {
 	TargetID  string          `json:"target_id,omitempty"`
 	Bytes     int64           `json:"bytes"`
 	Datasets  []DatasetReport `json:"datasets"`
+	// Replicated is, per source dataset of a push or pull job, the newest
+	// snapshot its target has; Snapshots is, per dataset of a snap job (or
+	// a push job that snapshots in `zsync run`), the newest snapshot with
+	// the job's prefix. Both are carried over from the previous report for
+	// the datasets this run could not look at (see CarryOver), so a job
+	// whose far side is down still exports how old its newest copy is.
+	Replicated []SnapshotMark `json:"replicated,omitempty"`
+	Snapshots  []SnapshotMark `json:"snapshots,omitempty"`
+}
+
+// SnapshotMark is the newest snapshot known for one dataset and when it was
+// taken.
+type SnapshotMark struct {
+	Dataset  string    `json:"dataset"`
+	Snapshot string    `json:"snapshot,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// CarryOver fills in what r takes over from prev, the job's previous run
+// report: the time of the last success (when r did not succeed itself) and
+// the newest snapshots of the datasets r could not look at. A dataset r
+// reports without a mark keeps its previous mark; when r reports no dataset
+// at all (the job failed as a whole) every previous mark is kept; a dataset
+// r does not report while it reports others is no longer selected and
+// dropped.
+func (r *RunReport) CarryOver(prev RunReport) {
+	if r.LastSuccess.IsZero() {
+		r.LastSuccess = prev.LastSuccess
+	}
+	seen := map[string]bool{}
+	for _, d := range r.Datasets {
+		seen[d.Source] = true
+	}
+	r.Replicated = carryMarks(r.Replicated, prev.Replicated, seen, len(r.Datasets) == 0)
+	r.Snapshots = carryMarks(r.Snapshots, prev.Snapshots, seen, len(r.Datasets) == 0)
+}
+
+func carryMarks(cur, prev []SnapshotMark, seen map[string]bool, all bool) []SnapshotMark {
+	have := map[string]bool{}
+	for _, m := range cur {
+		have[m.Dataset] = true
+	}
+	for _, m := range prev {
+		if !have[m.Dataset] && (all || seen[m.Dataset]) {
+			cur = append(cur, m)
+			have[m.Dataset] = true
+		}
+	}
+	sort.Slice(cur, func(i, j int) bool { return cur[i].Dataset < cur[j].Dataset })
+	return cur
 }
 
 // DatasetReport is one dataset of a RunReport.
@@ -86,19 +136,46 @@ func ReportPath(dir, job string) string {
 	return filepath.Join(dir, "reports", strings.TrimSuffix(filepath.Base(p), ".lock")+".json")
 }
 
-// WriteRunReport stores r as the job's last run report.
+// LastSuccessPath is where the report of the job's last fully successful
+// run lives: next to the last run's, in a subdirectory that
+// ReadAllRunReports does not read.
+func LastSuccessPath(dir, job string) string {
+	p := ReportPath(dir, job)
+	return filepath.Join(filepath.Dir(p), "last-success", filepath.Base(p))
+}
+
+// WriteRunReport stores r as the job's last run report and, when r
+// succeeded, as its last successful run's report too.
 func WriteRunReport(dir string, r RunReport) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(ReportPath(dir, r.Job), append(b, '\n'), 0o644)
+	b = append(b, '\n')
+	if err := WriteFileAtomic(ReportPath(dir, r.Job), b, 0o644); err != nil {
+		return err
+	}
+	if r.Result == "ok" {
+		return WriteFileAtomic(LastSuccessPath(dir, r.Job), b, 0o644)
+	}
+	return nil
+}
+
+// ReadLastSuccess loads the report of the job's last fully successful run;
+// os.ErrNotExist when there is none (it never succeeded, or it last did
+// before zsync kept these).
+func ReadLastSuccess(dir, job string) (RunReport, error) {
+	return readReport(LastSuccessPath(dir, job), job)
 }
 
 // ReadRunReport loads the job's last run report; os.ErrNotExist when none.
 func ReadRunReport(dir, job string) (RunReport, error) {
+	return readReport(ReportPath(dir, job), job)
+}
+
+func readReport(path, job string) (RunReport, error) {
 	var r RunReport
-	b, err := os.ReadFile(ReportPath(dir, job))
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return r, err
 	}
@@ -110,8 +187,13 @@ func ReadRunReport(dir, job string) (RunReport, error) {
 
 // Metrics renders run reports in the Prometheus text exposition format for
 // node_exporter's textfile collector: last run and last success time,
-// whether it succeeded and why not, duration, bytes, datasets ok/failed,
-// and lag per dataset.
+// whether it succeeded and why not, duration, bytes, datasets ok/failed, and
+// per dataset the creation time of the newest replicated snapshot (push and
+// pull jobs) or of the newest snapshot taken (snap jobs). Those are
+// timestamps, not ages, so that `time() - metric` keeps growing when runs
+// stop. Callers pass the reports of the configured jobs only: a report of a
+// one-off run or of a job no longer configured would otherwise be exported
+// (and alert) forever.
 func Metrics(reports []RunReport) []byte {
 	var b strings.Builder
 	help := func(name, typ, text string) {
@@ -163,7 +245,23 @@ func Metrics(reports []RunReport) []byte {
 		fmt.Fprintf(&b, "zsync_last_run_datasets{job=%s,result=\"ok\"} %d\n", q(r.Job), ok)
 		fmt.Fprintf(&b, "zsync_last_run_datasets{job=%s,result=\"failed\"} %d\n", q(r.Job), failed)
 	}
-	help("zsync_replication_lag_seconds", "gauge", "Age of the newest snapshot on the target, per dataset, at the last run.")
+	marks := func(name, text string, of func(RunReport) []SnapshotMark) {
+		help(name, "gauge", text)
+		for _, r := range reports {
+			for _, m := range of(r) {
+				if !m.Time.IsZero() {
+					fmt.Fprintf(&b, "%s{job=%s,dataset=%s} %d\n", name, q(r.Job), q(m.Dataset), m.Time.Unix())
+				}
+			}
+		}
+	}
+	marks("zsync_last_replicated_snapshot_timestamp_seconds",
+		"Creation time of the newest snapshot the target has, per source dataset, as last seen (kept while the far side cannot be reached). Replication lag is time() minus this.",
+		func(r RunReport) []SnapshotMark { return r.Replicated })
+	marks("zsync_newest_snapshot_timestamp_seconds",
+		"Time of the newest snapshot with the job's prefix, per dataset, as last seen by a snapshot run. Snapshot age is time() minus this.",
+		func(r RunReport) []SnapshotMark { return r.Snapshots })
+	help("zsync_replication_lag_seconds", "gauge", "Age of the newest snapshot on the target, per dataset, at the end of the last run; it does not grow between runs (alert on zsync_last_replicated_snapshot_timestamp_seconds instead).")
 	for _, r := range reports {
 		for _, d := range r.Datasets {
 			if d.LagSeconds > 0 {
