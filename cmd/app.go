@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -48,19 +47,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = fmt.Errorf("%w: %v", errInterrupted, err)
 	}
 	code := ExitCode(err)
-	var checked *checkError // check printed its own status line on stdout
-	if err != nil && !errors.As(err, &checked) {
-		msg := err.Error()
-		if code == ExitUsage {
-			fmt.Fprintf(stderr, "zsync: %s\n", strings.ReplaceAll(msg, "\n", "\nzsync: "))
-		} else {
-			if e.logsErrors() {
-				withErrorKind(e.log.Error().Int("exit", code), err).Msg(msg)
-			} else {
-				fmt.Fprintf(stderr, "zsync: %s\n", msg)
-			}
-		}
-	}
+	e.reportExit(err, code)
 	return code
 }
 
@@ -97,7 +84,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config `FILE`", Value: DefaultConfigPath, EnvVars: []string{"ZSYNC_CONFIG"}, TakesFile: true},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (default: info on a terminal, warn otherwise)", EnvVars: []string{"ZSYNC_LOG_LEVEL"}},
-		&cli.StringFlag{Name: "log-format", Usage: "auto, console or json (auto: console on a terminal, json otherwise)", Value: "auto", EnvVars: []string{"ZSYNC_LOG_FORMAT"}},
+		&cli.StringFlag{Name: "log-format", Usage: "auto, console, text or json (auto: console on a terminal, text lines otherwise; under systemd every line carries its journal priority)", Value: "auto", EnvVars: []string{"ZSYNC_LOG_FORMAT"}},
 	}
 }
 

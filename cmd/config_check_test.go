@@ -469,7 +469,7 @@ root = "backup/b"
 	if code != 0 || !strings.Contains(out, "1 warning(s)") || !strings.Contains(errOut, p+":12: job[1].snapshot.interval: warning: this push job takes no snapshots") {
 		t.Fatalf("config check: exit %d\n%s\n%s", code, out, errOut)
 	}
-	code, _, errOut = runUnit(t, "--config", p, "snap", "s")
+	code, _, errOut = runUnit(t, "--config", p, "--log-format", "json", "snap", "s")
 	if code != 0 {
 		t.Fatalf("snap: exit %d: %s", code, errOut)
 	}

@@ -33,7 +33,7 @@ var errorKinds = []struct {
 	}},
 	{"forbidden", is(sshtransport.ErrForbidden)},
 	{"protocol", is(sshtransport.ErrProtocol)},
-	{"locked", is(state.ErrLocked)},
+	{"locked", func(err error) bool { return errors.Is(err, state.ErrLocked) && onlyLocked(err) }}, // a job that failed besides names its own kind
 	{"config", func(err error) bool {
 		var ue *usageError
 		var ce *ConfigError

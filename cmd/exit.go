@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
 
 	"github.com/zsync-dev/zsync/state"
 )
@@ -72,7 +75,7 @@ func ExitCode(err error) int {
 		return ck.code
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return ExitUsage
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, state.ErrLocked) && onlyLocked(err):
 		return ExitLocked
 	case errors.Is(err, errInterrupted), errors.Is(err, context.Canceled):
 		return ExitInterrupted
@@ -94,4 +97,63 @@ func outcome(succeeded int, failures []error) error {
 		return nil
 	}
 	return &PartialError{Failed: len(failures), Succeeded: succeeded, Err: errors.Join(failures...)}
+}
+
+// onlyLocked reports whether every failure err carries is a busy job lock.
+// A command whose jobs partly found their lock busy and partly failed must
+// not exit 75: units list 75 in SuccessExitStatus=, which would hide the
+// failure. It walks the tree of wrapped and joined errors itself, looking
+// at one node at a time (hence comparisons and type assertions rather than
+// errors.Is and errors.As, which answer whether any branch matches, not
+// whether all do).
+func onlyLocked(err error) bool {
+	for err != nil {
+		if _, ok := err.(*state.LockedError); ok || err == state.ErrLocked {
+			return true
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs := j.Unwrap()
+			for _, x := range errs {
+				if !onlyLocked(x) {
+					return false
+				}
+			}
+			return len(errs) > 0
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
+}
+
+// exitLevel is the level of the log line that reports a command's error:
+// warn for a busy lock and for an interrupted run (neither is a failure of
+// the job: units list 75 and 130 in SuccessExitStatus=, and the next run
+// carries on), error for the rest.
+func exitLevel(code int) zerolog.Level {
+	if code == ExitLocked || code == ExitInterrupted {
+		return zerolog.WarnLevel
+	}
+	return zerolog.ErrorLevel
+}
+
+// reportExit tells the user, once, why a command ends with code: usage and
+// configuration errors as plain "zsync: " lines (the logger may not exist
+// yet), the rest as one log line with the exit code and error_kind, or a
+// plain line when the log level hides errors. Plain lines written to the
+// journal carry the error priority like log lines do.
+func (e *env) reportExit(err error, code int) {
+	var checked *checkError // check printed its own status line on stdout
+	if err == nil || errors.As(err, &checked) {
+		return
+	}
+	msg := err.Error()
+	if code != ExitUsage && e.logsErrors() {
+		withErrorKind(e.log.WithLevel(exitLevel(code)).Int("exit", code), err).Msg(msg)
+		return
+	}
+	text := "zsync: " + strings.ReplaceAll(msg, "\n", "\nzsync: ") + "\n"
+	if stderrTarget(e.stderr, journalEnv()) == toJournal {
+		text = string(prefixLines([]byte(text), priority(exitLevel(code))))
+	}
+	fmt.Fprint(e.stderr, text)
 }

@@ -36,8 +36,9 @@ func (e *env) newZFS(cfg *Config) *zfs.CLI {
 }
 
 // forEachJob runs fn for every job under its lock, one after the other. A job
-// whose lock is busy ends the command with exit 75 (the other jobs still run);
-// a failing job does not stop the others.
+// whose lock is busy ends the command with exit 75 when no other job failed
+// (the other jobs still run); a failing job does not stop the others, and
+// its failure decides the exit code (1 or 3) over a busy lock.
 func (e *env) forEachJob(ctx context.Context, c *cli.Context, cfg *Config, jobs []*jobConfig, fn func(ctx context.Context, j *jobConfig, log zerolog.Logger) error) error {
 	var errs []error
 	ok := 0
@@ -50,8 +51,9 @@ func (e *env) forEachJob(ctx context.Context, c *cli.Context, cfg *Config, jobs 
 		lock, err := state.Acquire(ctx, cfg.Global.StateDir, j.Name, c.Bool("wait"))
 		if err != nil {
 			if errors.Is(err, state.ErrLocked) {
+				// not logged here: the command's error carries it, and Run
+				// logs that once
 				locked = true
-				log.Warn().Msg(err.Error())
 				errs = append(errs, err)
 				continue
 			}

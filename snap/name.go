@@ -8,7 +8,9 @@
 // Whether a dataset is due is decided only from the snapshots that already
 // exist ([NewPlan] is a pure function of a listing and the current time), so
 // `zsync snap` may run from cron every minute and does nothing until the job's
-// interval has passed. [Take] executes a plan: pre-hooks per dataset, one
+// interval has passed: one snapshot per slot of the interval grid, with a
+// slack for scheduler jitter so that a timer firing once per interval never
+// skips a fire ([NextDue]). [Take] executes a plan: pre-hooks per dataset, one
 // atomic `zfs snapshot` call per pool for all due datasets of that pool, then
 // post-hooks, and returns a [Report] saying what happened to each dataset.
 //

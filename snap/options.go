@@ -15,9 +15,12 @@ type Options struct {
 	// Prefix starts the name of every snapshot zsync takes for the job
 	// ("zsync_"). It must pass [ValidatePrefix].
 	Prefix string
-	// Interval is the minimum age of the newest snapshot with Prefix before
-	// a dataset is due again. Zero makes every run due (at most one snapshot
-	// per second, since names have second precision).
+	// Interval is how often a dataset gets a snapshot: one per slot of the
+	// interval grid (multiples of Interval since the Unix epoch, UTC), taken
+	// by the first run in a slot that finds the newest snapshot with Prefix
+	// at least Interval minus [Slack] old ([NextDue]). Zero makes every run
+	// due (at most one snapshot per second, since names have second
+	// precision).
 	Interval time.Duration
 	// PreHook and PostHook are argv vectors run (without a shell) before and
 	// after the snapshots of each due dataset; empty means no hook.

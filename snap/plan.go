@@ -54,16 +54,17 @@ type Plan struct {
 // and the current time.
 //
 // Only filesystems and volumes that filter matches are considered (none when
-// filter is nil). A dataset
-// is due when none of its snapshots parses with o.Prefix ([ParseName]), or
-// when the newest of those by the time in its name is at least o.Interval
-// older than now. It is not due when it already has a snapshot with exactly
-// the run's name (running twice in one second is harmless), or when its
-// newest prefixed snapshot is dated in the future (the clock went backwards):
-// then [Decision.FutureDated] is set and the dataset stays not due until real
-// time has passed that snapshot's time plus the interval, so a clock jump
-// never produces a burst of snapshots. Snapshots whose names do not parse
-// with the prefix (other prefixes, manual snapshots) do not count.
+// filter is nil). A dataset is due when none of its snapshots parses with
+// o.Prefix ([ParseName]), or when the newest of those by the time in its
+// name is old enough by the rule of [NextDue]: it lies in an earlier slot of
+// the interval grid than the run and is at least o.Interval minus [Slack]
+// old. It is not due when it already has a snapshot with exactly the run's
+// name (running twice in one second is harmless), or when its newest
+// prefixed snapshot is dated in the future (the clock went backwards): then
+// [Decision.FutureDated] is set and the dataset stays not due until real time
+// has passed that snapshot's time plus the interval, so a clock jump never
+// produces a burst of snapshots. Snapshots whose names do not parse with the
+// prefix (other prefixes, manual snapshots) do not count.
 func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan {
 	runTime := now.UTC().Truncate(time.Second)
 	p := Plan{Time: runTime, Name: Name(o.Prefix, runTime)}
@@ -129,8 +130,12 @@ func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan 
 				st.newest, st.newestTime.Sub(runTime), st.newestTime.Add(max(o.Interval, 0)).Format(time.RFC3339))
 		default:
 			age := runTime.Sub(st.newestTime)
-			due = age >= o.Interval
+			next := NextDue(st.newestTime, o.Interval)
+			due = !runTime.Before(next)
 			d.Reason = fmt.Sprintf("newest %s is %s old, interval %s", st.newest, age, o.Interval)
+			if !due {
+				d.Reason += "; due from " + next.UTC().Format(time.RFC3339)
+			}
 		}
 		if due {
 			p.Due = append(p.Due, d)
@@ -139,4 +144,69 @@ func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan 
 		}
 	}
 	return p
+}
+
+// Slack is how much younger than the interval the newest snapshot may be and
+// still let a run in a later slot of the interval grid take the next one
+// (see [NextDue]): a quarter of the interval. It absorbs the jitter of the
+// scheduler (systemd's RandomizedDelaySec= and AccuracySec=, a cron daemon
+// starting late, a run waiting for its lock), so that a timer firing once
+// per interval never skips a fire because this fire came a little earlier
+// after its slot's start than the previous one did. It scales with the
+// interval, so a 1s interval keeps 1s between snapshots (names have second
+// precision), while 15m tolerates 3m45s and 24h tolerates the hour a daily
+// timer in local time moves when daylight saving time starts.
+func Slack(interval time.Duration) time.Duration {
+	return max(interval, 0) / 4
+}
+
+// NextDue returns the earliest time at which a dataset whose newest
+// snapshot is dated newest is due again with the given interval: the later
+// of the start of the next slot of the interval grid and newest plus the
+// interval minus [Slack]. The grid is the interval's multiples counted from
+// the Unix epoch in UTC (the same grid as prune's buckets), so with a 15m
+// interval the slots start at :00, :15, :30 and :45 of every hour (UTC).
+//
+// The slot makes the rule exact for a scheduler that fires more often than
+// the interval (cron every minute takes one snapshot per slot: every 15
+// minutes, not every 14) and never takes two snapshots in one slot; the
+// slack makes it never skip a fire of a scheduler whose period is the
+// interval and whose fire times stay in one slot each, with up to Slack of
+// jitter between fires (systemd's OnCalendar=*:0/15 with
+// RandomizedDelaySec=60 for 15m, OnCalendar=hourly for 1h, a daily timer
+// for 24h). A schedule whose fire times straddle a slot boundary (nominally
+// a few seconds before :00 with a minute of jitter, or a daily timer at
+// local midnight in a zone whose midnight is 00:00 UTC in winter and 23:00
+// UTC in summer) can find two fires in one slot now and then and skip the
+// second; schedule on the grid or clear of its boundaries. An interval of
+// zero or less is always due: NextDue returns newest.
+func NextDue(newest time.Time, interval time.Duration) time.Time {
+	if interval <= 0 {
+		return newest
+	}
+	next := slotStart(newest, interval).Add(interval)
+	if byAge := newest.Add(interval - Slack(interval)); byAge.After(next) {
+		next = byAge
+	}
+	return next
+}
+
+// slotStart returns the start of the interval-long slot of the grid counted
+// from the Unix epoch that contains t. interval must be positive.
+func slotStart(t time.Time, interval time.Duration) time.Time {
+	if interval%time.Second == 0 {
+		n := int64(interval / time.Second)
+		return time.Unix(floorDiv(t.Unix(), n)*n, 0).UTC()
+	}
+	// sub-second precision: nanoseconds since the epoch (fits until 2262)
+	n := int64(interval)
+	return time.Unix(0, floorDiv(t.UnixNano(), n)*n).UTC()
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }

@@ -62,13 +62,13 @@ func TestPlan(t *testing.T) {
 		{"no snapshots", []string{"tank/a"}, o,
 			want{due: true, reason: `no snapshot with prefix "zsync_"`}},
 		{"newest too young", []string{"tank/a", "tank/a@zsync_20261122T040000Z", "tank/a@zsync_20261122T045600Z"}, o,
-			want{reason: "newest zsync_20261122T045600Z is 4m0s old, interval 15m0s"}},
+			want{reason: "newest zsync_20261122T045600Z is 4m0s old, interval 15m0s; due from 2026-11-22T05:07:15Z"}},
 		{"exactly interval old", []string{"tank/a", "tank/a@zsync_20261122T044500Z"}, o,
 			want{due: true, reason: "newest zsync_20261122T044500Z is 15m0s old, interval 15m0s"}},
 		{"old enough", []string{"tank/a", "tank/a@zsync_20261122T030000Z"}, o,
 			want{due: true, reason: "newest zsync_20261122T030000Z is 2h0m0s old, interval 15m0s"}},
 		{"newest by name time, not listing order", []string{"tank/a", "tank/a@zsync_20261122T045900Z", "tank/a@zsync_20261121T000000Z"}, o,
-			want{reason: "newest zsync_20261122T045900Z is 1m0s old, interval 15m0s"}},
+			want{reason: "newest zsync_20261122T045900Z is 1m0s old, interval 15m0s; due from 2026-11-22T05:10:15Z"}},
 		{"other prefix and manual names ignored", []string{"tank/a", "tank/a@auto_20261122T045900Z", "tank/a@zsync_manual", "tank/a@zsync_20261122T045900Z.bak", "tank/a#zsync_20261122T045900Z"}, o,
 			want{due: true, reason: `no snapshot with prefix "zsync_"`}},
 		{"other job's snapshots of the same dataset ignored", []string{"tank/a", "tank/a@hourly_20261122T045900Z", "tank/a@zsync_20261122T000000Z"}, o,
@@ -83,7 +83,7 @@ func TestPlan(t *testing.T) {
 			Options{Prefix: "my snap ", Interval: 15 * time.Minute},
 			want{due: true, reason: "newest my snap 20261122T044000Z is 20m0s old, interval 15m0s"}},
 		{"volume", []string{"vol:tank/a", "tank/a@zsync_20261122T045000Z"}, o,
-			want{reason: "newest zsync_20261122T045000Z is 10m0s old, interval 15m0s"}},
+			want{reason: "newest zsync_20261122T045000Z is 10m0s old, interval 15m0s; due from 2026-11-22T05:01:15Z"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
