@@ -5,6 +5,7 @@ import (
 	stdsync "sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 
 	zsync "github.com/zsync-dev/zsync/sync"
@@ -45,14 +46,14 @@ func (p *progress) event(ev zsync.Event) {
 		if secs > 0 {
 			rate = float64(ev.Bytes) / secs
 		}
-		line := fmt.Sprintf("%s: %s", ev.Dataset, humanBytes(ev.Bytes))
+		line := fmt.Sprintf("%s: %s", ev.Dataset, ibytes(ev.Bytes))
 		if ev.Total > 0 {
-			line += " / " + humanBytes(ev.Total)
+			line += " / " + ibytes(ev.Total)
 			if rate > 0 && ev.Total > ev.Bytes {
 				line += fmt.Sprintf(" ETA %s", time.Duration(float64(ev.Total-ev.Bytes)/rate*float64(time.Second)).Round(time.Second))
 			}
 		}
-		line += fmt.Sprintf(" %s/s", humanBytes(int64(rate)))
+		line += fmt.Sprintf(" %s/s", ibytes(int64(rate)))
 		fmt.Fprintf(p.e.stderr, "\r\033[K%s", line)
 	case "step":
 		p.start[ev.Dataset] = time.Now()
@@ -79,4 +80,9 @@ func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.clearLine()
+}
+
+// ibytes prints a size in IEC units: "0 B", "3.0 MiB", "12 GiB".
+func ibytes(n int64) string {
+	return humanize.IBytes(uint64(max(n, 0)))
 }
