@@ -17,7 +17,7 @@ const module = "github.com/zsync-dev/zsync"
 // state/ are leaves; sync/, snap/, prune/ and sshtransport/ import only zfs/
 // and state/; inside sshtransport/, wire/ imports only zfs/, serve/ only
 // zfs/ and wire/ (never the client), the root package zfs/, state/ and
-// wire/; only cmd/ uses urfave/cli and BurntSushi/toml; only the root
+// wire/; only cmd/ uses urfave/cli, BurntSushi/toml and mpb; only the root
 // sshtransport package uses x/crypto/ssh; only main.go and cmd/ exit the
 // process or write to the process's stdout/stderr.
 //
@@ -55,6 +55,8 @@ func TestImportDirection(t *testing.T) {
 		"github.com/urfave/cli":      "cmd",
 		"github.com/BurntSushi/toml": "cmd",
 		"golang.org/x/crypto/ssh":    "sshtransport",
+		// the progress bars write to the terminal: cmd's business
+		"github.com/vbauerster/mpb": "cmd",
 	}
 	checked := 0
 	fset := token.NewFileSet()

@@ -33,6 +33,8 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    zerolog.Logger
+	// logFormat is the --log-format the logger was built with (setupLogs).
+	logFormat string
 	// compCur and compPrev are the word being completed and the one
 	// before it on a shell completion request (see complete).
 	compCur, compPrev string
@@ -117,7 +119,7 @@ func wireCommands(cmds []*cli.Command, app *cli.App, e *env) {
 			c.OnUsageError = app.OnUsageError
 		}
 		if c.Before == nil {
-			c.Before = func(c *cli.Context) error { return setupLogging(c, e) }
+			c.Before = func(c *cli.Context) error { return e.setupLogs(c) }
 		}
 		if c.BashComplete == nil {
 			c.BashComplete = e.complete
@@ -170,7 +172,7 @@ func newApp(e *env) *cli.App {
 			if c.Bool("version") && c.Args().Present() {
 				return usageErrorf("--version takes no command (see zsync --help)")
 			}
-			return setupLogging(c, e)
+			return e.setupLogs(c)
 		},
 		Commands: withGlobals([]*cli.Command{
 			snapCommand(e),

@@ -194,7 +194,7 @@ func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger
 				fmt.Fprintf(e.stdout, "%s -> %s: would send %s\n", d.Source, d.Target, s)
 			}
 			if d.Bytes > 0 {
-				fmt.Fprintf(e.stdout, "%s -> %s: estimated %s\n", d.Source, d.Target, humanBytes(d.Bytes))
+				fmt.Fprintf(e.stdout, "%s -> %s: estimated %s\n", d.Source, d.Target, ibytes(d.Bytes))
 			}
 		}
 	}
@@ -397,17 +397,4 @@ func (e *env) oneOffSnapshot(ctx context.Context, cfg *Config, filter zfs.Filter
 	j.Snapshot.Interval.Duration = time.Second
 	_, err := e.snapJob(ctx, e.newZFS(cfg), j, dryRun, time.Now(), log)
 	return err
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

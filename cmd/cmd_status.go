@@ -120,7 +120,7 @@ func writeStatus(w io.Writer, all []jobStatus, now time.Time) {
 		if r := js.LastRun; r != nil {
 			fmt.Fprintf(w, ": last run %s %s %s", r.Command, ago(r.Start), r.Result)
 			if js.Type != "snap" {
-				fmt.Fprintf(w, ", %s", humanBytes(r.Bytes))
+				fmt.Fprintf(w, ", %s", ibytes(r.Bytes))
 			}
 		} else {
 			fmt.Fprint(w, ": no run recorded")
@@ -136,7 +136,7 @@ func writeStatus(w io.Writer, all []jobStatus, now time.Time) {
 			}
 			switch {
 			case js.LastSuccessfulRun != nil:
-				fmt.Fprintf(w, "  last successful run: %s %s, %s\n", js.LastSuccessfulRun.Command, ago(js.LastSuccessfulRun.Start), humanBytes(js.LastSuccessfulRun.Bytes))
+				fmt.Fprintf(w, "  last successful run: %s %s, %s\n", js.LastSuccessfulRun.Command, ago(js.LastSuccessfulRun.Start), ibytes(js.LastSuccessfulRun.Bytes))
 			case !r.LastSuccess.IsZero():
 				fmt.Fprintf(w, "  last successful run: %s\n", ago(r.LastSuccess))
 			default:

@@ -645,9 +645,18 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 	}
 	st := s
 	j.emit(Event{Dataset: d.source, Target: target, Kind: "step", Step: &st, Total: total, Message: "sending " + s.String() + " to " + target})
+	ended := func(n int64, err error) {
+		t := total
+		if err == nil {
+			t = n
+		}
+		j.emit(Event{Dataset: d.source, Target: target, Kind: "progress", Step: &st, Bytes: n, Total: t, Done: true, Err: err})
+	}
 	stream, err := d.src.Send(ctx, v)
 	if err != nil {
-		return 0, fmt.Errorf("send: %w", err)
+		err = fmt.Errorf("send: %w", err)
+		ended(0, err)
+		return 0, err
 	}
 	pr := &progressReader{r: stream, emit: func(n int64) {
 		j.emit(Event{Dataset: d.source, Target: target, Kind: "progress", Step: &st, Bytes: n, Total: total})
@@ -655,12 +664,14 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 	recvErr := d.dst.Receive(ctx, d.recvOptions(target, force), pr)
 	sendErr := stream.Close()
 	if recvErr != nil {
+		err := fmt.Errorf("receive into %s: %w", target, recvErr)
 		if sendErr != nil && !errors.Is(recvErr, zfs.ErrDestinationModified) && pr.n == 0 {
-			return pr.n, fmt.Errorf("send: %w (receive: %v)", sendErr, recvErr)
+			err = fmt.Errorf("send: %w (receive: %v)", sendErr, recvErr)
 		}
-		return pr.n, fmt.Errorf("receive into %s: %w", target, recvErr)
+		ended(pr.n, err)
+		return pr.n, err
 	}
-	j.emit(Event{Dataset: d.source, Target: target, Kind: "progress", Step: &st, Bytes: pr.n, Total: pr.n})
+	ended(pr.n, nil)
 
 	// verify
 	got, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})

@@ -64,6 +64,12 @@ type Event struct {
 	Step    *Step
 	Bytes   int64 // progress: bytes so far; step: bytes of the step
 	Total   int64 // estimated size of the step, 0 when unknown
+	// Done marks a step's last "progress" event: its stream ended, Bytes is
+	// final. Every "step" event is followed by exactly one, from the same
+	// goroutine. Err is nil when the stream was received whole (Total is
+	// then Bytes), else why it was not (Total is still the estimate).
+	Done bool
+	Err  error
 }
 
 // Result is the outcome of one dataset.
