@@ -235,7 +235,7 @@ func TestDocsWalkthrough(t *testing.T) {
 	if err := os.WriteFile("/root/secret.key", []byte("correct horse battery staple\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	zfstest.MustCreate(t, "tank/secret", "-o", "encryption=on", "-o", "keyformat=passphrase", "-o", "keylocation=file:///root/secret.key")
+	zfstest.MustCreate(t, "tank/secret", "encryption=on", "keyformat=passphrase", "keylocation=file:///root/secret.key")
 	for _, ds := range []string{"tank/home", "tank/home/child", "tank/secret"} {
 		zfstest.MustWriteFile(t, ds, "a.bin", 512)
 		zfstest.MustWriteFile(t, ds, "b.bin", 64)
