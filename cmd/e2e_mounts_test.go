@@ -10,16 +10,20 @@ import (
 	"github.com/zsync-dev/zsync/zfs/zfstest"
 )
 
-// mountedBelow returns "name mounted canmount" for every filesystem below
-// and including root.
-func mountedBelow(t *testing.T, root string) []string {
+// mountedBelow returns [name, mounted, canmount] for every filesystem below
+// and including root (names may hold spaces: split on tabs).
+func mountedBelow(t *testing.T, root string) [][]string {
 	t.Helper()
 	out := zfstest.Zfs(t, "list", "-H", "-r", "-t", "filesystem", "-o", "name,mounted,canmount", root)
-	var lines []string
+	var rows [][]string
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		lines = append(lines, strings.Join(strings.Split(l, "\t"), " "))
+		f := strings.Split(l, "\t")
+		if len(f) != 3 {
+			t.Fatalf("zfs list: unexpected line %q", l)
+		}
+		rows = append(rows, f)
 	}
-	return lines
+	return rows
 }
 
 // What docs/systemd/zsync@.service relies on and warns about: zsync's own
@@ -36,9 +40,9 @@ func TestPushMountsNothingButMissingParents(t *testing.T) {
 	if code, _, _ := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
 		t.Fatalf("push: exit %d", code)
 	}
-	for _, l := range mountedBelow(t, e.dst+"/backup") {
-		if f := strings.Fields(l); f[1] != "no" || f[2] == "on" {
-			t.Errorf("after a push: %s; want every replica and placeholder unmounted, canmount noauto or off", l)
+	for _, f := range mountedBelow(t, e.dst+"/backup") {
+		if f[1] != "no" || f[2] == "on" {
+			t.Errorf("after a push: %q; want every replica and placeholder unmounted, canmount noauto or off", f)
 		}
 	}
 
@@ -47,9 +51,9 @@ func TestPushMountsNothingButMissingParents(t *testing.T) {
 	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
 		t.Fatalf("push below missing parents: exit %d", code)
 	}
-	for _, l := range mountedBelow(t, root) {
-		if f := strings.Fields(l); f[1] != "no" || f[2] == "on" {
-			t.Errorf("after a push below missing parents: %s; want every replica and placeholder unmounted", l)
+	for _, f := range mountedBelow(t, root) {
+		if f[1] != "no" || f[2] == "on" {
+			t.Errorf("after a push below missing parents: %q; want every replica and placeholder unmounted", f)
 		}
 	}
 	for _, parent := range []string{e.dst + "/hosts", e.dst + "/hosts/laptop"} {
