@@ -91,12 +91,29 @@ func globalFlags() []cli.Flag {
 }
 
 // globalString returns a global flag's value wherever on the command line it
-// was given (the innermost wins), or its default.
+// was given (the innermost wins), else its environment variable, else its
+// default. The library counts a value from the environment as set on every
+// command that has the flag, so a level whose value is the environment's is
+// passed over: `ZSYNC_CONFIG=a zsync --config b run` must read b.
 func globalString(c *cli.Context, name string) string {
+	env, fromEnv := "", false
+	for _, f := range globalFlags() {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == name {
+			for _, v := range sf.EnvVars {
+				if val, ok := os.LookupEnv(v); ok && val != "" {
+					env, fromEnv = val, true
+					break
+				}
+			}
+		}
+	}
 	for _, x := range c.Lineage() {
-		if x.IsSet(name) {
+		if x.IsSet(name) && (!fromEnv || x.String(name) != env) {
 			return x.String(name)
 		}
+	}
+	if fromEnv {
+		return env
 	}
 	return c.String(name)
 }

@@ -104,6 +104,14 @@ func arrangeArgs(app *cli.App, args []string) ([]string, error) {
 	out := []string{args[0]}
 	rest := args[1:]
 	lvl := rootLevel(app)
+	// a usage error of a command with its own answer (check's UNKNOWN
+	// status line) goes through it
+	fail := func(err error) ([]string, error) {
+		if lvl.onUsage != nil {
+			return nil, lvl.onUsage(nil, err, true)
+		}
+		return nil, err
+	}
 	for {
 		var flags, pos []string
 		help := false
@@ -117,15 +125,26 @@ func arrangeArgs(app *cli.App, args []string) ([]string, error) {
 			if name, hasValue, ok := flagName(tok); ok {
 				known, takesValue := lvl.flag(name)
 				if !known {
-					err := usageErrorf("unknown flag %s for %s (see %s --help)", tok, lvl.path, lvl.path)
-					if lvl.onUsage != nil {
-						return nil, lvl.onUsage(nil, err, true)
-					}
-					return nil, err
+					return fail(usageErrorf("unknown flag %s for %s (see %s --help)", tok, lvl.path, lvl.path))
 				}
 				flags = append(flags, tok)
-				help = help || name == "help" || name == "h"
-				if takesValue && !hasValue && i+1 < len(rest) {
+				if name == "help" || name == "h" {
+					// --help=false asks for no help: its arguments stay
+					_, v, _ := strings.Cut(tok, "=")
+					help = help || !hasValue || v == "true" || v == "1" || v == "t" || v == "T" || v == "TRUE" || v == "True"
+				}
+				if takesValue && !hasValue {
+					// the value is the next token; a missing one, "--" or
+					// another of this command's flags is a mistake (write
+					// --flag=value for a value that starts with '-')
+					if i+1 >= len(rest) || rest[i+1] == "--" {
+						return fail(usageErrorf("flag %s needs a value (see %s --help)", tok, lvl.path))
+					}
+					if n, _, isFlag := flagName(rest[i+1]); isFlag {
+						if known, _ := lvl.flag(n); known {
+							return fail(usageErrorf("flag %s needs a value, not the flag %s (write %s=VALUE for a value that starts with '-')", tok, rest[i+1], tok))
+						}
+					}
 					i++
 					flags = append(flags, rest[i])
 				}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -226,11 +228,11 @@ func TestArrangeArgs(t *testing.T) {
 		"snap a help":                            "snap -- a help",
 		"holds list -h j":                        "holds list -h",
 		"snap a --help=true b":                   "snap --help=true",
+		"prune home --help=false":                "prune --help=false -- home",
+		"run a -h=0 b":                           "run -h=0 -- a b",
+		"push -i=-n a b":                         "push -i=-n -- a b",
 		"status --json j1 --config=/x j2":        "status --json --config=/x -- j1 j2",
 		"serve --stdio --client c":               "serve --stdio --client c",
-		"config check --log-level":               "config check --log-level", // the library says the value is missing
-		"check j --log-format":                   "check --log-format -- j",
-		"push a b --identity":                    "push --identity -- a b",
 		"holds list a --log-level=debug -c /f b": "holds list --log-level=debug -c /f -- a b",
 	}
 	for in, want := range cases {
@@ -270,8 +272,12 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"snap help bogus", `help: unknown command "snap bogus" (see zsync snap --help)`},
 		{"--version snap", `--version takes no command`},
 		{"-- snap", `zsync takes a command, not arguments after --`},
-		{"config check --log-level", `flag needs an argument: -log-level`},
-		{"holds list --config", `flag needs an argument: -config`},
+		{"config check --log-level", `flag --log-level needs a value (see zsync config check --help)`},
+		{"holds list --config", `flag --config needs a value (see zsync holds list --help)`},
+		{"push a b --identity", `flag --identity needs a value`},
+		{"push a b --bwlimit -- c", `flag --bwlimit needs a value`},
+		{"push -i -n a b", `flag -i needs a value, not the flag -n (write -i=VALUE`},
+		{"push --jump --dry-run a b", `flag --jump needs a value, not the flag --dry-run`},
 		{"push a b --port x", `invalid value "x" for flag -port`},
 	}
 	for _, c := range cases {
@@ -341,6 +347,35 @@ func TestVersionFlag(t *testing.T) {
 			if slices.Contains(f.Names(), "v") || slices.Contains(f.Names(), "version") {
 				t.Errorf("%s has a flag -v/--version", path)
 			}
+		}
+	}
+}
+
+// An explicit --config wins over ZSYNC_CONFIG wherever it is given (the
+// library counts the environment's value as set on every command, so the
+// innermost level used to win with the environment's file).
+func TestFlagBeatsEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, job string) string {
+		p := filepath.Join(dir, name)
+		body := fmt.Sprintf("[[job]]\nname = %q\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n  [job.snapshot]\n  interval = \"1h\"\n", job)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := write("a.toml", "fromA"), write("b.toml", "fromB")
+	t.Setenv("ZSYNC_CONFIG", a)
+	for args, want := range map[string]string{
+		"--config " + b + " config check": "fromB",
+		"config check --config " + b:      "fromB",
+		"config --config " + b + " check": "fromB",
+		"config check":                    "fromA",
+		"--config " + a + " config check": "fromA",
+	} {
+		code, out, errOut := runUnit(t, strings.Fields(args)...)
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("name = %q", want)) {
+			t.Errorf("ZSYNC_CONFIG=a zsync %s: exit %d, want the config of %s:\n%s%s", args, code, want, out, errOut)
 		}
 	}
 }
