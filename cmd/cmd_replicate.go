@@ -187,7 +187,10 @@ func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger
 			l.Info().Str("status", string(d.Status)).Int64("bytes", d.Bytes).Dur("duration", d.Duration).Strs("steps", d.Steps).Msg(string(d.Status))
 		}
 		if job.DryRun {
-			if len(d.Steps) == 0 && d.Status != zsync.StatusFailed {
+			switch {
+			case d.Pending != "":
+				fmt.Fprintf(e.stdout, "%s -> %s: nothing to send yet (%s)\n", d.Source, d.Target, d.Pending)
+			case len(d.Steps) == 0 && d.Status != zsync.StatusFailed && d.Status != zsync.StatusSkipped:
 				fmt.Fprintf(e.stdout, "%s -> %s: up to date\n", d.Source, d.Target)
 			}
 			for _, s := range d.Steps {

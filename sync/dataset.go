@@ -103,6 +103,15 @@ func (d *datasetRun) run(ctx context.Context) {
 		}
 		plan, err = PlanDataset(d.srcVersions, nil, nil, opts)
 	}
+	var nosnap *NoSenderSnapshotsError
+	if err != nil && j.DryRun && errors.As(err, &nosnap) && !nosnap.Filtered {
+		// `run --dry-run` on a dataset not yet snapshotted: the run would
+		// take the snapshot before replicating, which a dry run does not
+		d.res.Status = StatusPlanned
+		d.res.Pending = d.source + " has no snapshot yet: the first one is sent in full"
+		j.emit(Event{Dataset: d.source, Target: target, Kind: "dry-run", Message: "nothing to send yet: " + d.res.Pending})
+		return
+	}
 	if err != nil {
 		d.fail(err)
 		return

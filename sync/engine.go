@@ -80,6 +80,10 @@ type Result struct {
 	Bytes          int64
 	AbortedResume  string // reason, when a stale token was aborted
 	Rotated        string // where a diverged target was renamed to
+	// Pending is set by a dry run when there is nothing to send yet because
+	// the sender has no snapshot at all: a real run that snapshots first
+	// sends that snapshot in full (a real run without one fails).
+	Pending string
 	// Last is the newest source version the target has after the run (the
 	// last step's To, or the common base when up to date); zero when unknown.
 	Last zfs.Entry
