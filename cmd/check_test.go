@@ -175,15 +175,15 @@ func TestCheckSnapJobs(t *testing.T) {
 			if len(perf) != 1 || !regexp.MustCompile(c.perf).MatchString(perf[0]) {
 				t.Errorf("perfdata %q, want %s", perf, c.perf)
 			}
-			if len(long) != 1 {
-				t.Errorf("long output %q, want one line per dataset", long)
+			if len(long) != 2 || long[0] != "OK "+c.job+": no run recorded yet" {
+				t.Errorf("long output %q, want that no run is recorded, then one line per dataset", long)
 			}
 		})
 	}
 	// all four: the worst state, its problems first
 	code, out, _ := runUnit(t, "--config", cfg, "check")
 	status, perf, long := checkOutput(t, out)
-	if code != 2 || !strings.HasPrefix(status, "ZSYNC CRITICAL: strict tank/stale") || !strings.Contains(status, "none tank/none") || len(perf) != 4 || len(long) != 4 {
+	if code != 2 || !strings.HasPrefix(status, "ZSYNC CRITICAL: strict tank/stale") || !strings.Contains(status, "none tank/none") || len(perf) != 4 || len(long) != 8 {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 }
@@ -205,7 +205,11 @@ func TestCheckJudgesJobs(t *testing.T) {
 	}
 	ok := []datasetStatus{ds(10*time.Minute, 10*time.Minute)}
 	failed := func(kind string) *state.RunReport {
-		return &state.RunReport{Job: "home", Command: "push", Start: now.Add(-time.Hour), Result: "failed", ErrorKind: kind, Error: "it broke"}
+		return &state.RunReport{Job: "home", Command: "push", Start: now.Add(-10 * time.Minute), Result: "failed", ErrorKind: kind, Error: "it broke"}
+	}
+	// ran is a good run that started ago and took took
+	ran := func(ago, took time.Duration) *state.RunReport {
+		return &state.RunReport{Job: "home", Command: "run", Start: now.Add(-ago), Duration: took.Seconds(), Result: "ok"}
 	}
 	jobErr := func(err error) jobStatus {
 		return jobStatus{Job: "home", Type: "push", err: err, Error: err.Error(), ErrorKind: errorKind(err),
@@ -232,6 +236,19 @@ func TestCheckJudgesJobs(t *testing.T) {
 		{"partial run", jobStatus{Datasets: ok, LastRun: &state.RunReport{Result: "partial", ErrorKind: "zfs_busy"}}, checkWarning, "partial (zfs_busy)", ""},
 		{"far side unreachable", jobErr(fmt.Errorf("open target: %w", sshtransport.ErrConnect)), checkCritical, "home: cannot look at its datasets (ssh_connect)", "'home:tank/home lag'=5400s;3600;7200;0"},
 		{"far host key changed", jobErr(fmt.Errorf("open target: %w", sshtransport.ErrHostKeyMismatch)), checkCritical, "(ssh_host_key_mismatch)", ""},
+		{"source has no snapshot with the job's prefix", jobStatus{Datasets: []datasetStatus{{Source: "tank/home", LastSnapshot: "backup/tank/home@s", LagSeconds: 60, SourceAgeSecs: -1, SnapshotPrefix: "zsync_"}}},
+			checkCritical, "home tank/home: lag 1m, no source snapshot with the job's prefix zsync_", "'home:tank/home snapshot_age'=U;"},
+		{"no run for longer than the lag warning", jobStatus{Datasets: ok, LastRun: ran(100*time.Minute, 5*time.Minute)}, checkWarning,
+			"home: no run for 1h35m (warning 1h), the last ended " + now.Add(-95*time.Minute).Local().Format(time.DateTime), ""},
+		{"no run for longer than the lag critical", jobStatus{Datasets: ok, LastRun: ran(30*time.Hour, time.Hour)}, checkCritical, "home: no run for 1d5h (critical 2h)", ""},
+		{"a long run is counted from its end", jobStatus{Datasets: ok, LastRun: ran(5*time.Hour, 4*time.Hour+50*time.Minute)}, checkOK, "1 job(s), 1 dataset(s) checked", ""},
+		{"no run for long, far side unreachable: that first", func() jobStatus {
+			js := jobErr(fmt.Errorf("open target: %w", sshtransport.ErrConnect))
+			js.LastRun = ran(30*time.Hour, 0)
+			return js
+		}(), checkCritical, "home: cannot look at its datasets (ssh_connect): open target", ""},
+		{"run report unreadable", jobStatus{Datasets: ok, ReportError: "run report of home: unexpected end of JSON input"}, checkUnknown,
+			"home: cannot read its last run report: run report of home: unexpected end of JSON input", ""},
 		{"job cannot be built", jobErr(usageErrorf("snapshot_filter: bad regex")), checkUnknown, "home: cannot look at its datasets (config)", ""},
 		{"no zfs here", jobErr(fmt.Errorf("zfs list: %w", errExecNotFound())), checkUnknown, "executable file not found", ""},
 	} {
@@ -242,6 +259,9 @@ func TestCheckJudgesJobs(t *testing.T) {
 			status, perf, _ := checkOutput(t, out)
 			if r.level != c.level || !strings.HasPrefix(status, "ZSYNC "+c.level.String()+": ") || !strings.Contains(status, c.status) {
 				t.Errorf("level %v; want %v with %q in the status line:\n%s", r.level, c.level, c.status, out)
+			}
+			if c.level != checkOK && strings.Contains(status, "no run for") != strings.Contains(c.status, "no run for") {
+				t.Errorf("status line %q: the run age is the problem to show only when it is the one expected", status)
 			}
 			if c.perf != "" && !strings.Contains(strings.Join(perf, " "), c.perf) {
 				t.Errorf("perfdata %q lacks %q", perf, c.perf)

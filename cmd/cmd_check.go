@@ -50,11 +50,25 @@ on stdout, as monitoring plugins do (Nagios, Icinga, Naemon, Sensu, ...):
 followed by one line per job and dataset. The exit code is the state: 0 OK, 1 WARNING,
 2 CRITICAL, 3 UNKNOWN.
 
-   push and pull jobs, per dataset: lag (the age of the newest snapshot the target has) against
-      lag_warning / lag_critical; the age of the newest source snapshot against
-      snapshot_age_warning / snapshot_age_critical; a dataset never replicated is CRITICAL.
+   push and pull jobs, per dataset:
+      lag against lag_warning / lag_critical. Lag is the age (now - creation) of the last
+      replicated snapshot: the newest target snapshot whose GUID the source has as a
+      snapshot or bookmark. A snapshot the target takes itself (the backup host's own
+      autosnap, say) never counts, however new. When the source no longer has it, the
+      target snapshot carrying the job's last-received hold counts, else the last run
+      report's replicated mark. A dataset with none of these is CRITICAL (never replicated).
+      snapshot age against snapshot_age_warning / snapshot_age_critical: the age of the
+      newest source snapshot with the job's prefix when the job takes snapshots (a push
+      job with an interval; none at all is CRITICAL), of any name otherwise (a push job
+      without an interval replicates what others take; a pull job's far side snapshots).
    snap jobs, per dataset: the age of the newest snapshot with the job's prefix against
       snapshot_age_warning / snapshot_age_critical; none at all is CRITICAL.
+   Every job: the time since its last run ended (start + duration of its run report)
+      against the lag thresholds (snap jobs: the snapshot age thresholds). It catches runs
+      that stopped: a disabled timer, or a run that hangs holding the job's lock, so every
+      later run exits 75 without a report: "no run for 3h (warning 2h)". A job without a
+      run report yet says so (OK: its datasets are judged all the same); a report that
+      cannot be read is UNKNOWN.
    Thresholds are per job, in [job.check]; the defaults are 2x (warning) and 4x (critical)
       the job's snapshot interval, or 1d and 2d without one.
    A job whose datasets cannot be listed now (the far side cannot be reached or refuses: ssh
@@ -301,6 +315,8 @@ func (r *checkResult) judgeJob(j *jobConfig, js jobStatus, now time.Time) {
 		r.add(lastRunLevel(lr.ErrorKind), text, js.err == nil)
 	}
 
+	r.judgeRunAge(j, js, now)
+
 	if js.err != nil {
 		kind := ""
 		if js.ErrorKind != "" {
@@ -327,17 +343,22 @@ func (r *checkResult) judgeJob(j *jobConfig, js jobStatus, now time.Time) {
 		r.datasets++
 		label := name + ":" + d.Source
 		lagL, ageL := checkCritical, checkOK
-		lagText := "never replicated (the target has no snapshot)"
+		lagText := "never replicated (the target has no snapshot from the source)"
 		if d.LagSeconds >= 0 {
 			lag := seconds(d.LagSeconds)
 			lagL = level(lag, warnL, critL)
 			lagText = "lag " + humanAge(lag) + limits(lagL, warnL, critL)
 		}
 		text := lagText
-		if d.NewestSource != "" {
+		switch {
+		case d.NewestSource != "":
 			age := seconds(d.SourceAgeSecs)
 			ageL = level(age, warnS, critS)
 			text += ", newest source snapshot " + humanAge(age) + " old" + limits(ageL, warnS, critS)
+		case d.SnapshotPrefix != "":
+			// the job snapshots, and not one of its snapshots is there
+			ageL = checkCritical
+			text += ", no source snapshot with the job's prefix " + d.SnapshotPrefix
 		}
 		r.perfdata(label+" lag", d.LagSeconds, warnL, critL)
 		if d.NewestSource != "" {
@@ -361,6 +382,44 @@ func (r *checkResult) judgeJob(j *jobConfig, js jobStatus, now time.Time) {
 		}
 		r.perfdata(name+":"+s.Dataset+" snapshot_age", s.AgeSeconds, warnS, critS)
 		r.add(lv, fmt.Sprintf("%s %s: %s", name, s.Dataset, text), true)
+	}
+}
+
+// runAgeThresholds are the thresholds of the time since a job's last run
+// ended: those of its lag (push, pull) or snapshot age (snap). Runs every
+// interval keep both well below; a job whose runs stopped (its timer
+// disabled, or a run that hangs holding the lock, so every later run exits
+// 75 without a report) reaches them no later than its lag does, and says
+// why.
+func runAgeThresholds(j *jobConfig) (time.Duration, time.Duration) {
+	if j.Type == "snap" {
+		return thresholds(j, j.Check.SnapshotWarning, j.Check.SnapshotCritical)
+	}
+	return thresholds(j, j.Check.LagWarning, j.Check.LagCritical)
+}
+
+// judgeRunAge adds how long ago the job's last run ended (its report's
+// start plus its duration) against runAgeThresholds; a job without a
+// report yet is said so (OK: its datasets are judged all the same), one
+// whose report cannot be read is UNKNOWN.
+func (r *checkResult) judgeRunAge(j *jobConfig, js jobStatus, now time.Time) {
+	summary := js.err == nil // a job that cannot be looked at says that first
+	lr := js.LastRun
+	switch {
+	case js.ReportError != "":
+		r.add(checkUnknown, fmt.Sprintf("%s: cannot read its last run report: %s", j.Name, js.ReportError), summary)
+		return
+	case lr == nil:
+		r.add(checkOK, fmt.Sprintf("%s: no run recorded yet", j.Name), false)
+		return
+	case lr.Start.IsZero():
+		return
+	}
+	end := lr.Start.Add(seconds(lr.Duration))
+	warn, crit := runAgeThresholds(j)
+	age := now.Sub(end)
+	if lv := level(age, warn, crit); lv != checkOK {
+		r.add(lv, fmt.Sprintf("%s: no run for %s%s, the last ended %s", j.Name, humanAge(age), limits(lv, warn, crit), end.Local().Format(time.DateTime)), summary)
 	}
 }
 

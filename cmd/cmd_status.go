@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 	"time"
@@ -20,17 +21,26 @@ import (
 
 // datasetStatus is one dataset's replication state, for status and check.
 type datasetStatus struct {
-	Job           string  `json:"job"`
-	Source        string  `json:"source"`
-	Target        string  `json:"target"`
-	LastSnapshot  string  `json:"last_replicated_snapshot,omitempty"`
-	LagSeconds    float64 `json:"lag_seconds"` // -1: the target has no snapshot
-	NewestSource  string  `json:"newest_source_snapshot,omitempty"`
-	SourceAgeSecs float64 `json:"newest_source_snapshot_age_seconds"`
-	Resumable     bool    `json:"resumable"`
-	Cursors       int     `json:"cursor_bookmarks"`
-	StepHolds     int     `json:"step_holds"`
-	LastHolds     int     `json:"last_received_holds"`
+	Job    string `json:"job"`
+	Source string `json:"source"`
+	Target string `json:"target"`
+	// LastSnapshot is the last snapshot replicated into Target: the newest
+	// target snapshot that is a version of the source (by GUID), never one
+	// the target took itself (see lastReplicated); LastSnapshotBasis says
+	// how it was found ("source", "last_received_hold", "last_run_report").
+	LastSnapshot      string  `json:"last_replicated_snapshot,omitempty"`
+	LastSnapshotBasis string  `json:"last_replicated_basis,omitempty"`
+	LagSeconds        float64 `json:"lag_seconds"` // now - LastSnapshot's creation; -1: none
+	// NewestSource is the newest source snapshot, of those with
+	// SnapshotPrefix when that is set (a push job that snapshots; see
+	// sourceSnapshotPrefix), of any name otherwise.
+	NewestSource   string  `json:"newest_source_snapshot,omitempty"`
+	SourceAgeSecs  float64 `json:"newest_source_snapshot_age_seconds"` // -1: none
+	SnapshotPrefix string  `json:"snapshot_prefix,omitempty"`
+	Resumable      bool    `json:"resumable"`
+	Cursors        int     `json:"cursor_bookmarks"`
+	StepHolds      int     `json:"step_holds"`
+	LastHolds      int     `json:"last_received_holds"`
 	// StaleRelations are the other relationships on the dataset (its
 	// source, or its target) that no configured job uses (orphaned) or that
 	// cannot be checked from here (unknown: another host's, say), with what
@@ -79,6 +89,9 @@ type jobStatus struct {
 	Error             string           `json:"error,omitempty"`
 	ErrorKind         string           `json:"error_kind,omitempty"`
 	err               error            // Error's error, for check
+	// ReportError is why the last run report could not be read (not when
+	// there is none yet: LastRun is nil then).
+	ReportError string `json:"report_error,omitempty"`
 }
 
 func statusCommand(e *env) *cli.Command {
@@ -122,6 +135,8 @@ func writeStatus(w io.Writer, all []jobStatus, now time.Time) {
 			if js.Type != "snap" {
 				fmt.Fprintf(w, ", %s", ibytes(r.Bytes))
 			}
+		} else if js.ReportError != "" {
+			fmt.Fprintf(w, ": cannot read its last run report: %s", js.ReportError)
 		} else {
 			fmt.Fprint(w, ": no run recorded")
 		}
@@ -155,10 +170,13 @@ func writeStatus(w io.Writer, all []jobStatus, now time.Time) {
 			if d.LastSnapshot == "" {
 				fmt.Fprintf(w, "    last replicated: (none), resumable: %v\n", d.Resumable)
 			} else {
-				fmt.Fprintf(w, "    last replicated: %s, lag %s, resumable: %v\n", d.LastSnapshot, humanAge(seconds(d.LagSeconds)), d.Resumable)
+				fmt.Fprintf(w, "    last replicated: %s%s, lag %s, resumable: %v\n", d.LastSnapshot, basisNote(d.LastSnapshotBasis), humanAge(seconds(d.LagSeconds)), d.Resumable)
 			}
-			if d.NewestSource != "" {
+			switch {
+			case d.NewestSource != "":
 				fmt.Fprintf(w, "    newest source snapshot: %s, %s old\n", d.NewestSource, humanAge(seconds(d.SourceAgeSecs)))
+			case d.SnapshotPrefix != "":
+				fmt.Fprintf(w, "    newest source snapshot: (none with the job's prefix %s)\n", d.SnapshotPrefix)
 			}
 			fmt.Fprintf(w, "    owned: %d cursor, %d step hold, %d last-received hold\n", d.Cursors, d.StepHolds, d.LastHolds)
 			writeRelations(w, d.StaleRelations, d.OtherRelations)
@@ -177,6 +195,18 @@ func writeStatus(w io.Writer, all []jobStatus, now time.Time) {
 			writeRelations(w, s.StaleRelations, s.OtherRelations)
 		}
 	}
+}
+
+// basisNote says, after a last replicated snapshot, how it was found when
+// that was not by its GUID on the source.
+func basisNote(basis string) string {
+	switch basis {
+	case basisHold:
+		return " (by its last-received hold: the source no longer has it)"
+	case basisReport:
+		return " (by the last run report: neither the source nor a hold identifies it now)"
+	}
+	return ""
 }
 
 // writeRelations prints the relationships found on a dataset that are not
@@ -230,6 +260,8 @@ func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time
 	js := jobStatus{Job: j.Name, Type: j.Type}
 	if r, err := state.ReadRunReport(cfg.Global.StateDir, j.Name); err == nil {
 		js.LastRun = &r
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		js.ReportError = err.Error()
 	}
 	if r, err := state.ReadLastSuccess(cfg.Global.StateDir, j.Name); err == nil {
 		js.LastSuccessfulRun = &r
@@ -240,7 +272,11 @@ func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time
 	if j.Type == "snap" {
 		js.Snapshots, err = e.snapStatus(ctx, cfg, j, now, lv)
 	} else {
-		js.Datasets, err = e.replicationStatus(ctx, cfg, j, now, lv)
+		var marks []state.SnapshotMark
+		if js.LastRun != nil {
+			marks = js.LastRun.Replicated
+		}
+		js.Datasets, err = e.replicationStatus(ctx, cfg, j, now, lv, marks)
 	}
 	if err != nil {
 		js.err, js.Error, js.ErrorKind = err, err.Error(), errorKind(err)
@@ -248,7 +284,7 @@ func (e *env) jobStatus(ctx context.Context, cfg *Config, j *jobConfig, now time
 	return js
 }
 
-func (e *env) replicationStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time, lv *liveness) ([]datasetStatus, error) {
+func (e *env) replicationStatus(ctx context.Context, cfg *Config, j *jobConfig, now time.Time, lv *liveness, marks []state.SnapshotMark) ([]datasetStatus, error) {
 	job, cleanup, err := e.buildJob(cfg, j, true, e.log)
 	if err != nil {
 		return nil, err
@@ -262,7 +298,7 @@ func (e *env) replicationStatus(ctx context.Context, cfg *Config, j *jobConfig, 
 	if err != nil {
 		return nil, err
 	}
-	return describe(ctx, j, job, src, dst, now, lv)
+	return describe(ctx, j, job, src, dst, now, lv, marks)
 }
 
 // snapStatus lists a snap job's datasets once and describes each.
@@ -310,7 +346,13 @@ func describeSnap(ctx context.Context, j *jobConfig, filter zfs.Filter, z zsync.
 	return out, nil
 }
 
-func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.Endpoint, now time.Time, lv *liveness) ([]datasetStatus, error) {
+// describe lists both sides of a push or pull job once and describes each
+// selected source dataset: the last snapshot replicated into its target and
+// the lag since, the newest source snapshot and its age, what the job owns
+// on both sides, and (with lv) the other relationships found there. marks
+// are the last run report's replicated marks, the last resort of
+// lastReplicated.
+func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.Endpoint, now time.Time, lv *liveness, marks []state.SnapshotMark) ([]datasetStatus, error) {
 	sl, err := src.List(ctx, job.Datasets.Roots(), zfs.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list source: %w", err)
@@ -342,31 +384,31 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 			continue
 		}
 		tid := zsync.RelationID(rootTID, t)
-		d := datasetStatus{Job: j.Name, Source: x.Name, Target: t}
-		var newestSrc *zfs.Entry
-		for i, v := range sl {
-			if v.Dataset() == x.Name && v.Type == zfs.Snapshot && (newestSrc == nil || v.CreateTXG > newestSrc.CreateTXG) {
-				newestSrc = &sl[i]
+		d := datasetStatus{Job: j.Name, Source: x.Name, Target: t, SnapshotPrefix: sourceSnapshotPrefix(j), SourceAgeSecs: -1, LagSeconds: -1}
+		if s := newestSourceSnapshot(x.Name, sl, d.SnapshotPrefix); s != nil {
+			d.NewestSource = s.Name
+			d.SourceAgeSecs = now.Sub(s.Creation).Seconds()
+		}
+		held := map[string]bool{}
+		for _, a := range dabs {
+			if a.Target == tid && tid != "" && a.Kind == zsync.LastReceivedHold && a.Dataset() == t {
+				held[a.Name] = true
 			}
 		}
-		if newestSrc != nil {
-			d.NewestSource = newestSrc.Name
-			d.SourceAgeSecs = now.Sub(newestSrc.Creation).Seconds()
+		var mark *state.SnapshotMark
+		for i, m := range marks {
+			if m.Dataset == x.Name {
+				mark = &marks[i]
+			}
 		}
-		var newest *zfs.Entry
-		for i, v := range dl {
+		if last, ok := lastReplicated(x.Name, t, sl, dl, held, mark); ok {
+			d.LastSnapshot, d.LastSnapshotBasis = last.Name, last.Basis
+			d.LagSeconds = now.Sub(last.Created).Seconds()
+		}
+		for _, v := range dl {
 			if v.Name == t && v.ResumeToken != "" {
 				d.Resumable = true
 			}
-			if v.Dataset() == t && v.Type == zfs.Snapshot && (newest == nil || v.CreateTXG > newest.CreateTXG) {
-				newest = &dl[i]
-			}
-		}
-		if newest != nil {
-			d.LastSnapshot = newest.Name
-			d.LagSeconds = now.Sub(newest.Creation).Seconds()
-		} else {
-			d.LagSeconds = -1
 		}
 		for _, a := range sabs {
 			if a.Target == tid && a.Dataset() == x.Name {

@@ -236,3 +236,59 @@ root = "%[2]s/r2"
 		t.Errorf("status --json of %s: other %+v, stale %+v", ds, d.OtherRelations, d.StaleRelations)
 	}
 }
+
+// The backup host snapshots its own pool: a snapshot taken on the target
+// after the push is newer than anything replicated, but check judges lag
+// by the last replicated snapshot (the one whose GUID the source has), and
+// status names that one. (Judged by the target's newest snapshot, the lag
+// of data would be about 0s and check OK.)
+func TestCheckLagIgnoresATargetSnapshotOfItsOwn(t *testing.T) {
+	e := newPushEnv(t, "  [job.check]\n  lag_warning = \"3s\"\n  lag_critical = \"1h\"\n  snapshot_age_warning = \"1h\"\n  snapshot_age_critical = \"2h\"\n")
+	if code, _, _ := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+		t.Fatalf("push: exit %d", code)
+	}
+	data := e.target("data")
+	created, err := strconv.ParseInt(zfstest.Get(t, data+"@first snap", "creation"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Since(time.Unix(created, 0)) < 5*time.Second {
+		time.Sleep(200 * time.Millisecond)
+	}
+	zfstest.MustSnapshot(t, data+"@autosnap_hourly")
+
+	code, out, _ := zsyncRun(t, "--config", e.cfg, "check")
+	checked := time.Now()
+	status, perf, long := checkOutput(t, out)
+	if code != 1 || !strings.HasPrefix(status, "ZSYNC WARNING: ") || !strings.Contains(status, "push "+e.src+"/data: lag ") {
+		t.Errorf("check after a snapshot of the target's own: exit %d %q, want 1, WARNING with the lag of %s/data", code, status, e.src)
+	}
+	if !regexp.MustCompile(`(?m)^WARNING push ` + regexp.QuoteMeta(e.src) + `/data: lag [0-9a-z]+ \(warning 3s\), newest source snapshot `).MatchString(strings.Join(long, "\n")) {
+		t.Errorf("long output lacks the lag of %s/data as a WARNING:\n%s", e.src, strings.Join(long, "\n"))
+	}
+	m := regexp.MustCompile(`^'push:` + regexp.QuoteMeta(e.src) + `/data lag'=([0-9]+)s;3;3600;0$`)
+	found := false
+	for _, p := range perf {
+		if sm := m.FindStringSubmatch(p); sm != nil {
+			found = true
+			lag, _ := strconv.ParseInt(sm[1], 10, 64)
+			if want := checked.Unix() - created; lag < want-3 || lag > want+1 {
+				t.Errorf("lag perfdata %s, want about %ds (the age of @first snap)", p, want)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no lag perfdata for %s/data in %q", e.src, perf)
+	}
+
+	code, out, _ = zsyncRun(t, "--config", e.cfg, "status", "--json")
+	var st []jobStatus
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st) != 1 {
+		t.Fatalf("status --json: exit %d, %v\n%s", code, err, out)
+	}
+	for _, d := range st[0].Datasets {
+		if d.LastSnapshot != d.Target+"@first snap" || d.LastSnapshotBasis != "source" {
+			t.Errorf("status of %s: last replicated %q (%s), want %s@first snap by the source", d.Source, d.LastSnapshot, d.LastSnapshotBasis, d.Target)
+		}
+	}
+}

@@ -63,7 +63,7 @@ func TestStatusShowsOtherJobsAndStaleRelations(t *testing.T) {
 	lv := &liveness{live: map[zsync.TargetID]string{otherTID: "job other: tank/home -> b2/tank/home"},
 		local: []zsync.Claim{{Side: zsync.ReceiverSide, Reason: "a last-received hold on a replica: a push from another host may own it"}}}
 
-	ds, err := describe(context.Background(), j, job, src, dst, time.Now(), lv)
+	ds, err := describe(context.Background(), j, job, src, dst, time.Now(), lv, nil)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("describe: %v %+v", err, ds)
 	}
