@@ -19,6 +19,8 @@ func configCommand(e *env) *cli.Command {
 			Description: "Prints one line per problem on stderr, errors and warnings alike: FILE:LINE: key: message.\n" +
 				"Errors are what can never work: unknown keys (a typo must never silently disable a safety\n" +
 				"setting), values of the wrong type or out of range, combinations that cannot do what they say.\n" +
+				"Every command refuses a file with an error; serve --client not for one about jobs (it runs none).\n" +
+				"A combination that depends on which hosts run the jobs (one file may serve several) is a warning.\n" +
 				"Warnings are what may be intended but usually is not (relative paths, a push job that takes\n" +
 				"no snapshots, two jobs replicating one dataset to one target, ...); other commands log them\n" +
 				"once and run anyway.\n" +
@@ -52,12 +54,17 @@ func printConfig(w io.Writer, cfg *Config) error {
 }
 
 // loadConfigFlag loads the file named by --config / ZSYNC_CONFIG and logs
-// its warnings once, at warn level; they never stop the command. serve does
-// not log them (its stderr goes back to the client over SSH), nor does check
-// (a monitoring plugin's stderr lands in its output; config check shows
-// them).
+// its warnings once, at warn level; they never stop the command. serve
+// loads it with loadServeConfig (errors in how jobs combine do not stop it)
+// and does not log them (its stderr goes back to the client over SSH), nor
+// does check (a monitoring plugin's stderr lands in its output; config
+// check shows them).
 func loadConfigFlag(c *cli.Context) (*Config, error) {
-	cfg, err := LoadConfig(globalString(c, "config"))
+	load := LoadConfig
+	if c.Command != nil && c.Command.Name == "serve" {
+		load = loadServeConfig
+	}
+	cfg, err := load(globalString(c, "config"))
 	if err != nil {
 		return nil, err
 	}

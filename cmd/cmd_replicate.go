@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 	"strings"
@@ -346,11 +347,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 	j.Name = "oneoff-" + hex.EncodeToString(h[:6])
 	cfg := &Config{Path: "(command line)"}
 	cfg.Global.StateDir = c.String("state-dir")
-	if _, err := os.Stat(globalString(c, "config")); err == nil {
-		if fc, err := loadConfigFlag(c); err == nil && !c.IsSet("state-dir") {
-			cfg.Global.StateDir = fc.Global.StateDir
-		}
-	}
+	e.oneOffStateDir(c, cfg)
 	dry := c.Bool("dry-run")
 	var reports []jobResult
 	err = e.forEachJob(c.Context, c, cfg, []*jobConfig{j}, func(ctx context.Context, _ *jobConfig, log zerolog.Logger) error {
@@ -383,6 +380,37 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 	})
 	e.finishReports(c, cfg, reports, err)
 	return err
+}
+
+// oneOffStateDir takes the config file's state_dir for a one-off run
+// without --state-dir. A one-off run needs no config file, so none at the
+// default path is fine; a file that is there (or named by --config /
+// ZSYNC_CONFIG) but cannot be loaded is logged at warn, each problem once,
+// and the run goes on with --state-dir or its default (where its lock and
+// report then are).
+func (e *env) oneOffStateDir(c *cli.Context, cfg *Config) {
+	path := globalString(c, "config")
+	named := false
+	for _, x := range c.Lineage() {
+		named = named || x.IsSet("config")
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !named {
+		return
+	}
+	fc, err := loadConfigFlag(c)
+	if err == nil {
+		if !c.IsSet("state-dir") {
+			cfg.Global.StateDir = fc.Global.StateDir
+		}
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, err := range errs {
+		e.log.Warn().Msgf("config not used by this one-off run (state dir %s): %v", cfg.Global.StateDir, err)
+	}
 }
 
 func parentDataset(ds string) string {

@@ -43,6 +43,25 @@ func LoadConfig(path string) (*Config, error) {
 	return splitProblems(checkConfigFile(path))
 }
 
+// loadServeConfig is LoadConfig for `serve --client`: the errors config
+// check added about jobs (how jobs combine: a job that would replicate its
+// own replicas, two sources in one replica, ...; a hook without a program)
+// do not stop it, since serve runs no job. One such error in a file shared
+// by several hosts must not stop serving every client; the commands that
+// run jobs still refuse the file. Every other error (unknown keys, wrong
+// types, invalid values) stops serve as it always did.
+func loadServeConfig(path string) (*Config, error) {
+	c, problems := checkConfigFile(path)
+	for i, p := range problems {
+		if p.jobs {
+			w := *p
+			w.Warning = true
+			problems[i] = &w
+		}
+	}
+	return splitProblems(c, problems)
+}
+
 // checkConfigFile reads and checks the file at path and returns every
 // problem it finds, errors and warnings, in the order of their lines. The
 // Config is nil when the file cannot be read or is not TOML at all.
@@ -93,7 +112,8 @@ func checkConfigText(path, text string) (*Config, []*ConfigError) {
 	checks := c.validate()
 	switch {
 	case len(doc) == 0:
-		checks = append(checks, problem{msg: "the file is empty: it configures no job and no serve client " +
+		checks = append(checks, problem{warning: true, msg: "the file is empty: it configures no job and no serve client, " +
+			"so snap, push, pull, run and prune have nothing to do " +
 			"(one-off `zsync push SRC DST` needs no config file; for jobs see docs/configuration.md)"})
 	case len(c.Jobs) == 0 && len(c.Serve.Clients) == 0:
 		checks = append(checks, problem{warning: true, msg: "no [[job]] and no [[serve.client]]: " +
@@ -104,7 +124,7 @@ func checkConfigText(path, text string) (*Config, []*ConfigError) {
 	ix := newLineIndex(text)
 	var out []*ConfigError
 	add := func(p problem) {
-		out = append(out, &ConfigError{File: path, Line: ix.line(p.key), Key: p.key, Msg: p.msg, Warning: p.warning})
+		out = append(out, &ConfigError{File: path, Line: ix.line(p.key), Key: p.key, Msg: p.msg, Warning: p.warning, jobs: p.jobs})
 	}
 	for _, p := range d.problems {
 		add(p)
@@ -292,7 +312,10 @@ func (c *Config) validate() []problem {
 		}
 		for name, argv := range map[string][]string{"pre_hook": s.PreHook, "post_hook": s.PostHook} {
 			if len(argv) > 0 && strings.TrimSpace(argv[0]) == "" {
-				bad(fmt.Sprintf("%s.snapshot.%s[0]", p, name), errors.New("empty program name: a hook is an argv array such as [\"/usr/local/bin/db-freeze\", \"--quick\"], or [] for none"))
+				// a job's error (serve does not stop for it), new in the
+				// release that added config check's combination errors
+				errs = append(errs, problem{key: fmt.Sprintf("%s.snapshot.%s[0]", p, name), jobs: true,
+					msg: "empty program name: a hook is an argv array such as [\"/usr/local/bin/db-freeze\", \"--quick\"], or [] for none"})
 			}
 		}
 		r := j.Replication

@@ -3,6 +3,7 @@ package cmd
 import (
 	"encoding"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -22,6 +23,10 @@ type problem struct {
 	key     string
 	msg     string
 	warning bool
+	// jobs marks an error about jobs that `serve --client`, which runs
+	// none, does not stop for (how jobs combine, see lint; an empty hook
+	// program); it stops every command that runs jobs.
+	jobs bool
 }
 
 // schemaDecoder fills the config structs from the generic TOML document
@@ -57,7 +62,7 @@ func (d *schemaDecoder) decode(path string, data any, rv reflect.Value) {
 		case int64:
 			text = strconv.FormatInt(v, 10)
 		default:
-			d.fail(path, "want %s, got %s", wantType(rv.Type()), gotValue(data))
+			d.fail(path, "want %s, got %s%s", wantType(rv.Type()), gotValue(data), floatHint(rv.Type(), data))
 			return
 		}
 		if err := rv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text)); err != nil {
@@ -164,6 +169,13 @@ func unknownKeyMsg(key, k string, names []string) string {
 	if msg, ok := removedKeys[plainKey(key)]; ok {
 		return msg
 	}
+	// BurntSushi/toml's own decoding, which zsync used before, matched keys
+	// in any case; a key is one name, written in lower case
+	for _, n := range names {
+		if strings.EqualFold(k, n) {
+			return fmt.Sprintf("unknown key: keys are lower case: did you mean %s?", n)
+		}
+	}
 	msg := "unknown key"
 	best, bestDist := "", 3
 	for _, n := range names {
@@ -249,6 +261,27 @@ func wantType(t reflect.Type) string {
 		}
 	}
 	return t.String()
+}
+
+// floatHint says how to write a size or duration given as a TOML float
+// (5e6, 1.5): a size is a whole number of bytes or a string with a unit, a
+// duration always a string. Neither is ever a float, so that no size or
+// duration is rounded.
+func floatHint(t reflect.Type, data any) string {
+	f, ok := data.(float64)
+	if !ok {
+		return ""
+	}
+	switch t {
+	case sizeType:
+		if f >= 0 && f <= 1<<53 && f == math.Trunc(f) {
+			return fmt.Sprintf(": write the size as a whole number of bytes (%d) or as a string with a unit (\"5MB\", \"1.5GiB\")", int64(f))
+		}
+		return ": write the size as a whole number of bytes or as a string with a unit (\"5MB\", \"1.5GiB\")"
+	case durationType:
+		return ": write the duration as a string with a unit (\"90s\", \"15m\")"
+	}
+	return ""
 }
 
 // gotValue says what a TOML value is, quoting short scalars.

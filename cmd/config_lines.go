@@ -15,6 +15,9 @@ type ConfigError struct {
 	Key     string
 	Msg     string
 	Warning bool
+	// jobs marks an error about jobs, which does not stop `serve --client`
+	// (it runs no job; see problem.jobs).
+	jobs bool
 }
 
 func (e *ConfigError) Error() string {

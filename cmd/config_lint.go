@@ -59,8 +59,20 @@ func (l *linter) warn(key, format string, a ...any) {
 	l.out = append(l.out, problem{key: key, msg: fmt.Sprintf(format, a...), warning: true})
 }
 
+// fail adds an error about how jobs combine: it stops every command that
+// runs jobs, but not serve, which runs none (see problem.jobs).
 func (l *linter) fail(key, format string, a ...any) {
-	l.out = append(l.out, problem{key: key, msg: fmt.Sprintf(format, a...)})
+	l.out = append(l.out, problem{key: key, msg: fmt.Sprintf(format, a...), jobs: true})
+}
+
+// oneHost reports whether two jobs provably run on one host: neither has a
+// remote. Which host runs which job is not in the file, and one file may be
+// deployed on several (a laptop's push job and the backup host's pull job
+// side by side, each host running its own); a pair of jobs that involves no
+// remote is taken to be for one host. A combination is an error only where
+// it is certain; where it depends on hosts the file does not name, a warning.
+func oneHost(a, b *lintJob) bool {
+	return a.j.Remote == nil && b.j.Remote == nil
 }
 
 // snapshots reports whether the job takes snapshots (snap and run).
@@ -108,10 +120,14 @@ func (v *lintJob) targetHost() string {
 }
 
 func onHost(h string) string {
+	return "on " + hostName(h)
+}
+
+func hostName(h string) string {
 	if h == "" {
-		return "on this host"
+		return "this host"
 	}
-	return "on " + strings.TrimSuffix(h, ":22")
+	return strings.TrimSuffix(h, ":22")
 }
 
 // paths warns about relative paths: they resolve against the directory
@@ -192,7 +208,9 @@ func (l *linter) hooksOfPull(v *lintJob) {
 }
 
 // ownTarget refuses a job whose replicas land on this host where its own
-// source selection, or a job that snapshots, picks them up again.
+// source selection, or a job that snapshots, picks them up again. Another
+// job's snapshots are an error only when both jobs provably run on one host
+// (oneHost), else a warning.
 func (l *linter) ownTarget(v *lintJob) {
 	if !v.replicates() || v.targetHost() != "" {
 		return
@@ -214,9 +232,16 @@ func (l *linter) ownTarget(v *lintJob) {
 			if o.i == v.i || !o.ok || !o.snapshots() || !o.filter.Match(t) {
 				continue
 			}
-			l.fail(o.key+".datasets", "this job snapshots %s, the replica job %q receives %s into: "+
-				"a snapshot taken on a replica makes it diverge from its source, and the next replication fails; "+
-				"exclude the replicas (add \"!%s<\")", t, v.j.Name, r, v.j.Root)
+			if oneHost(v, o) {
+				l.fail(o.key+".datasets", "this job snapshots %s, the replica job %q receives %s into: "+
+					"a snapshot taken on a replica makes it diverge from its source, and the next replication fails; "+
+					"exclude the replicas (add \"!%s<\")", t, v.j.Name, r, v.j.Root)
+				continue
+			}
+			l.warn(o.key+".datasets", "this job selects %s, where the replica job %q receives %s: if both jobs run on one host, "+
+				"a snapshot this job takes there makes the replica diverge from its source, and the next replication fails; "+
+				"exclude the replicas (add \"!%s<\"; where the jobs run on different hosts sharing this file, that changes nothing)",
+				t, v.j.Name, r, v.j.Root)
 		}
 	}
 }
@@ -251,6 +276,12 @@ func overlap(a, b *lintJob) (target, srcA, srcB string, found bool) {
 }
 
 // sameTarget finds two jobs that land replicas in the same target dataset.
+// Two sources there is an error where it is certain: one target (on one
+// named far host, or on this host for two jobs that provably run on one
+// host) and two sources (two datasets on one named host, or two datasets
+// here). Host names prove no difference (two names, "nas" and
+// "nas.vpn.example.net", may be one host), and one source replicated twice
+// is a warning anyway.
 func (l *linter) sameTarget(a, b *lintJob) {
 	if !a.replicates() || !b.replicates() || a.targetHost() != b.targetHost() {
 		return
@@ -259,16 +290,31 @@ func (l *linter) sameTarget(a, b *lintJob) {
 	if !ok {
 		return
 	}
-	if a.sourceHost() == b.sourceHost() && sa == sb {
-		l.warn(b.key+".datasets", "this job and job %q both replicate %s %s to %s %s: both jobs' prune rules apply to the one replica "+
-			"and their runs do not wait for each other; keep each dataset in one job per target "+
-			"(e.g. add \"!%s<\" to one job's datasets) or give the jobs different roots",
-			a.j.Name, sa, onHost(a.sourceHost()), t, onHost(a.targetHost()), sa)
-		return
-	}
-	l.fail(b.key+".root", "this job and job %q both receive into %s %s, from %s %s and %s %s: "+
-		"two sources can never share one replica (each run diverges from the other's snapshots); give the jobs different roots",
+	oneTarget := a.targetHost() != "" || oneHost(a, b)
+	sameSourceHost := a.sourceHost() == b.sourceHost()
+	// two datasets on one host, or here on two hosts: two sources either way
+	twoSources := sameSourceHost && sa != sb
+	const two = "two sources can never share one replica (each run diverges from the other's snapshots)"
+	const one = "both jobs' prune rules apply to the one replica and their runs do not wait for each other"
+	what := fmt.Sprintf("this job and job %q both receive into %s %s, from %s %s and %s %s",
 		a.j.Name, t, onHost(a.targetHost()), sa, onHost(a.sourceHost()), sb, onHost(b.sourceHost()))
+	switch {
+	case oneTarget && twoSources:
+		l.fail(b.key+".root", "%s: %s; give the jobs different roots", what, two)
+	case sameSourceHost && sa == sb:
+		worse := ""
+		if a.sourceHost() == "" && !oneHost(a, b) {
+			worse = "; if they run on two hosts sharing this file, it is worse: " + two
+		}
+		l.warn(b.key+".datasets", "this job and job %q both replicate %s %s to %s %s: %s%s; "+
+			"keep each dataset in one job per target (e.g. add \"!%s<\" to one job's datasets) or give the jobs different roots",
+			a.j.Name, sa, onHost(a.sourceHost()), t, onHost(a.targetHost()), one, worse, sa)
+	case twoSources: // a target here, for jobs that may run on two hosts
+		l.warn(b.key+".root", "%s: if both jobs run on one host, %s; give the jobs different roots", what, two)
+	default: // two host names, which may name one host
+		l.warn(b.key+".root", "%s: if %s and %s are two hosts, %s; if one, %s; give the jobs different roots, or keep the dataset in one job",
+			what, hostName(a.sourceHost()), hostName(b.sourceHost()), two, one)
+	}
 }
 
 // sameSnapshots warns about two jobs that snapshot one dataset with one
@@ -302,14 +348,14 @@ func (l *linter) serveClients() {
 	for i, cl := range l.c.Serve.Clients {
 		key := fmt.Sprintf("serve.client[%d]", i)
 		if cl.ReceiveRoot == "" && len(cl.Send) == 0 {
-			l.fail(key, "client %q can do nothing: it has neither receive_root (where it may push to) nor send (what it may pull); "+
-				"set one of them, or remove the client", cl.Name)
+			l.warn(key, "client %q can do nothing: it has neither receive_root (where it may push to) nor send (what it may pull), "+
+				"so `serve --client %s` refuses all it asks; if that is not how you meant to disable it, set one of them", cl.Name, cl.Name)
 		}
 		if !cl.AppendOnly {
 			continue
 		}
 		if cl.PruneSend {
-			l.fail(key+".prune_send", "prune_send = true never takes effect: append_only refuses every destroy, in the send area too; drop one of them")
+			l.warn(key+".prune_send", "prune_send = true takes no effect: append_only refuses every destroy, in the send area too, and wins; drop one of them")
 		}
 		if cl.ReceiveRoot == "" || zfs.ValidateDataset(cl.ReceiveRoot) != nil {
 			continue

@@ -33,8 +33,8 @@ func TestConfigCheckLint(t *testing.T) {
 		code       int
 		want       []string // each a substring of one line of stderr, one line per problem
 	}{
-		{"empty file", "", ExitUsage, []string{": the file is empty"}},
-		{"only comments", "# nothing yet\n\n", ExitUsage, []string{": the file is empty"}},
+		{"empty file", "", 0, []string{": warning: the file is empty"}},
+		{"only comments", "# nothing yet\n\n", 0, []string{": warning: the file is empty"}},
 		{"no jobs", "[global]\nstate_dir = \"/var/lib/zsync\"\n", 0, []string{": warning: no [[job]] and no [[serve.client]]"}},
 
 		{"relative paths", "[global]\nstate_dir = \"state\"\nmetrics_file = \"m.prom\"\nzfs_binary = \"./zfs\"\n" +
@@ -57,10 +57,28 @@ func TestConfigCheckLint(t *testing.T) {
 
 		{"same dataset to the same target", job("a", "push", "tank/home<", "b/laptop", remoteB+every15m) +
 			job("b", "push", "tank<", "b/laptop", remoteB+"  port = 22\n  [job.snapshot]\n  interval = \"1h\"\n  prefix = \"b_\"\n"), 0,
-			[]string{`:13: job[1].datasets: warning: this job and job "a" both replicate tank/home on this host to b/laptop/tank/home on b:`}},
-		{"two sources, one replica", job("a", "pull", "tank/data<", "pool/r", remoteB) +
-			job("c", "pull", "tank/data", "pool/r", "  [job.remote]\n  host = \"c\"\n"), ExitUsage,
-			[]string{`:12: job[1].root: this job and job "a" both receive into pool/r/tank/data on this host, from tank/data on b and tank/data on c`}},
+			[]string{`:13: job[1].datasets: warning: this job and job "a" both replicate tank/home on this host to b/laptop/tank/home on b: ` +
+				`both jobs' prune rules apply to the one replica and their runs do not wait for each other; ` +
+				`if they run on two hosts sharing this file, it is worse: two sources can never share one replica`}},
+		{"same dataset, same target, all local", job("a", "push", "tank/home<", "backup/l", every15m) + job("b", "push", "tank<", "backup/l", "  [job.snapshot]\n  interval = \"1h\"\n  prefix = \"b_\"\n"), 0,
+			[]string{`:11: job[1].datasets: warning: this job and job "a" both replicate tank/home on this host to backup/l/tank/home on this host: ` +
+				`both jobs' prune rules apply to the one replica and their runs do not wait for each other; keep each dataset`}},
+		// two names may name one host: the same dataset from "nas" and from
+		// "nas.vpn.example.net" is one source replicated twice
+		{"two host names, one replica", job("a", "pull", "tank/data<", "pool/r", "  [job.remote]\n  host = \"nas\"\n") +
+			job("c", "pull", "tank/data", "pool/r", "  [job.remote]\n  host = \"nas.vpn.example.net\"\n"), 0,
+			[]string{`:12: job[1].root: warning: this job and job "a" both receive into pool/r/tank/data on this host, from tank/data on nas and tank/data on nas.vpn.example.net: ` +
+				`if nas and nas.vpn.example.net are two hosts, two sources can never share one replica`}},
+		{"two datasets of one far host, one replica", job("a", "pull", "tank/data<", "pool/r", remoteB+"  [job.replication]\n  strip_components = 1\n") +
+			job("c", "pull", "pool/data<", "pool/r", remoteB+"  [job.replication]\n  strip_components = 1\n"), 0,
+			[]string{`:14: job[1].root: warning: this job and job "a" both receive into pool/r/data on this host, from tank/data on b and pool/data on b: ` +
+				`if both jobs run on one host, two sources can never share one replica`}},
+		{"two sources, one replica on a far host", job("a", "push", "tank/data<", "backup/r", remoteB+every15m+"  [job.replication]\n  strip_components = 1\n") +
+			job("c", "push", "pool/data<", "backup/r", remoteB+every15m+"  prefix = \"c_\"\n  [job.replication]\n  strip_components = 1\n"), ExitUsage,
+			[]string{`:16: job[1].root: this job and job "a" both receive into backup/r/data on b, from tank/data on this host and pool/data on this host: two sources can never share one replica`}},
+		{"two sources, one local replica", job("a", "push", "tank/data<", "backup/r", every15m+"  [job.replication]\n  strip_components = 1\n") +
+			job("c", "push", "pool/data<", "backup/r", every15m+"  prefix = \"c_\"\n  [job.replication]\n  strip_components = 1\n"), ExitUsage,
+			[]string{`:14: job[1].root: this job and job "a" both receive into backup/r/data on this host, from tank/data on this host and pool/data on this host: two sources can never share one replica`}},
 		{"same dataset, one snapshot series", job("a", "snap", "tank<", "", every15m) + job("b", "push", "tank/home<", "b/h", remoteB+"  [job.snapshot]\n  interval = \"1h\"\n"), 0,
 			[]string{`:14: job[1].snapshot.prefix: warning: this job and job "a" both take zsync_ snapshots of tank/home`}},
 
@@ -69,13 +87,23 @@ func TestConfigCheckLint(t *testing.T) {
 				`so every run would replicate the replicas (and snapshots taken there make them diverge); exclude the root in datasets (add "!tank/backup<")`}},
 		{"pull into its own source", job("l", "pull", "tank<", "tank/backup", ""), ExitUsage,
 			[]string{`:5: job[0].root: the replicas land inside the datasets this job sends`}},
-		{"snapshots of replicas", job("r", "pull", "tank/data<", "backup/r", remoteB) + job("s", "snap", "backup<", "", every15m), ExitUsage,
-			[]string{`:11: job[1].datasets: this job snapshots backup/r/tank/data, the replica job "r" receives tank/data into`}},
+		{"snapshots of local replicas", job("r", "pull", "tank/data<", "backup/r", "") + job("s", "snap", "backup<", "", every15m), ExitUsage,
+			[]string{`:9: job[1].datasets: this job snapshots backup/r/tank/data, the replica job "r" receives tank/data into`}},
+		{"snapshots of pulled replicas", job("r", "pull", "tank/data<", "backup/r", remoteB) + job("s", "snap", "backup<", "", every15m), 0,
+			[]string{`:11: job[1].datasets: warning: this job selects backup/r/tank/data, where the replica job "r" receives tank/data: if both jobs run on one host, ` +
+				`a snapshot this job takes there makes the replica diverge`}},
+		// one file for a laptop (the push job) and its backup host (the pull
+		// job): which host runs which job is not in the file
+		{"one file for two hosts", job("laptop-home", "push", "tank<", "tank/backups/laptop", "  [job.remote]\n  host = \"server\"\n"+every15m) +
+			job("server-pull-nas", "pull", "tank/media<", "tank/backups/nas", "  [job.remote]\n  host = \"nas\"\n"), 0,
+			[]string{`:4: job[0].datasets: warning: this job selects tank/backups/nas/tank/media, where the replica job "server-pull-nas" receives tank/media: if both jobs run on one host`}},
 
-		{"client that can do nothing", "[[serve.client]]\nname = \"x\"\n", ExitUsage,
-			[]string{`:1: serve.client[0]: client "x" can do nothing`}},
-		{"append_only and prune_send", "[[serve.client]]\nname = \"x\"\nsend = [\"tank<\"]\nappend_only = true\nprune_send = true\n", ExitUsage,
-			[]string{`:5: serve.client[0].prune_send: prune_send = true never takes effect: append_only refuses every destroy`}},
+		// a client is disabled by removing its send
+		{"client that can do nothing", "[[serve.client]]\nname = \"x\"\n", 0,
+			[]string{`:1: serve.client[0]: warning: client "x" can do nothing`}},
+		// append_only wins, as it always did
+		{"append_only and prune_send", "[[serve.client]]\nname = \"x\"\nsend = [\"tank<\"]\nappend_only = true\nprune_send = true\n", 0,
+			[]string{`:5: serve.client[0].prune_send: warning: prune_send = true takes no effect: append_only refuses every destroy`}},
 		{"append_only and target prune", job("h", "push", "tank/h<", "backup/laptop", remoteB+every15m+
 			"  [job.replication]\n  on_diverged = \"rotate\"\n  [job.prune]\n  target = [{ last_n = 10 }]\n") +
 			"[[serve.client]]\nname = \"laptop\"\nreceive_root = \"backup\"\nappend_only = true\n", 0,

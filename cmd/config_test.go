@@ -113,6 +113,13 @@ func TestConfigErrorsExit2(t *testing.T) {
 		"bad job name":     {"[[job]]\nname = \"a b\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n", ":2: job[0].name"},
 		"toml syntax":      {"[[job]\nname = 1\n", "zsync.toml:2: expected end of table array"},
 		"empty hook":       {base + "  interval = \"1h\"\n  post_hook = [\"\", \"x\"]\n", ":7: job[0].snapshot.post_hook[0]: empty program name"},
+		// BurntSushi/toml's own decoding matched keys in any case; zsync reads
+		// them as written, and says so
+		"key case":   {"[[serve.client]]\nname = \"c\"\nsend = [\"tank<\"]\nAppend_Only = true\n", ":4: serve.client[0].Append_Only: unknown key: keys are lower case: did you mean append_only?"},
+		"table case": {"[Global]\nstate_dir = \"/x\"\n", ":1: Global: unknown key: keys are lower case: did you mean global?"},
+		"float size": {base + "  interval = \"1h\"\n  [job.replication]\n  bandwidth_limit = 5e6\n", ":8: job[0].replication.bandwidth_limit: " + `want a size such as "50MiB", "1GB" or "0", got the float 5e+06: write the size as a whole number of bytes (5000000) or as a string with a unit`},
+		"float time": {base + "  interval = 1.5\n", ":6: job[0].snapshot.interval: " + `want a duration such as "15m", "36h", "14d" or "0", got the float 1.5: write the duration as a string with a unit`},
+		"long time":  {base + "  interval = \"30501w\"\n", `:6: job[0].snapshot.interval: invalid duration "30501w": too long (at most 15250w1d23h47m16s, about 292 years)`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -157,10 +164,15 @@ func TestDurationsAndSizes(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "15", "m", "15x", "1.5h", "-3m"} {
-		if _, err := ParseDuration(bad); err == nil {
-			t.Errorf("ParseDuration(%q) accepted", bad)
+	for _, bad := range []string{"", "15", "m", "15x", "1.5h", "-3m",
+		// past time.Duration's 292 years, which used to wrap ("30501w" was 3d25m26s)
+		"30501w", "15251w", "15250w2d", "15250w15250w", "106751d23h47m17s"} {
+		if got, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted: %v", bad, got)
 		}
+	}
+	if got, err := ParseDuration(FormatDuration(maxDuration)); err != nil || got != maxDuration {
+		t.Errorf("the longest duration: %v, %v", got, err)
 	}
 	for in, want := range map[string]int64{"50MiB": 50 << 20, "1GB": 1e9, "800k": 800 << 10, "0": 0, "12": 12} {
 		got, err := ParseSize(in)
@@ -199,11 +211,78 @@ func TestLockedJobExits75(t *testing.T) {
 	}
 }
 
-// The documented example must stay a valid config, without warnings.
+// The documented example must stay a valid config, without warnings, and
+// teach the safe setting: its laptop client is append_only, as
+// docs/security.md advises for clients that are easy to lose.
 func TestExampleConfigIsValid(t *testing.T) {
 	code, out, errOut := runUnit(t, "--config", "../docs/zsync.example.toml", "config", "check")
 	if code != 0 || !strings.Contains(out, "valid, 1 job(s), 1 serve client(s), 0 warning(s)") || errOut != "" {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	cfg, err := LoadConfig("../docs/zsync.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl := cfg.Serve.Clients[0]; cl.Name != "laptop" || !cl.AppendOnly {
+		t.Errorf("the example's client %q is not append_only", cl.Name)
+	}
+}
+
+// serve --client refuses a file with an error of its own (an unknown key, a
+// wrong value), but not for an error in how the jobs combine: it runs no
+// job, and one such error in a file shared by several hosts must not stop
+// serving every client. The commands that run jobs still refuse the file.
+func TestServeConfigErrors(t *testing.T) {
+	clients := "[[serve.client]]\nname = \"laptop\"\nreceive_root = \"backup/laptop\"\n" +
+		"[[serve.client]]\nname = \"retired\"\n" // can do nothing: a warning
+	jobErr := "[[job]]\nname = \"l\"\ntype = \"push\"\ndatasets = [\"tank<\"]\nroot = \"tank/backup\"\n  [job.snapshot]\n  interval = \"15m\"\n"
+	serve := func(body, client string) (int, string, string) {
+		t.Helper()
+		return runUnit(t, "--config", configFile(t, body), "serve", "--stdio", "--client", client)
+	}
+	hookErr := "[[job]]\nname = \"s\"\ntype = \"snap\"\ndatasets = [\"tank<\"]\n  [job.snapshot]\n  interval = \"15m\"\n  pre_hook = [\"\"]\n"
+	for _, client := range []string{"laptop", "retired"} {
+		for _, jobs := range []string{jobErr, hookErr} {
+			// it speaks (and then finds its client gone: stdin is empty)
+			code, out, errOut := serve(jobs+clients, client)
+			if code == ExitUsage || !strings.HasPrefix(out, "ZSYNC-SERVE ") || strings.Contains(errOut, "job[0]") {
+				t.Errorf("client %s, a job error in the file: exit %d, stdout %q, stderr %q", client, code, out, errOut)
+			}
+		}
+	}
+	code, out, errOut := serve(jobErr+strings.Replace(clients, "receive_root", "receive_rot", 1), "laptop")
+	if code != ExitUsage || out != "" || !strings.Contains(errOut, "serve.client[0].receive_rot: unknown key") {
+		t.Errorf("an unknown key: exit %d, stdout %q, stderr %q; want 2 and the key", code, out, errOut)
+	}
+	code, _, errOut = runUnit(t, "--config", configFile(t, jobErr+clients), "snap")
+	if code != ExitUsage || !strings.Contains(errOut, "job[0].root: the replicas land inside") {
+		t.Errorf("snap, a job error in the file: exit %d, stderr %q; want 2 and the error", code, errOut)
+	}
+}
+
+// A one-off run needs no config file; one that is there but cannot be
+// loaded is logged, each problem once, and the run goes on with
+// --state-dir.
+func TestOneOffLogsConfigErrors(t *testing.T) {
+	// no zfs here, and no far side there: the run fails after the config is
+	// looked at, without touching a pool
+	t.Setenv("PATH", t.TempDir())
+	dir := t.TempDir()
+	bad := configFile(t, "[global]\nstate_dir = \"/nonexistent/state\"\nstatedir = \"x\"\n[[job]]\nname = \"a b\"\n")
+	for name, args := range map[string][]string{
+		"bad file":     {"--config", bad},
+		"missing file": {"--config", filepath.Join(dir, "nope.toml")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, _, errOut := runUnit(t, append(args, "pull", "--state-dir", dir, "--port", "1", "--jump", "none",
+				"--known-hosts", filepath.Join(dir, "known_hosts"), "zsync@127.0.0.1:tank/a", "pool/b")...)
+			if code == 0 || code == ExitUsage || !strings.Contains(errOut, "config not used by this one-off run (state dir "+dir+")") {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if name == "bad file" && (!strings.Contains(errOut, ":3: global.statedir: unknown key") || !strings.Contains(errOut, `:5: job[0].name: invalid job name "a b"`)) {
+				t.Errorf("not every problem logged:\n%s", errOut)
+			}
+		})
 	}
 }
 

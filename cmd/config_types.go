@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -185,11 +186,19 @@ func ParseDuration(s string) (time.Duration, error) {
 		default:
 			return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use s, m, h, d or w)", s, rest[i:i+1])
 		}
+		// time.Duration holds about 292 years; beyond that it would wrap
+		if time.Duration(n) > (math.MaxInt64-total)/unit {
+			return 0, fmt.Errorf("invalid duration %q: too long (at most %s, about 292 years)", s, FormatDuration(maxDuration))
+		}
 		total += time.Duration(n) * unit
 		rest = rest[i+1:]
 	}
 	return total, nil
 }
+
+// maxDuration is the longest duration ParseDuration accepts, in whole
+// seconds (FormatDuration's smallest unit).
+const maxDuration = math.MaxInt64 / time.Second * time.Second
 
 // FormatDuration prints d with the largest exact units, e.g. "14d", "1h30m".
 func FormatDuration(d time.Duration) string {
