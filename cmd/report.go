@@ -137,14 +137,26 @@ func toRunReport(command string, r *zsync.Report, jobErr error, others ...error)
 	for _, d := range rr.Datasets {
 		kinds = append(kinds, d.ErrorKind)
 	}
-	for _, k := range kinds {
-		if k != "" {
-			rr.ErrorKind = k
-			break
-		}
-	}
+	rr.ErrorKind = firstKind(kinds)
 	rr.Error = strings.Join(errs, "; ")
 	return rr
+}
+
+// firstKind is the first of kinds that names a failure, else "interrupted"
+// when one is: a job interrupted after a dataset failed (or a snapshot
+// failed before replication was interrupted) reports why that failed.
+func firstKind(kinds []string) string {
+	fallback := ""
+	for _, k := range kinds {
+		switch k {
+		case "":
+		case "interrupted":
+			fallback = k
+		default:
+			return k
+		}
+	}
+	return fallback
 }
 
 // snapOutcome is what one snapshot phase of a job found and did: a result

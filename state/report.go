@@ -56,7 +56,8 @@ type RunReport struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	Error       string    `json:"error,omitempty"`
 	// ErrorKind classifies Error (ssh_host_key_unknown, ssh_auth, zfs_no_space,
-	// ...): the job's own failure, else the first failed dataset's.
+	// ...): the job's own failure, else the first failed dataset's;
+	// "interrupted" only when no failure has a class of its own.
 	ErrorKind string          `json:"error_kind,omitempty"`
 	TargetID  string          `json:"target_id,omitempty"`
 	Bytes     int64           `json:"bytes"`
