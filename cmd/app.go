@@ -7,8 +7,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -44,10 +42,7 @@ type env struct {
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, log: zerolog.Nop()}
 	app := newApp(e)
-	err := runApp(ctx, app, e, args)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, errInterrupted) {
-		err = fmt.Errorf("%w: %v", errInterrupted, err)
-	}
+	err := markInterrupted(ctx, runApp(ctx, app, e, args))
 	code := ExitCode(err)
 	e.reportExit(err, code)
 	return code

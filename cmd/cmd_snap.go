@@ -62,6 +62,12 @@ func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool
 	opts := snapOptions(j, dryRun)
 	plan := snap.NewPlan(list, filter, opts, now)
 	for _, d := range plan.NotDue {
+		if d.FutureDated {
+			// every run, until someone acts: no snapshot is taken until
+			// the clock passes it, maybe for years
+			log.Warn().Str("dataset", d.Dataset).Str("snapshot", d.Dataset+"@"+d.Newest).Msg(futureDatedWarning(d))
+			continue
+		}
 		log.Debug().Str("dataset", d.Dataset).Msg("not due: " + d.Reason)
 	}
 	if len(plan.Due) == 0 {
@@ -92,4 +98,14 @@ func (e *env) snapJob(ctx context.Context, z *zfs.CLI, j *jobConfig, dryRun bool
 		return so, &PartialError{Failed: failed, Succeeded: ok, Err: err}
 	}
 	return so, nil
+}
+
+// futureDatedWarning says that a dataset gets no snapshot because its newest
+// one is dated in the future (snap.Decision.FutureDated), and what to do.
+// The due rule stays as it is (a clock that jumps must not bring a burst of
+// snapshots, see snap.NewPlan); instead every run warns, the run report
+// carries the warning and the metrics say so (state.Metrics).
+func futureDatedWarning(d snap.Decision) string {
+	return fmt.Sprintf("snapshots stopped: %s; rename %s@%s to a name without the job's prefix (or destroy it) to resume them",
+		d.Reason, d.Dataset, d.Newest)
 }

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 
 	"github.com/rs/zerolog"
@@ -21,6 +20,10 @@ var errorKinds = []struct {
 	kind  string
 	match func(error) bool
 }{
+	// only when nothing else failed (else the failure names its kind), and
+	// before the rest: a connection whose dial was interrupted is not an
+	// ssh_connect failure
+	{"interrupted", onlyInterrupted},
 	{"ssh_host_key_mismatch", is(sshtransport.ErrHostKeyMismatch)},
 	{"ssh_host_key_unknown", is(sshtransport.ErrHostKeyUnknown)},
 	{"ssh_auth", is(sshtransport.ErrAuth)},
@@ -38,9 +41,6 @@ var errorKinds = []struct {
 		var ue *usageError
 		var ce *ConfigError
 		return errors.As(err, &ue) || errors.As(err, &ce)
-	}},
-	{"interrupted", func(err error) bool {
-		return errors.Is(err, errInterrupted) || errors.Is(err, context.Canceled)
 	}},
 	{"replication_conflict", is(zsync.ErrConflict)},
 	{"zfs_permission_denied", is(zfs.ErrPermissionDenied)},

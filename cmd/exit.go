@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,7 +17,7 @@ const (
 	ExitUsage       = 2   // usage or configuration error; nothing was changed
 	ExitPartial     = 3   // some datasets failed, others succeeded
 	ExitLocked      = 75  // another run holds the lock (EX_TEMPFAIL)
-	ExitInterrupted = 130 // interrupted by SIGINT/SIGTERM after cleaning up
+	ExitInterrupted = 130 // interrupted by SIGINT/SIGTERM after cleaning up, nothing failed before
 )
 
 const exitCodeHelp = `EXIT CODES:
@@ -27,7 +26,7 @@ const exitCodeHelp = `EXIT CODES:
    2    usage or configuration error (nothing was changed)
    3    partial: some datasets failed, others succeeded (the run report says which)
    75   another run holds the lock (EX_TEMPFAIL; list it in SuccessExitStatus= of a systemd unit)
-   130  interrupted by SIGINT/SIGTERM after cleaning up`
+   130  interrupted by SIGINT/SIGTERM after cleaning up (a failure before the signal exits 1 or 3)`
 
 // usageError is a command-line mistake: exit 2, nothing changed.
 type usageError struct{ msg string }
@@ -58,11 +57,13 @@ func (e *PartialError) Error() string {
 
 func (e *PartialError) Unwrap() error { return e.Err }
 
-// errInterrupted is reported when a signal cancelled the run.
-var errInterrupted = errors.New("interrupted")
-
 // ExitCode maps an error returned by a command to the exit-code table. It is
-// the only place that decides exit codes.
+// the only place that decides exit codes. 75 and 130 count as success for
+// systemd units (SuccessExitStatus=), so they are returned only when nothing
+// failed: 75 when every failure is a busy lock, 130 when every failure is
+// the interruption (or a busy lock). A real failure joined with either
+// decides the code: 3 when the first *PartialError says that some units
+// succeeded, else 1.
 func ExitCode(err error) int {
 	var ue *usageError
 	var ce *ConfigError
@@ -77,7 +78,7 @@ func ExitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, state.ErrLocked) && onlyLocked(err):
 		return ExitLocked
-	case errors.Is(err, errInterrupted), errors.Is(err, context.Canceled):
+	case onlyInterrupted(err):
 		return ExitInterrupted
 	case errors.As(err, &pe):
 		if pe.Succeeded == 0 {
@@ -99,30 +100,17 @@ func outcome(succeeded int, failures []error) error {
 	return &PartialError{Failed: len(failures), Succeeded: succeeded, Err: errors.Join(failures...)}
 }
 
-// onlyLocked reports whether every failure err carries is a busy job lock.
-// A command whose jobs partly found their lock busy and partly failed must
-// not exit 75: units list 75 in SuccessExitStatus=, which would hide the
-// failure. It walks the tree of wrapped and joined errors itself, looking
-// at one node at a time (hence comparisons and type assertions rather than
-// errors.Is and errors.As, which answer whether any branch matches, not
-// whether all do).
+// onlyLocked reports whether every failure err carries is a busy job lock
+// (see every). A command whose jobs partly found their lock busy and partly
+// failed must not exit 75: units list 75 in SuccessExitStatus=, which would
+// hide the failure.
 func onlyLocked(err error) bool {
-	for err != nil {
-		if _, ok := err.(*state.LockedError); ok || err == state.ErrLocked {
-			return true
-		}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			errs := j.Unwrap()
-			for _, x := range errs {
-				if !onlyLocked(x) {
-					return false
-				}
-			}
-			return len(errs) > 0
-		}
-		err = errors.Unwrap(err)
-	}
-	return false
+	return every(err, isLocked, nil)
+}
+
+func isLocked(err error) bool {
+	_, ok := err.(*state.LockedError)
+	return ok || err == state.ErrLocked
 }
 
 // exitLevel is the level of the log line that reports a command's error:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,14 +39,21 @@ func (e *env) newZFS(cfg *Config) *zfs.CLI {
 // forEachJob runs fn for every job under its lock, one after the other. A job
 // whose lock is busy ends the command with exit 75 when no other job failed
 // (the other jobs still run); a failing job does not stop the others, and
-// its failure decides the exit code (1 or 3) over a busy lock.
+// its failure decides the exit code (1 or 3) over a busy lock. An
+// interruption (SIGINT, SIGTERM) stops the loop before the next job; the
+// jobs' failures so far are kept and joined with it, so that the command
+// exits 130 only when nothing failed for real (see ExitCode): a job's
+// error that came of the interruption is marked so (markInterrupted), any
+// other stays a failure.
 func (e *env) forEachJob(ctx context.Context, c *cli.Context, cfg *Config, jobs []*jobConfig, fn func(ctx context.Context, j *jobConfig, log zerolog.Logger) error) error {
 	var errs []error
+	var stopped error // the interruption, before the jobs not run
 	ok := 0
 	locked := false
-	for _, j := range jobs {
+	for i, j := range jobs {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w before job %s", errInterrupted, j.Name)
+			stopped = interruptedBefore(jobs[i:])
+			break
 		}
 		log := e.log.With().Str("job", j.Name).Logger()
 		lock, err := state.Acquire(ctx, cfg.Global.StateDir, j.Name, c.Bool("wait"))
@@ -57,28 +65,56 @@ func (e *env) forEachJob(ctx context.Context, c *cli.Context, cfg *Config, jobs 
 				errs = append(errs, err)
 				continue
 			}
-			return err
+			if ctx.Err() != nil { // while waiting for the lock (--wait)
+				stopped = fmt.Errorf("%w: %w", interruptedBefore(jobs[i:]), err)
+				break
+			}
+			// the state dir is unusable: so it is for every job
+			errs = append(errs, err)
+			break
 		}
 		err = fn(ctx, j, log)
 		lock.Release()
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%w: job %s: %v", errInterrupted, j.Name, err)
-			}
-			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, markInterrupted(ctx, err)))
 			continue
 		}
 		ok++
 	}
-	if locked && len(errs) == 1 {
-		return errs[0]
+	err := jobsOutcome(errs, ok, locked)
+	switch {
+	case stopped == nil:
+		return err
+	case err == nil:
+		return stopped
+	default:
+		return errors.Join(err, stopped)
 	}
+}
+
+// jobsOutcome is the error of the jobs that ran: nil when none failed, the
+// error itself when it is the only one and a busy lock or a *PartialError
+// of datasets, else a *PartialError counting jobs.
+func jobsOutcome(errs []error, ok int, locked bool) error {
 	if len(errs) == 0 {
 		return nil
 	}
 	var pe *PartialError
-	if len(errs) == 1 && errors.As(errs[0], &pe) {
+	if len(errs) == 1 && (locked || errors.As(errs[0], &pe)) {
 		return errs[0]
 	}
 	return &PartialError{Failed: len(errs), Succeeded: ok, Unit: "jobs", Err: errors.Join(errs...)}
+}
+
+// interruptedBefore is the error of an interruption that came before the
+// given jobs ran.
+func interruptedBefore(jobs []*jobConfig) error {
+	names := make([]string, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.Name
+	}
+	if len(names) == 1 {
+		return fmt.Errorf("%w before job %s", errInterrupted, names[0])
+	}
+	return fmt.Errorf("%w before jobs %s", errInterrupted, strings.Join(names, ", "))
 }

@@ -137,27 +137,43 @@ func toRunReport(command string, r *zsync.Report, jobErr error, others ...error)
 	for _, d := range rr.Datasets {
 		kinds = append(kinds, d.ErrorKind)
 	}
-	for _, k := range kinds {
-		if k != "" {
-			rr.ErrorKind = k
-			break
-		}
-	}
+	rr.ErrorKind = firstKind(kinds)
 	rr.Error = strings.Join(errs, "; ")
 	return rr
 }
 
+// firstKind is the first of kinds that names a failure, else "interrupted"
+// when one is: a job interrupted after a dataset failed (or a snapshot
+// failed before replication was interrupted) reports why that failed.
+func firstKind(kinds []string) string {
+	fallback := ""
+	for _, k := range kinds {
+		switch k {
+		case "":
+		case "interrupted":
+			fallback = k
+		default:
+			return k
+		}
+	}
+	return fallback
+}
+
 // snapOutcome is what one snapshot phase of a job found and did: a result
-// per selected dataset (taken, not due, skipped by its pre-hook, failed)
-// and the newest snapshot with the job's prefix each has now.
+// per selected dataset (taken, not due, skipped by its pre-hook, failed),
+// the newest snapshot with the job's prefix each has now (not counting
+// one dated in the future), and the datasets whose newest snapshot is
+// dated in the future.
 type snapOutcome struct {
 	results []zsync.Result
 	marks   []state.SnapshotMark
+	future  []state.SnapshotMark
 }
 
 // addTo records the newest snapshots in a run report.
 func (s *snapOutcome) addTo(rr *state.RunReport) {
 	rr.Snapshots = append(rr.Snapshots[:0:0], s.marks...)
+	rr.FutureDated = append(rr.FutureDated[:0:0], s.future...)
 }
 
 // newSnapOutcome describes a snapshot phase from its plan and, when
@@ -165,12 +181,24 @@ func (s *snapOutcome) addTo(rr *state.RunReport) {
 func newSnapOutcome(plan snap.Plan, rep *snap.Report) *snapOutcome {
 	so := &snapOutcome{}
 	mark := func(d snap.Decision) {
-		if d.Newest != "" {
-			so.marks = append(so.marks, state.SnapshotMark{Dataset: d.Dataset, Snapshot: d.Dataset + "@" + d.Newest, Time: d.NewestTime})
+		newest, t := d.Newest, d.NewestTime
+		if d.FutureDated {
+			// a time in the future would make the age that monitoring
+			// computes negative, and never alert while no snapshot is
+			// taken; the one before keeps ageing
+			newest, t = d.NewestPast, d.NewestPastTime
+			so.future = append(so.future, state.SnapshotMark{Dataset: d.Dataset, Snapshot: d.Dataset + "@" + d.Newest, Time: d.NewestTime})
+		}
+		if newest != "" {
+			so.marks = append(so.marks, state.SnapshotMark{Dataset: d.Dataset, Snapshot: d.Dataset + "@" + newest, Time: t})
 		}
 	}
 	for _, d := range plan.NotDue {
-		so.results = append(so.results, zsync.Result{Source: d.Dataset, Status: "not due"})
+		res := zsync.Result{Source: d.Dataset, Status: "not due"}
+		if d.FutureDated {
+			res.Warnings = []string{futureDatedWarning(d)}
+		}
+		so.results = append(so.results, res)
 		mark(d)
 	}
 	taken := map[string]snap.Result{}
@@ -209,6 +237,7 @@ func newSnapOutcome(plan snap.Plan, rep *snap.Report) *snapOutcome {
 	}
 	slices.SortFunc(so.results, func(a, b zsync.Result) int { return strings.Compare(a.Source, b.Source) })
 	slices.SortFunc(so.marks, func(a, b state.SnapshotMark) int { return strings.Compare(a.Dataset, b.Dataset) })
+	slices.SortFunc(so.future, func(a, b state.SnapshotMark) int { return strings.Compare(a.Dataset, b.Dataset) })
 	return so
 }
 

@@ -26,10 +26,18 @@ type Decision struct {
 	Newest     string
 	NewestTime time.Time
 	// FutureDated is set when Newest is dated after the run's time, which
-	// happens when the clock went backwards. Such a dataset is not due until
-	// real time has passed Newest's time plus the interval; callers should
-	// warn about it.
+	// happens when the clock went backwards (or was ahead when Newest was
+	// taken). Such a dataset is not due until real time has passed
+	// NextDue(NewestTime, interval): no snapshot is taken until then, so
+	// callers should warn about it.
 	FutureDated bool
+	// NewestPast and NewestPastTime are the newest snapshot with the job's
+	// prefix dated no later than the run's time: Newest and NewestTime,
+	// unless FutureDated (then an older snapshot, or empty when there is
+	// none). Its age is how long the dataset has gone without a snapshot
+	// taken at a believable time.
+	NewestPast     string
+	NewestPastTime time.Time
 	// Reason explains the decision for people, e.g.
 	// "newest zsync_20261122T050000Z is 4m0s old, interval 15m0s".
 	Reason string
@@ -62,7 +70,7 @@ type Plan struct {
 // name (running twice in one second is harmless), or when its newest
 // prefixed snapshot is dated in the future (the clock went backwards): then
 // [Decision.FutureDated] is set and the dataset stays not due until real time
-// has passed that snapshot's time plus the interval, so a clock jump never
+// has passed [NextDue] of that snapshot's time, so a clock jump never
 // produces a burst of snapshots. Snapshots whose names do not parse with the
 // prefix (other prefixes, manual snapshots) do not count.
 func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan {
@@ -72,6 +80,8 @@ func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan 
 	type state struct {
 		newest     string
 		newestTime time.Time
+		past       string // the newest not after runTime
+		pastTime   time.Time
 		hasExact   bool
 	}
 	datasets := map[string]*state{}
@@ -101,6 +111,9 @@ func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan 
 		if st.newest == "" || t.After(st.newestTime) {
 			st.newest, st.newestTime = short, t
 		}
+		if !t.After(runTime) && (st.past == "" || t.After(st.pastTime)) {
+			st.past, st.pastTime = short, t
+		}
 	}
 
 	names := make([]string, 0, len(datasets))
@@ -112,10 +125,13 @@ func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan 
 	for _, ds := range names {
 		st := datasets[ds]
 		d := Decision{
-			Dataset:    ds,
-			Snapshot:   ds + "@" + p.Name,
-			Newest:     st.newest,
-			NewestTime: st.newestTime,
+			Dataset:        ds,
+			Snapshot:       ds + "@" + p.Name,
+			Newest:         st.newest,
+			NewestTime:     st.newestTime,
+			NewestPast:     st.past,
+			NewestPastTime: st.pastTime,
+			FutureDated:    st.newest != "" && st.newestTime.After(runTime),
 		}
 		due := false
 		switch {
@@ -124,10 +140,9 @@ func NewPlan(listing []zfs.Entry, filter Filter, o Options, now time.Time) Plan 
 		case st.newest == "":
 			due = true
 			d.Reason = fmt.Sprintf("no snapshot with prefix %q", o.Prefix)
-		case st.newestTime.After(runTime):
-			d.FutureDated = true
+		case d.FutureDated:
 			d.Reason = fmt.Sprintf("newest %s is dated %s in the future (clock went backwards?); not due before %s",
-				st.newest, st.newestTime.Sub(runTime), st.newestTime.Add(max(o.Interval, 0)).Format(time.RFC3339))
+				st.newest, st.newestTime.Sub(runTime), NextDue(st.newestTime, o.Interval).UTC().Format(time.RFC3339))
 		default:
 			age := runTime.Sub(st.newestTime)
 			next := NextDue(st.newestTime, o.Interval)

@@ -51,6 +51,7 @@ func TestPlan(t *testing.T) {
 	type want struct {
 		due    bool
 		future bool
+		past   string // NewestPast of a future-dated dataset
 		reason string
 	}
 	cases := []struct {
@@ -78,7 +79,10 @@ func TestPlan(t *testing.T) {
 		{"interval zero is always due", []string{"tank/a", "tank/a@zsync_20261122T045959Z"}, Options{Prefix: "zsync_"},
 			want{due: true, reason: "newest zsync_20261122T045959Z is 1s old, interval 0s"}},
 		{"future dated", []string{"tank/a", "tank/a@zsync_20261122T030000Z", "tank/a@zsync_20261122T060000Z"}, o,
-			want{future: true, reason: "newest zsync_20261122T060000Z is dated 1h0m0s in the future (clock went backwards?); not due before 2026-11-22T06:15:00Z"}},
+			want{future: true, past: "zsync_20261122T030000Z", reason: "newest zsync_20261122T060000Z is dated 1h0m0s in the future (clock went backwards?); not due before 2026-11-22T06:15:00Z"}},
+		// NextDue, not newest+interval (06:20): 06:05 + 15m - slack
+		{"future dated, off the grid", []string{"tank/a", "tank/a@zsync_20261122T060500Z"}, o,
+			want{future: true, reason: "newest zsync_20261122T060500Z is dated 1h5m0s in the future (clock went backwards?); not due before 2026-11-22T06:16:15Z"}},
 		{"prefix with spaces", []string{"tank/my data", "tank/my data@my snap 20261122T044000Z", "tank/my data@my snap20261122T045900Z"},
 			Options{Prefix: "my snap ", Interval: 15 * time.Minute},
 			want{due: true, reason: "newest my snap 20261122T044000Z is 20m0s old, interval 15m0s"}},
@@ -99,6 +103,16 @@ func TestPlan(t *testing.T) {
 			}
 			if d.FutureDated != c.want.future {
 				t.Errorf("FutureDated = %v, want %v", d.FutureDated, c.want.future)
+			}
+			wantPast := d.Newest
+			if c.want.future {
+				wantPast = c.want.past
+			}
+			if d.NewestPast != wantPast {
+				t.Errorf("NewestPast = %q, want %q", d.NewestPast, wantPast)
+			}
+			if pt, ok := ParseName(c.o.Prefix, d.NewestPast); ok != !d.NewestPastTime.IsZero() || ok && !pt.Equal(d.NewestPastTime) {
+				t.Errorf("NewestPastTime = %v for %q", d.NewestPastTime, d.NewestPast)
 			}
 			if d.Reason != c.want.reason {
 				t.Errorf("reason = %q\nwant     %q", d.Reason, c.want.reason)

@@ -72,7 +72,8 @@ func wantSamples(t *testing.T, fams map[string]*dto.MetricFamily, name string, w
 // The textfile is what the Prometheus text parser reads: every family a
 // gauge with HELP, labels escaped, values as written; per dataset the
 // timestamps of the newest replicated snapshot and of a snap job's newest
-// snapshot.
+// snapshot (never one dated in the future), and the datasets whose newest
+// snapshot is.
 func TestMetricsParseWithThePrometheusTextParser(t *testing.T) {
 	start := time.Unix(1795333347, 0).UTC()
 	repl := time.Unix(1795330000, 0).UTC()
@@ -87,8 +88,13 @@ func TestMetricsParseWithThePrometheusTextParser(t *testing.T) {
 			Replicated: []SnapshotMark{{Dataset: "tank/a", Snapshot: "tank/a@s2", Time: repl}, {Dataset: weird, Snapshot: weird + "@s1", Time: repl.Add(-time.Hour)}}},
 		{Job: "offsite", Command: "push", Start: start, Result: "failed", ErrorKind: "ssh_connect"},
 		{Job: "snaps", Command: "snap", Start: start, Duration: 0.25, Result: "ok", LastSuccess: start,
-			Datasets:  []DatasetReport{{Source: "tank/db", Status: "taken"}, {Source: "tank/www", Status: "not due"}},
-			Snapshots: []SnapshotMark{{Dataset: "tank/db", Snapshot: "tank/db@zsync_x", Time: start}, {Dataset: "tank/www", Time: start.Add(-10 * time.Minute)}}},
+			Datasets: []DatasetReport{{Source: "tank/db", Status: "taken"}, {Source: "tank/www", Status: "not due"}},
+			Snapshots: []SnapshotMark{{Dataset: "tank/db", Snapshot: "tank/db@zsync_x", Time: start}, {Dataset: "tank/www", Time: start.Add(-10 * time.Minute)},
+				// dated after the run (a report from before zsync kept
+				// future-dated snapshots out): not exported, its age
+				// would be negative
+				{Dataset: "tank/old", Time: start.Add(time.Hour)}},
+			FutureDated: []SnapshotMark{{Dataset: "tank/www", Snapshot: "tank/www@zsync_y", Time: start.Add(24 * time.Hour)}, {Dataset: "tank/new", Time: start.Add(time.Hour)}}},
 	}
 	fams := parseMetrics(t, Metrics(reports))
 
@@ -112,13 +118,15 @@ func TestMetricsParseWithThePrometheusTextParser(t *testing.T) {
 		"dataset=tank/a,job=home": 1795330000, "dataset=" + weird + ",job=home": 1795330000 - 3600})
 	wantSamples(t, fams, "zsync_newest_snapshot_timestamp_seconds", map[string]float64{
 		"dataset=tank/db,job=snaps": 1795333347, "dataset=tank/www,job=snaps": 1795333347 - 600})
+	wantSamples(t, fams, "zsync_future_dated_snapshots", map[string]float64{
+		"dataset=tank/www,job=snaps": 1, "dataset=tank/new,job=snaps": 1})
 	wantSamples(t, fams, "zsync_replication_lag_seconds", map[string]float64{"dataset=tank/a,job=home": 30})
-	if len(fams) != 10 {
+	if len(fams) != 11 {
 		var names []string
 		for n := range fams {
 			names = append(names, n)
 		}
-		t.Errorf("families %v, want the 10 above", names)
+		t.Errorf("families %v, want the 11 above", names)
 	}
 }
 

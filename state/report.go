@@ -56,7 +56,8 @@ type RunReport struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	Error       string    `json:"error,omitempty"`
 	// ErrorKind classifies Error (ssh_host_key_unknown, ssh_auth, zfs_no_space,
-	// ...): the job's own failure, else the first failed dataset's.
+	// ...): the job's own failure, else the first failed dataset's;
+	// "interrupted" only when no failure has a class of its own.
 	ErrorKind string          `json:"error_kind,omitempty"`
 	TargetID  string          `json:"target_id,omitempty"`
 	Bytes     int64           `json:"bytes"`
@@ -69,6 +70,12 @@ type RunReport struct {
 	// whose far side is down still exports how old its newest copy is.
 	Replicated []SnapshotMark `json:"replicated,omitempty"`
 	Snapshots  []SnapshotMark `json:"snapshots,omitempty"`
+	// FutureDated is, per dataset this run's snapshot phase looked at, its
+	// newest snapshot with the job's prefix when that is dated after the
+	// run (taken while the clock was ahead): no snapshot is due until the
+	// clock passes it. Snapshots then names the newest one before it.
+	// Not carried over.
+	FutureDated []SnapshotMark `json:"future_dated,omitempty"`
 }
 
 // SnapshotMark is the newest snapshot known for one dataset and when it was
@@ -191,7 +198,9 @@ func readReport(path, job string) (RunReport, error) {
 // per dataset the creation time of the newest replicated snapshot (push and
 // pull jobs) or of the newest snapshot taken (snap jobs). Those are
 // timestamps, not ages, so that `time() - metric` keeps growing when runs
-// stop. Callers pass the reports of the configured jobs only: a report of a
+// stop. A snapshot dated in the future is never the newest taken (its age
+// would be negative, and would not grow while it keeps new snapshots from
+// being due): zsync_future_dated_snapshots names its dataset instead. Callers pass the reports of the configured jobs only: a report of a
 // one-off run or of a job no longer configured would otherwise be exported
 // (and alert) forever.
 func Metrics(reports []RunReport) []byte {
@@ -259,8 +268,14 @@ func Metrics(reports []RunReport) []byte {
 		"Creation time of the newest snapshot the target has, per source dataset, as last seen (kept while the far side cannot be reached). Replication lag is time() minus this.",
 		func(r RunReport) []SnapshotMark { return r.Replicated })
 	marks("zsync_newest_snapshot_timestamp_seconds",
-		"Time of the newest snapshot with the job's prefix, per dataset, as last seen by a snapshot run. Snapshot age is time() minus this.",
-		func(r RunReport) []SnapshotMark { return r.Snapshots })
+		"Time of the newest snapshot with the job's prefix, per dataset, as last seen by a snapshot run, not counting one dated in the future (see zsync_future_dated_snapshots). Snapshot age is time() minus this.",
+		func(r RunReport) []SnapshotMark { return pastMarks(r) })
+	help("zsync_future_dated_snapshots", "gauge", "1 for a dataset whose newest snapshot with the job's prefix is dated in the future (the clock was ahead when it was taken): no snapshot is taken until the clock passes it.")
+	for _, r := range reports {
+		for _, m := range r.FutureDated {
+			fmt.Fprintf(&b, "zsync_future_dated_snapshots{job=%s,dataset=%s} 1\n", q(r.Job), q(m.Dataset))
+		}
+	}
 	help("zsync_replication_lag_seconds", "gauge", "Age of the newest snapshot on the target, per dataset, at the end of the last run; it does not grow between runs (alert on zsync_last_replicated_snapshot_timestamp_seconds instead).")
 	for _, r := range reports {
 		for _, d := range r.Datasets {
@@ -270,6 +285,21 @@ func Metrics(reports []RunReport) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+// pastMarks are r's Snapshots that are not dated after r's run ended: a
+// report written before zsync kept future-dated snapshots out of Snapshots
+// may hold one (and carry it over), and its timestamp in the future would
+// make the age monitoring computes negative, never alerting.
+func pastMarks(r RunReport) []SnapshotMark {
+	end := r.Start.Add(time.Duration(r.Duration*float64(time.Second)) + time.Second)
+	var out []SnapshotMark
+	for _, m := range r.Snapshots {
+		if !m.Time.After(end) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // q quotes a label value per the exposition format.
