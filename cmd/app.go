@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -36,11 +37,14 @@ type env struct {
 	// compCur and compPrev are the word being completed and the one
 	// before it on a shell completion request (see complete).
 	compCur, compPrev string
+	// start is when this run began: its reports' start time (a process
+	// runs one command; tests run many in one process).
+	start time.Time
 }
 
 // Run is Main with explicit streams and context, for tests.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, log: zerolog.Nop()}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, log: zerolog.Nop(), start: time.Now()}
 	app := newApp(e)
 	err := markInterrupted(ctx, runApp(ctx, app, e, args))
 	code := ExitCode(err)

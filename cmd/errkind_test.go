@@ -89,7 +89,7 @@ func TestRunReportOfAFailedJob(t *testing.T) {
 			result: "failed", kind: "zfs_no_space", errorHas: []string{"prune: ", "tank/b: receive"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rr := toRunReport("push", &zsync.Report{Job: "up", Datasets: c.datasets}, c.jobErr, c.others...)
+			rr := toRunReport("push", time.Now(), &zsync.Report{Job: "up", Datasets: c.datasets}, c.jobErr, c.others...)
 			if rr.Result != c.result || rr.ErrorKind != c.kind {
 				t.Errorf("result %q, error_kind %q; want %q, %q", rr.Result, rr.ErrorKind, c.result, c.kind)
 			}

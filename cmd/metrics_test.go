@@ -177,7 +177,7 @@ func TestSnapRunReport(t *testing.T) {
 	so := newSnapOutcome(plan, &rep)
 	j := &jobConfig{Name: "snaps", Type: "snap"}
 	res := snapJobResult(j, so, &PartialError{Failed: 3, Succeeded: 1, Err: rep.Err()})
-	rr := toRunReport("snap", res.rep, res.err)
+	rr := toRunReport("snap", time.Now(), res.rep, res.err)
 	so.addTo(&rr)
 
 	if rr.Result != "partial" {

@@ -21,7 +21,7 @@ import (
 func (e *env) finishReports(c *cli.Context, cfg *Config, reports []jobResult, runErr error) {
 	var out []state.RunReport
 	for _, r := range reports {
-		rr := toRunReport(c.Command.Name, r.rep, r.err, r.others...)
+		rr := toRunReport(c.Command.Name, e.start, r.rep, r.err, r.others...)
 		if r.snap != nil {
 			r.snap.addTo(&rr)
 		}
@@ -71,8 +71,6 @@ func configuredReports(cfg *Config, all []state.RunReport) []state.RunReport {
 	return out
 }
 
-var reportStart = time.Now()
-
 // jobResult is what one replication job returned: its report and its
 // error (nil, the datasets' failures as a *PartialError, or a failure of
 // the job as a whole, such as an SSH connection that could not be made).
@@ -91,8 +89,9 @@ type jobResult struct {
 // replicated before it failed) with its error, even when no dataset
 // recorded a failure: a run that could not connect must never look ok.
 // others (a failed snap or prune of the same run) count the same way.
-func toRunReport(command string, r *zsync.Report, jobErr error, others ...error) state.RunReport {
-	rr := state.RunReport{Job: r.Job, Command: command, Start: reportStart, Duration: time.Since(reportStart).Seconds(), TargetID: string(r.TargetID)}
+// start is when the run (the process's command) began.
+func toRunReport(command string, start time.Time, r *zsync.Report, jobErr error, others ...error) state.RunReport {
+	rr := state.RunReport{Job: r.Job, Command: command, Start: start, Duration: time.Since(start).Seconds(), TargetID: string(r.TargetID)}
 	failed, ok := r.Failed()
 	var whole []error // failures beyond the datasets' own
 	if pe := (*PartialError)(nil); jobErr != nil && !errors.As(jobErr, &pe) {
