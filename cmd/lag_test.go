@@ -128,12 +128,7 @@ func TestCheckLagIgnoresTheTargetsOwnSnapshots(t *testing.T) {
 				monSnap("tank/a", "", 12, 50, now.Add(-10*time.Minute))), "", "")
 			dst := fakeEndpoint(monListing(monFS("backup", 1), monFS("backup/tank", 2), monFS("backup/tank/a", 3), monSnap("backup/tank/a", "", 11, 6, old),
 				monSnap("backup/tank/a", "autosnap_hourly", 99, 60, now.Add(-5*time.Minute))), "", "")
-			filter, err := zfs.ParseFilter([]string{"tank/a"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			job := &zsync.Job{Name: "home", Datasets: filter, TargetRoot: "backup",
-				Map: func(s string) (string, error) { return zsync.TargetName("backup", s, 0) }}
+			job := tankAJob(t)
 			j := &jobConfig{Name: "home", Type: "push", Root: "backup"}
 			j.Snapshot.Interval.Duration = time.Hour
 			ds, err := describe(context.Background(), j, job, src, dst, now, nil, nil)
@@ -170,12 +165,7 @@ func TestCheckSourceAgeCountsTheJobsOwnSnapshots(t *testing.T) {
 		monSnap("tank/a", "autosnap_frequently", 12, 50, now.Add(-5*time.Minute))), "", "")
 	dst := fakeEndpoint(monListing(monFS("backup", 1), monFS("backup/tank", 2), monFS("backup/tank/a", 3),
 		monSnap("backup/tank/a", "autosnap_frequently", 12, 60, now.Add(-5*time.Minute))), "", "")
-	filter, err := zfs.ParseFilter([]string{"tank/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := &zsync.Job{Name: "home", Datasets: filter, TargetRoot: "backup",
-		Map: func(s string) (string, error) { return zsync.TargetName("backup", s, 0) }}
+	job := tankAJob(t)
 	snaps := &jobConfig{Name: "home", Type: "push", Root: "backup"}
 	snaps.Snapshot.Interval.Duration = time.Hour
 	noSnaps := &jobConfig{Name: "home", Type: "push", Root: "backup"}
@@ -210,12 +200,7 @@ func TestStatusLagWhenTheSourcePrunedIt(t *testing.T) {
 	src := fakeEndpoint(monListing(monFS("tank", 1), monFS("tank/a", 2), monSnap("tank/a", "s3", 23, 10, now.Add(-time.Minute))), "", "")
 	listing := monListing(monFS("backup", 1), monFS("backup/tank", 2), monFS("backup/tank/a", 3), recv,
 		monSnap("backup/tank/a", "autosnap", 99, 12, now.Add(-time.Minute)))
-	filter, err := zfs.ParseFilter([]string{"tank/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := &zsync.Job{Name: "home", Datasets: filter, TargetRoot: "backup",
-		Map: func(s string) (string, error) { return zsync.TargetName("backup", s, 0) }}
+	job := tankAJob(t)
 	j := &jobConfig{Name: "home", Type: "push", Root: "backup"}
 	mark := []state.SnapshotMark{{Dataset: "tank/a", Snapshot: "tank/a@s2", Time: now.Add(-3 * time.Hour)}}
 
@@ -291,4 +276,15 @@ func TestCheckRunAge(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "job db (snap): cannot read its last run report: run report of db: ") {
 		t.Errorf("status with an unreadable report: exit %d\n%s", code, out)
 	}
+}
+
+// tankAJob is job "home" replicating tank/a into the root "backup".
+func tankAJob(t *testing.T) *zsync.Job {
+	t.Helper()
+	filter, err := zfs.ParseFilter([]string{"tank/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &zsync.Job{Name: "home", Datasets: filter, TargetRoot: "backup",
+		Map: func(s string) (string, error) { return zsync.TargetName("backup", s, 0) }}
 }
