@@ -168,6 +168,8 @@ func (e *env) replicateJob(ctx context.Context, cfg *Config, j *jobConfig, dryRu
 func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger) (*zsync.Report, error) {
 	prog := newProgress(e, log)
 	job.Events = prog.event
+	// a size estimate is one more zfs call per step: only for the bars
+	job.EstimateSizes = prog.live != nil
 	restoreProcs := sshtransport.SetStreamProcs(max(job.Concurrency, 1))
 	rep, err := job.Run(ctx)
 	restoreProcs()

@@ -124,7 +124,11 @@ func (p *progress) event(ev zsync.Event) {
 			l.Debug().Str("target", ev.Target).Err(ev.Err).Int64("bytes", ev.Bytes).Msg("stream failed")
 		}
 	case "step":
-		l.Info().Str("target", ev.Target).Int64("estimate", ev.Total).Msg(ev.Message)
+		e := l.Info().Str("target", ev.Target)
+		if ev.Total > 0 {
+			e = e.Int64("estimate", ev.Total)
+		}
+		e.Msg(ev.Message)
 		p.progress(ev)
 	case "abort-resume", "rotate", "warning":
 		l.Warn().Str("target", ev.Target).Msg(ev.Message)

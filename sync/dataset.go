@@ -30,6 +30,14 @@ type datasetRun struct {
 	mu       *stdsync.Mutex // guards dstInfo and byTarget
 	dstInfo  map[string]zfs.Entry
 	byTarget map[string][]zfs.Entry
+
+	// What this run's steps did to holds, so that reconciliation need not
+	// ask for them again: the source snapshots whose step holds it
+	// released, the target snapshots it gave the last-received hold, and
+	// the target's listing taken by the last step's verification.
+	stepReleased []string
+	lrPlaced     []string
+	verified     []zfs.Entry
 }
 
 func (d *datasetRun) fail(err error) {
@@ -647,7 +655,7 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		return 0, err
 	}
 	var total int64
-	if j.Events != nil {
+	if j.EstimateSizes {
 		if n, err := d.src.SendSize(ctx, v); err == nil {
 			total = n
 		}
@@ -682,11 +690,12 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 	}
 	ended(pr.n, nil)
 
-	// verify
-	got, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
+	// verify; reconciliation reuses this listing of the target
+	got, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
 	if err != nil {
 		return pr.n, fmt.Errorf("verify: list %s: %w", target, err)
 	}
+	d.verified = got
 	var newest *zfs.Entry
 	for i := range got {
 		if got[i].Type == zfs.Snapshot && (newest == nil || got[i].CreateTXG > newest.CreateTXG) {
@@ -705,6 +714,7 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		if err := d.hold(ctx, d.dst, LastReceivedHoldTag(tid), []string{newest.Name}, nil); err != nil {
 			return pr.n, fmt.Errorf("last-received hold: %w", err)
 		}
+		d.lrPlaced = append(d.lrPlaced, newest.Name)
 	}
 	if level.Allows(Cursor) {
 		bm := d.source + "#" + CursorName(tid, s.To.GUID)
@@ -716,6 +726,7 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		if err := d.src.Release(ctx, StepHoldTag(tid), stepSnaps); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
 			return pr.n, fmt.Errorf("release step holds: %w", err)
 		}
+		d.stepReleased = append(d.stepReleased, stepSnaps...)
 	}
 	return pr.n, nil
 }
@@ -778,11 +789,54 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 	dstEntries, dstHolds := d.byTarget[target], d.dstHolds
 	d.mu.Unlock()
 	if fresh {
-		var err error
-		if srcEntries, srcHolds, err = listWithHolds(ctx, d.src, d.source); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
+		// Both sides as they are now. The holds are known without asking:
+		// the run's first listing had them, and this run's steps changed
+		// only its own (released step holds, placed last-received holds).
+		// A snapshot whose hold count disagrees with that (someone else
+		// held or released meanwhile) is asked for.
+		es, err := d.src.List(ctx, []string{d.source}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+		if err != nil {
+			return fmt.Errorf("reconcile: list %s: %w", d.source, err)
 		}
-		if dstEntries, dstHolds, err = listWithHolds(ctx, d.dst, target); err != nil {
+		srcEntries = es
+		stepTag := StepHoldTag(tid)
+		srcStart, dstStart := srcHolds, dstHolds
+		if srcHolds, err = holdsNow(ctx, d.src, es, func(snap string) []string {
+			tags := srcStart[snap]
+			if slices.Contains(d.stepReleased, snap) {
+				tags = slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == stepTag })
+			}
+			return tags
+		}); err != nil {
+			return fmt.Errorf("reconcile: holds of %s: %w", d.source, err)
+		}
+		if d.verified != nil {
+			// the last step's verification listed the target after the
+			// earlier steps' last-received holds and before its own
+			lrTag := LastReceivedHoldTag(tid)
+			before, own := d.lrPlaced, ""
+			if n := len(before); n > 0 {
+				before, own = before[:n-1], before[n-1]
+			}
+			withTag := func(tags []string) []string {
+				if slices.Contains(tags, lrTag) {
+					return tags
+				}
+				return append(slices.Clone(tags), lrTag)
+			}
+			if dstHolds, err = holdsNow(ctx, d.dst, d.verified, func(snap string) []string {
+				if slices.Contains(before, snap) {
+					return withTag(dstStart[snap])
+				}
+				return dstStart[snap]
+			}); err != nil {
+				return fmt.Errorf("reconcile: holds of %s: %w", target, err)
+			}
+			if own != "" {
+				dstHolds[own] = withTag(dstHolds[own])
+			}
+			dstEntries = d.verified
+		} else if dstEntries, dstHolds, err = listWithHolds(ctx, d.dst, target); err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 	}
@@ -866,6 +920,33 @@ func versionWithGUID(es []zfs.Entry, guid uint64) *zfs.Entry {
 		}
 	}
 	return bm
+}
+
+// holdsNow returns the tags held on the listed snapshots: known(snapshot)
+// where the listing's hold count (userrefs) agrees with it, and otherwise
+// what e says, asked in one call for all that disagree.
+func holdsNow(ctx context.Context, e Endpoint, list []zfs.Entry, known func(string) []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	var ask []zfs.Entry
+	for _, x := range list {
+		if x.Type != zfs.Snapshot {
+			continue
+		}
+		tags := known(x.Name)
+		if uint64(len(tags)) != x.UserRefs {
+			ask = append(ask, x)
+			continue
+		}
+		if len(tags) > 0 {
+			out[x.Name] = tags
+		}
+	}
+	asked, err := HoldsOf(ctx, e, ask)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, asked)
+	return out, nil
 }
 
 // listWithHolds lists one dataset's snapshots and bookmarks and the holds of

@@ -48,6 +48,10 @@ type Job struct {
 	PropsExclude   []string
 	Concurrency    int
 	DryRun         bool
+	// EstimateSizes asks zfs for each step's size (zfs send -nP, one more
+	// zfs call per step) before sending it, for a progress display with a
+	// percentage and an ETA. A dry run always estimates.
+	EstimateSizes bool
 
 	// Now gives the time for rotate names; nil means time.Now.
 	Now func() time.Time
