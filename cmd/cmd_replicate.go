@@ -161,6 +161,7 @@ func (e *env) replicateJob(ctx context.Context, cfg *Config, j *jobConfig, dryRu
 		return &zsync.Report{Job: j.Name}, err // reported as a failed run
 	}
 	defer cleanup()
+	job.Listings = newListingCache(cfg.Global.StateDir, j)
 	return e.runSyncJob(ctx, job, log)
 }
 

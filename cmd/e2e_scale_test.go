@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zsync-dev/zsync/zfs/zfstest"
 )
@@ -126,4 +127,134 @@ root = "%s/backup"
 		t.Errorf("a run with nothing to do took %d zfs calls, want at most 6 (%s)", len(calls), byVerb(calls))
 	}
 	e.checkInvariants(t, datasets...)
+}
+
+// snapshotListings are the zfs list invocations that list snapshots.
+func snapshotListings(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		f := strings.Fields(c)
+		if len(f) == 0 || f[0] != "list" {
+			continue
+		}
+		for i := 1; i+1 < len(f); i++ {
+			if f[i] == "-t" && strings.Contains(f[i+1], "snapshot") {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// A run with nothing to do does not list snapshots that did not change
+// since an earlier run listed them (issue 13): on OpenZFS 2.2+ it reads
+// snapshots_changed of each dataset and reuses the listing kept in the
+// state directory; on 2.1, which lacks the property, it lists in full and
+// does not ask for the property again. Whatever changes between runs (a new
+// snapshot, a renamed or destroyed one, a hold released by hand, the cache
+// deleted) is seen.
+func TestNoOpRunReusesSnapshotListings(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	datasets := []string{"data", "data/a", "data/b"}
+	for _, ds := range datasets {
+		zfstest.MustCreate(t, src+"/"+ds)
+		zfstest.MustWriteFile(t, src+"/"+ds, "f", 32)
+	}
+	for i := 1; i <= 4; i++ {
+		zfstest.Zfs(t, "snapshot", "-r", fmt.Sprintf("%s/data@s%d", src, i))
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`
+[[job]]
+name = "push"
+type = "push"
+datasets = ["%s/data<"]
+root = "%s/backup"
+`, src, dst))
+	e := &pushEnv{src: src, dst: dst}
+	count := countZfsCalls(t)
+	push := func(what string) []string {
+		t.Helper()
+		var code int
+		calls := count(func() { code, _, _ = zsyncRun(t, "--config", cfg, "push") })
+		if code != 0 {
+			t.Fatalf("%s: exit %d", what, code)
+		}
+		t.Logf("%s: %d zfs calls (%s)", what, len(calls), byVerb(calls))
+		e.checkInvariants(t, datasets...)
+		for _, ds := range datasets {
+			ss := snapshotsOf(t, src+"/"+ds)
+			newest := ss[len(ss)-1]
+			if got, want := zfstest.GUID(t, e.target(ds)+"@"+newest), zfstest.GUID(t, src+"/"+ds+"@"+newest); got != want {
+				t.Errorf("%s: %s@%s has guid %s, the source's %s", what, e.target(ds), newest, got, want)
+			}
+		}
+		return calls
+	}
+	push("initial push")
+	// The values the first run read changed with its receives; a listing is
+	// kept once it was taken more than settleTime after its value was first
+	// seen, so two more runs a few seconds apart warm the cache.
+	time.Sleep(3 * time.Second)
+	push("first run with nothing to do")
+	time.Sleep(3 * time.Second)
+	push("second run with nothing to do")
+	calls := push("third run with nothing to do")
+	listings := snapshotListings(calls)
+	v := zfstest.Version(t)
+	if strings.Contains(v, "zfs-2.1") {
+		// no snapshots_changed: one full listing per side, and the
+		// property is not tried again
+		if len(listings) != 2 {
+			t.Errorf("OpenZFS 2.1: %d snapshot listings, want the 2 full ones:\n%s", len(listings), strings.Join(listings, "\n"))
+		}
+		for _, c := range calls {
+			if strings.Contains(c, "snapshots_changed") {
+				t.Errorf("OpenZFS 2.1: the property was tried again: zfs %s", c)
+			}
+		}
+	} else if len(listings) != 0 {
+		t.Errorf("a run with nothing to do listed snapshots:\n%s", strings.Join(listings, "\n"))
+	}
+
+	// a new snapshot on one dataset: that dataset is listed (and sent)
+	zfstest.MustWriteFile(t, src+"/data/a", "g", 16)
+	zfstest.MustSnapshot(t, src+"/data/a@s5")
+	calls = push("a new snapshot on data/a")
+	if !strings.Contains(v, "zfs-2.1") {
+		for _, c := range snapshotListings(calls) {
+			if strings.HasSuffix(c, " "+src+"/data/b") || strings.Contains(c, " "+src+"/data/b ") {
+				t.Errorf("the unchanged data/b was listed: zfs %s", c)
+			}
+		}
+	}
+	// a snapshot renamed and one destroyed on the source, between runs
+	zfstest.Zfs(t, "rename", src+"/data/b@s2", src+"/data/b@s2-renamed")
+	zfstest.Zfs(t, "destroy", src+"/data@s1")
+	zfstest.MustWriteFile(t, src+"/data/b", "h", 16)
+	zfstest.MustSnapshot(t, src+"/data/b@s6", src+"/data@s6")
+	time.Sleep(3 * time.Second)
+	push("after a rename and a destroy on the source")
+	push("nothing to do again")
+	// zsync's last-received hold released by hand on a warm cache: the
+	// run sees it gone (holds never come from the cache) and puts it back
+	tgt := e.target("data/b")
+	var held string
+	for _, s := range snapshotsOf(t, tgt) {
+		for _, h := range strings.Fields(zfstest.Zfs(t, "holds", "-H", tgt+"@"+s)) {
+			if strings.HasPrefix(h, "zsync_last_T") {
+				zfstest.Zfs(t, "release", h, tgt+"@"+s)
+				held = h
+			}
+		}
+	}
+	if held == "" {
+		t.Fatalf("no last-received hold on %s", tgt)
+	}
+	push("after the last-received hold was released by hand") // checkInvariants: the hold is back
+	// the cache deleted: a plain full run
+	dir := filepath.Join(filepath.Dir(cfg), "state", "listings")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	push("after the cache was deleted")
 }

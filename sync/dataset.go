@@ -691,7 +691,7 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 	ended(pr.n, nil)
 
 	// verify; reconciliation reuses this listing of the target
-	got, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+	got, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
 	if err != nil {
 		return pr.n, fmt.Errorf("verify: list %s: %w", target, err)
 	}

@@ -52,6 +52,10 @@ type Job struct {
 	// zfs call per step) before sending it, for a progress display with a
 	// percentage and an ETA. A dry run always estimates.
 	EstimateSizes bool
+	// Listings, when set, keeps snapshot listings between runs so that a
+	// dataset whose snapshots did not change is not listed again (OpenZFS
+	// 2.2+, see listcache.go).
+	Listings ListingCache
 
 	// Now gives the time for rotate names; nil means time.Now.
 	Now func() time.Time
@@ -163,11 +167,22 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	defer closeEndpoint(dst)
 
+	var cache ListingState
+	if j.Listings != nil {
+		if c, err := j.Listings.Load(); err == nil && c.Sides != nil {
+			cache = c
+		} else if err != nil {
+			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache: %v (listing in full)", err)})
+		}
+	}
 	roots := j.Datasets.Roots()
-	srcList, err := src.List(ctx, roots, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
+	srcSide, err := j.listSide(ctx, src, roots, cache.Sides["source"], true, func(e zfs.Entry) bool {
+		return j.Datasets.Match(e.Name) && !IsPlaceholder(e)
+	})
 	if err != nil {
 		return rep, fmt.Errorf("list source %s: %w", strings.Join(roots, ", "), err)
 	}
+	srcList := srcSide.entries
 	var selected []string
 	bySource := map[string][]zfs.Entry{}
 	srcInfo := map[string]zfs.Entry{}
@@ -192,9 +207,13 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.TargetID = rootTID
 
-	dstList, err := dst.List(ctx, []string{j.TargetRoot}, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
+	dstSide, err := j.listSide(ctx, dst, []string{j.TargetRoot}, cache.Sides["target"], false, nil)
 	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
 		return rep, fmt.Errorf("list target %s: %w", j.TargetRoot, err)
+	}
+	var dstList []zfs.Entry
+	if dstSide != nil {
+		dstList = dstSide.entries
 	}
 	byTarget := map[string][]zfs.Entry{}
 	dstInfo := map[string]zfs.Entry{}
@@ -213,6 +232,9 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("target holds: %w", err)
 	}
+
+	// what the datasets' runs change, so that their listings are not kept
+	srcTouched, dstTouched := newTouchSet(), newTouchSet()
 
 	// Work, level by level: a child starts only after its parent finished,
 	// datasets of one depth run concurrently.
@@ -265,7 +287,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				}
 				mu.Unlock()
 				d := &datasetRun{
-					job: j, src: w.src, dst: w.dst, res: res, rootTID: rootTID,
+					job: j, src: touching{w.src, srcTouched}, dst: touching{w.dst, dstTouched}, res: res, rootTID: rootTID,
 					source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds],
 					srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
 				}
@@ -282,7 +304,33 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	for _, ds := range selected {
 		rep.Datasets = append(rep.Datasets, *results[ds])
 	}
+	if j.Listings != nil && !j.DryRun {
+		j.saveListings(srcSide, dstSide, results, srcTouched, dstTouched)
+	}
 	return rep, nil
+}
+
+// saveListings stores what the run's listings are worth to the next run:
+// nothing of a dataset the run changed anything on, nor of a dataset that
+// did not end up to date or replicated (nor of its target).
+func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, srcTouched, dstTouched *touchSet) {
+	bad, badTarget := map[string]bool{}, map[string]bool{}
+	for ds, r := range results {
+		if r.Status != StatusUpToDate && r.Status != StatusReplicated {
+			bad[ds] = true
+			if r.Target != "" {
+				badTarget[r.Target] = true
+			}
+		}
+	}
+	state := ListingState{Sides: map[string]*SideListing{}}
+	state.Sides["source"] = src.update(func(ds string) bool { return bad[ds] || srcTouched.has(ds) })
+	if dst != nil {
+		state.Sides["target"] = dst.update(func(ds string) bool { return badTarget[ds] || dstTouched.has(ds) })
+	}
+	if err := j.Listings.Save(state); err != nil {
+		j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache: %v", err)})
+	}
 }
 
 type worker struct {

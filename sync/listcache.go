@@ -1,0 +1,318 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	stdsync "sync"
+	"time"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// Listing snapshots is what a run with nothing to do spends its time on:
+// OpenZFS opens every snapshot it lists, and for a dataset that is not
+// mounted (every replica) that costs milliseconds per snapshot. Since
+// OpenZFS 2.2 a filesystem or volume has snapshots_changed, the time
+// (seconds) its set of snapshots last changed: a snapshot created,
+// received, destroyed or renamed. A run that finds a dataset's value as it
+// was when an earlier run listed its snapshots reuses that listing.
+//
+// The cache is an optimisation only. Anything unexpected (no cache, an
+// unreadable one, a side without the property, a failed listing) lists as
+// if there were none. Holds and bookmarks do not change snapshots_changed,
+// so they are never taken from the cache: the holds of cached snapshots
+// are asked for as usual (those whose cached hold count was not zero), the
+// source's bookmarks are listed, and a dataset whose holds or bookmarks the
+// run changed keeps no listing for the next run.
+//
+// The value has a one-second granularity: a change in the same second as
+// the one it records would not change it. A listing is therefore kept only
+// when it began at least settleTime after the value was first seen (so
+// every change in that second was over before the listing began, whatever
+// the far host's clock says: the value is never later than the moment it
+// was read, and a change after the listing gets a later second). The first
+// run after a change lists, the next ones reuse. A clock set backwards
+// between runs makes a listing look unsettled, which only costs a listing.
+
+// SnapshotsChangedProperty is the OpenZFS 2.2+ dataset property the
+// listing cache keys on.
+const SnapshotsChangedProperty = "snapshots_changed"
+
+// settleTime is how long after a snapshots_changed value was first seen a
+// listing must begin to be kept for it (one second, and a margin for the
+// local clock's adjustments).
+const settleTime = 2 * time.Second
+
+// retryUnsupported is how long a side found without snapshots_changed
+// (OpenZFS before 2.2) is listed in full before the property is tried again.
+const retryUnsupported = 24 * time.Hour
+
+// ListingCache stores what a job's runs learnt about snapshot listings
+// between runs (the state directory's job file, for cmd). Load of nothing
+// stored yet is an empty ListingState and no error.
+type ListingCache interface {
+	Load() (ListingState, error)
+	Save(ListingState) error
+}
+
+// ListingState is the cache of one job: per side ("source", "target").
+type ListingState struct {
+	Sides map[string]*SideListing `json:"sides"`
+}
+
+// SideListing is what is known of one side's datasets.
+type SideListing struct {
+	// Unsupported is when the side was found without snapshots_changed.
+	Unsupported time.Time                 `json:"unsupported,omitzero"`
+	Datasets    map[string]DatasetListing `json:"datasets,omitempty"`
+}
+
+// DatasetListing is one dataset's snapshots as a run listed them.
+type DatasetListing struct {
+	GUID  uint64    `json:"guid"`  // the dataset's: a name reused or swapped is another dataset
+	Stamp string    `json:"stamp"` // snapshots_changed as listed ("" unset)
+	Seen  time.Time `json:"seen"`  // when this value was first seen (local clock)
+	// Listed is when Snapshots were listed (zero: no listing kept).
+	Listed    time.Time   `json:"listed,omitzero"`
+	Snapshots []zfs.Entry `json:"snapshots,omitempty"`
+}
+
+// usable reports whether l's snapshots stand for a dataset whose
+// snapshots_changed is stamp now.
+func (l DatasetListing) usable(guid uint64, stamp string, now time.Time) bool {
+	if l.Listed.IsZero() || l.Stamp != stamp || stamp == "" || l.GUID != guid || guid == 0 {
+		return false
+	}
+	return l.Listed.Sub(l.Seen) >= settleTime && !now.Before(l.Listed)
+}
+
+// sideListing is one side's listing in a run, with what the cache needs to
+// be updated after it.
+type sideListing struct {
+	entries []zfs.Entry
+	// with the cache: the values read, when, what was listed afresh
+	cached  bool
+	stamps  map[string]string
+	guids   map[string]uint64
+	seen    time.Time
+	listed  time.Time
+	fresh   map[string]bool // datasets whose snapshots were listed this run
+	prev    *SideListing
+	unsupp  bool
+	reused  int
+	listing int
+}
+
+// listSide lists the datasets below roots with their snapshots (and, with
+// bookmarks, bookmarks), through the cache when the job has one. scope
+// picks the datasets whose snapshots are needed (nil: all).
+func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *SideListing, bookmarks bool, scope func(zfs.Entry) bool) (*sideListing, error) {
+	full := func() (*sideListing, error) {
+		es, err := e.List(ctx, roots, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
+		return &sideListing{entries: es, prev: prev}, err
+	}
+	now := time.Now()
+	if prev == nil {
+		prev = &SideListing{}
+	}
+	if j.Listings == nil || (!prev.Unsupported.IsZero() && now.Sub(prev.Unsupported) < retryUnsupported && !now.Before(prev.Unsupported)) {
+		return full()
+	}
+	types := []zfs.Type{zfs.Filesystem, zfs.Volume}
+	dss, err := e.List(ctx, roots, zfs.ListOptions{Types: types, UserProps: []string{PlaceholderProperty, SnapshotsChangedProperty}})
+	if err != nil {
+		if errors.Is(err, zfs.ErrDatasetNotFound) {
+			return nil, err
+		}
+		l, ferr := full()
+		if ferr == nil && strings.Contains(err.Error(), SnapshotsChangedProperty) {
+			l.unsupp = true
+		}
+		return l, ferr
+	}
+	// seen is after the values were read: a value is never later than
+	// the moment it was read, so its second began before seen
+	l := &sideListing{cached: true, stamps: map[string]string{}, guids: map[string]uint64{}, seen: time.Now(), fresh: map[string]bool{}, prev: prev}
+	var relist, reuse []string
+	l.listed = time.Now() // before the snapshots are listed
+	for _, d := range dss {
+		stamp := d.User[SnapshotsChangedProperty]
+		delete(d.User, SnapshotsChangedProperty)
+		l.entries = append(l.entries, d)
+		if scope != nil && !scope(d) {
+			continue
+		}
+		l.stamps[d.Name], l.guids[d.Name] = stamp, d.GUID
+		if c, ok := prev.Datasets[d.Name]; ok && c.usable(d.GUID, stamp, l.listed) {
+			reuse = append(reuse, d.Name)
+			l.entries = append(l.entries, c.Snapshots...)
+			continue
+		}
+		relist = append(relist, d.Name)
+		l.fresh[d.Name] = true
+	}
+	if len(relist) > 0 {
+		ts := []zfs.Type{zfs.Snapshot}
+		if bookmarks {
+			ts = append(ts, zfs.Bookmark)
+		}
+		es, err := e.List(ctx, relist, zfs.ListOptions{Depth: 1, Types: ts})
+		if err != nil {
+			return full()
+		}
+		l.entries = append(l.entries, es...)
+	}
+	if len(reuse) > 0 && bookmarks {
+		es, err := e.List(ctx, reuse, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Bookmark}})
+		if err != nil {
+			return full()
+		}
+		l.entries = append(l.entries, es...)
+	}
+	l.reused, l.listing = len(reuse), len(relist)
+	return l, nil
+}
+
+// update returns the side's cache after the run: a dataset keeps this
+// run's listing of its snapshots (fresh or reused) unless the run changed
+// it (dirty) or the listing did not settle; a changed value restarts its
+// settling.
+func (l *sideListing) update(dirty func(string) bool) *SideListing {
+	out := &SideListing{Datasets: map[string]DatasetListing{}}
+	if l.unsupp {
+		out.Unsupported = time.Now()
+		return out
+	}
+	if !l.cached {
+		return out // no values: the next run starts the cache
+	}
+	snaps := map[string][]zfs.Entry{}
+	for _, e := range l.entries {
+		if e.Type == zfs.Snapshot {
+			snaps[e.Dataset()] = append(snaps[e.Dataset()], e)
+		}
+	}
+	for ds, stamp := range l.stamps {
+		c := DatasetListing{GUID: l.guids[ds], Stamp: stamp, Seen: l.seen}
+		if p, ok := l.prev.Datasets[ds]; ok && p.GUID == c.GUID && p.Stamp == stamp && !p.Seen.After(l.seen) {
+			c.Seen = p.Seen
+		}
+		if !dirty(ds) {
+			listed := l.listed
+			if !l.fresh[ds] {
+				listed = l.prev.Datasets[ds].Listed
+			}
+			if stamp != "" && listed.Sub(c.Seen) >= settleTime {
+				c.Listed, c.Snapshots = listed, slices.Clone(snaps[ds])
+			}
+		}
+		out.Datasets[ds] = c
+	}
+	return out
+}
+
+func (l *sideListing) String() string {
+	if !l.cached {
+		return "listed in full"
+	}
+	return fmt.Sprintf("%d datasets' snapshots listed, %d reused", l.listing, l.reused)
+}
+
+// touchSet records the datasets a run changed on one side: their own names,
+// and subtrees that a rename moved.
+type touchSet struct {
+	mu      stdsync.Mutex
+	exact   map[string]bool
+	subtree map[string]bool
+}
+
+func newTouchSet() *touchSet {
+	return &touchSet{exact: map[string]bool{}, subtree: map[string]bool{}}
+}
+
+func (t *touchSet) mark(tree bool, names ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, n := range names {
+		ds, _, _ := strings.Cut(strings.SplitN(n, "#", 2)[0], "@")
+		t.exact[ds] = true
+		if tree {
+			t.subtree[ds] = true
+		}
+	}
+}
+
+func (t *touchSet) has(ds string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.exact[ds] {
+		return true
+	}
+	for p := parentOf(ds); p != ""; p = parentOf(p) {
+		if t.subtree[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// touching is an Endpoint that records in set the datasets its changing
+// calls are about.
+type touching struct {
+	Endpoint
+	set *touchSet
+}
+
+func (e touching) Hold(ctx context.Context, tag string, snaps []string) error {
+	e.set.mark(false, snaps...)
+	return e.Endpoint.Hold(ctx, tag, snaps)
+}
+
+func (e touching) Release(ctx context.Context, tag string, snaps []string) error {
+	e.set.mark(false, snaps...)
+	return e.Endpoint.Release(ctx, tag, snaps)
+}
+
+func (e touching) Bookmark(ctx context.Context, snapOrBookmark, bookmark string) error {
+	e.set.mark(false, snapOrBookmark, bookmark)
+	return e.Endpoint.Bookmark(ctx, snapOrBookmark, bookmark)
+}
+
+func (e touching) DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error {
+	e.set.mark(false, dataset)
+	return e.Endpoint.DestroySnapshots(ctx, dataset, shortNames)
+}
+
+func (e touching) DestroyBookmarks(ctx context.Context, bookmarks []string) error {
+	e.set.mark(false, bookmarks...)
+	return e.Endpoint.DestroyBookmarks(ctx, bookmarks)
+}
+
+func (e touching) Create(ctx context.Context, name string, props map[string]string, parents bool) error {
+	e.set.mark(false, name)
+	return e.Endpoint.Create(ctx, name, props, parents)
+}
+
+func (e touching) Set(ctx context.Context, name string, props map[string]string) error {
+	e.set.mark(false, name)
+	return e.Endpoint.Set(ctx, name, props)
+}
+
+func (e touching) Rename(ctx context.Context, from, to string) error {
+	e.set.mark(true, from, to)
+	return e.Endpoint.Rename(ctx, from, to)
+}
+
+func (e touching) Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error {
+	e.set.mark(false, o.Target)
+	return e.Endpoint.Receive(ctx, o, stream)
+}
+
+func (e touching) AbortReceive(ctx context.Context, dataset string) error {
+	e.set.mark(false, dataset)
+	return e.Endpoint.AbortReceive(ctx, dataset)
+}
