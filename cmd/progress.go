@@ -132,7 +132,7 @@ func (p *progress) event(ev zsync.Event) {
 		p.progress(ev)
 	case "abort-resume", "rotate", "warning":
 		l.Warn().Str("target", ev.Target).Msg(ev.Message)
-	case "dry-run":
+	case "dry-run", "listing":
 		l.Debug().Msg(ev.Message)
 	default:
 		l.Info().Str("target", ev.Target).Msg(ev.Message)

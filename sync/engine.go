@@ -67,7 +67,7 @@ type Job struct {
 type Event struct {
 	Dataset string // source dataset
 	Target  string // target dataset
-	Kind    string // "plan", "step", "progress", "abort-resume", "rotate", "placeholder", "reconcile", "warning", "dry-run"
+	Kind    string // "plan", "listing", "step", "progress", "abort-resume", "rotate", "placeholder", "reconcile", "warning", "dry-run"
 	Message string
 	Step    *Step
 	Bytes   int64 // progress: bytes so far; step: bytes of the step
@@ -183,6 +183,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		return rep, fmt.Errorf("list source %s: %w", strings.Join(roots, ", "), err)
 	}
 	srcList := srcSide.entries
+	j.emit(Event{Kind: "listing", Message: "source: " + srcSide.String()})
 	var selected []string
 	bySource := map[string][]zfs.Entry{}
 	srcInfo := map[string]zfs.Entry{}
@@ -214,6 +215,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	var dstList []zfs.Entry
 	if dstSide != nil {
 		dstList = dstSide.entries
+		j.emit(Event{Kind: "listing", Message: "target: " + dstSide.String()})
 	}
 	byTarget := map[string][]zfs.Entry{}
 	dstInfo := map[string]zfs.Entry{}
