@@ -13,7 +13,7 @@ export REALZFS_ZFS := $(ZFS)
 export ZSYNC_VM_ZFS := $(ZFS)
 endif
 
-.PHONY: build test unit vet realzfs demo bench fuzz vm vm-stop kill-test soak clean
+.PHONY: build test unit vet realzfs demo bench bench-scale fuzz vm vm-stop kill-test soak clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/zsync .
@@ -41,6 +41,14 @@ demo: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	GO=$(GO) testdata/bench/openssh
+
+# zsync against syncoid and a per-dataset `zfs send | zfs recv` loop in the
+# test VM, on SCALE (default "50x10": datasets x snapshots; e.g. SCALE="50x10
+# 200x10"): wall time and zfs invocations of the initial, no-op and
+# one-new-snapshot runs, with zsync's ratios. One OpenZFS version (ZFS=2.3;
+# default 2.1); BENCH_KEEP_VM=1 leaves the VM running. Not part of `make test`.
+bench-scale:
+	GO=$(GO) testdata/vm/benchscale
 
 # Every Go fuzz target of every package, FUZZTIME each (default 10m), one
 # after another; stops at the first failure, which leaves the input under
