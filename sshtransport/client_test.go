@@ -47,7 +47,7 @@ func TestRoundTripEveryOp(t *testing.T) {
 	if p := c.Peer(); p.Protocol != ProtocolVersion || p.Software != "v-test" {
 		t.Errorf("Peer() = %+v", p)
 	}
-	entries, err := c.List(ctx, []string{"tank/data"}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}, UserProps: []string{"zsync:target-id"}})
+	entries, err := c.List(ctx, []string{"tank/data"}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}, UserProps: []string{"zsync:target-id"}, SnapshotsChanged: true})
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestRoundTripEveryOp(t *testing.T) {
 	}
 
 	want := []string{
-		"List [tank/data] {Depth:1 Types:[snapshot] UserProps:[zsync:target-id]}",
+		"List [tank/data] {Depth:1 Types:[snapshot] UserProps:[zsync:target-id] SnapshotsChanged:true}",
 		"Get [tank/data] [zsync:target-id mounted]",
 		"Holds [tank/data@s1]",
 		"Hold zsync_step_T1 [tank/data@s1 tank/data@s2]",

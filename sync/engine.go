@@ -237,6 +237,20 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 
 	// what the datasets' runs change, so that their listings are not kept
 	srcTouched, dstTouched := newTouchSet(), newTouchSet()
+	if j.Listings != nil && !j.DryRun {
+		// until the run ends, the cache holds no listing: a run killed
+		// after changing holds or snapshots must not leave one that
+		// predates the change (the values are kept, so the next run's
+		// listings settle at once)
+		all := func(string) bool { return true }
+		state := ListingState{Sides: map[string]*SideListing{"source": srcSide.update(all)}}
+		if dstSide != nil {
+			state.Sides["target"] = dstSide.update(all)
+		}
+		if err := j.Listings.Save(state); err != nil {
+			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache: %v", err)})
+		}
+	}
 
 	// Work, level by level: a child starts only after its parent finished,
 	// datasets of one depth run concurrently.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
+	"strconv"
 	"strings"
 	stdsync "sync"
 	"time"
@@ -23,11 +23,16 @@ import (
 //
 // The cache is an optimisation only. Anything unexpected (no cache, an
 // unreadable one, a side without the property, a failed listing) lists as
-// if there were none. Holds and bookmarks do not change snapshots_changed,
-// so they are never taken from the cache: the holds of cached snapshots
-// are asked for as usual (those whose cached hold count was not zero), the
-// source's bookmarks are listed, and a dataset whose holds or bookmarks the
-// run changed keeps no listing for the next run.
+// if there were none. A listing is reused only for the same dataset (guid)
+// with the same origin (a promote moves snapshots between a clone and its
+// origin) and the same value. Holds and bookmarks do not change
+// snapshots_changed: the source's bookmarks are always listed, the holds
+// of cached snapshots that had any are asked for as usual, and a dataset
+// whose holds, bookmarks or snapshots the run changed keeps no listing for
+// the next run. While a run works the cache holds no listing at all, so a
+// run killed midway leaves none that predates its changes. What the cache
+// cannot see: a hold put by hand (or by a one-off run) on a cached
+// snapshot that had none is noticed at the dataset's next snapshot change.
 //
 // The value has a one-second granularity: a change in the same second as
 // the one it records would not change it. A listing is therefore kept only
@@ -37,10 +42,10 @@ import (
 // was read, and a change after the listing gets a later second). The first
 // run after a change lists, the next ones reuse. A clock set backwards
 // between runs makes a listing look unsettled, which only costs a listing.
-
-// SnapshotsChangedProperty is the OpenZFS 2.2+ dataset property the
-// listing cache keys on.
-const SnapshotsChangedProperty = "snapshots_changed"
+// Not covered: the far host's clock stepped backwards across the recorded
+// second, and a pool imported meanwhile by an OpenZFS older than 2.2 (which
+// changes snapshots without keeping the value); delete the cache
+// (listings/ in the state directory) after either.
 
 // settleTime is how long after a snapshots_changed value was first seen a
 // listing must begin to be kept for it (one second, and a margin for the
@@ -73,21 +78,66 @@ type SideListing struct {
 
 // DatasetListing is one dataset's snapshots as a run listed them.
 type DatasetListing struct {
-	GUID  uint64    `json:"guid"`  // the dataset's: a name reused or swapped is another dataset
-	Stamp string    `json:"stamp"` // snapshots_changed as listed ("" unset)
-	Seen  time.Time `json:"seen"`  // when this value was first seen (local clock)
+	GUID   uint64    `json:"guid"`             // the dataset's: a name reused or swapped is another dataset
+	Origin string    `json:"origin,omitempty"` // a promote moves snapshots between a clone and its origin
+	Stamp  string    `json:"stamp"`            // snapshots_changed as listed ("" unset)
+	Seen   time.Time `json:"seen"`             // when this value was first seen (local clock)
 	// Listed is when Snapshots were listed (zero: no listing kept).
-	Listed    time.Time   `json:"listed,omitzero"`
-	Snapshots []zfs.Entry `json:"snapshots,omitempty"`
+	Listed    time.Time      `json:"listed,omitzero"`
+	Snapshots []CachedSnapshot `json:"snapshots,omitempty"`
 }
 
-// usable reports whether l's snapshots stand for a dataset whose
-// snapshots_changed is stamp now.
-func (l DatasetListing) usable(guid uint64, stamp string, now time.Time) bool {
-	if l.Listed.IsZero() || l.Stamp != stamp || stamp == "" || l.GUID != guid || guid == 0 {
+// CachedSnapshot is what the planner and the reconciler use of a snapshot,
+// kept short: a cache of many thousand snapshots is read and written on
+// every run.
+type CachedSnapshot struct {
+	Name      string `json:"n"` // after the '@'
+	GUID      uint64 `json:"g"`
+	CreateTXG uint64 `json:"t"`
+	Creation  int64  `json:"c"` // seconds since the epoch
+	UserRefs  uint64 `json:"u,omitempty"`
+}
+
+func cacheSnapshots(es []zfs.Entry) []CachedSnapshot {
+	out := make([]CachedSnapshot, 0, len(es))
+	for _, e := range es {
+		out = append(out, CachedSnapshot{Name: e.Short(), GUID: e.GUID, CreateTXG: e.CreateTXG, Creation: e.Creation.Unix(), UserRefs: e.UserRefs})
+	}
+	return out
+}
+
+// entries restores the snapshot entries of dataset ds (of dataset entry d,
+// whose encryption its snapshots share).
+func (l DatasetListing) entries(d zfs.Entry) []zfs.Entry {
+	out := make([]zfs.Entry, 0, len(l.Snapshots))
+	for _, c := range l.Snapshots {
+		e := zfs.Entry{Name: d.Name + "@" + c.Name, Type: zfs.Snapshot, GUID: c.GUID, CreateTXG: c.CreateTXG, UserRefs: c.UserRefs,
+			Encryption: d.Encryption, EncryptionRoot: d.EncryptionRoot, KeyStatus: d.KeyStatus}
+		if c.Creation != 0 {
+			e.Creation = time.Unix(c.Creation, 0).UTC()
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// usable reports whether l's snapshots stand for dataset d, whose
+// snapshots_changed is stamp, now.
+func (l DatasetListing) usable(d zfs.Entry, stamp string, now time.Time) bool {
+	if l.Listed.IsZero() || l.Stamp != stamp || stamp == "" || l.GUID != d.GUID || d.GUID == 0 || l.Origin != d.Origin {
 		return false
 	}
 	return l.Listed.Sub(l.Seen) >= settleTime && !now.Before(l.Listed)
+}
+
+// withoutSnapshotsChanged reports whether a listing failed because the side
+// does not know snapshots_changed: zfs before 2.2 ("bad property list:
+// invalid property 'snapshots_changed'"), or a far zsync too old to pass the
+// option on (its decoder refuses the unknown field).
+func withoutSnapshotsChanged(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "invalid property") && strings.Contains(msg, "snapshots_changed") ||
+		strings.Contains(msg, "unknown field") && strings.Contains(msg, "SnapshotsChanged")
 }
 
 // sideListing is one side's listing in a run, with what the cache needs to
@@ -97,7 +147,7 @@ type sideListing struct {
 	// with the cache: the values read, when, what was listed afresh
 	cached  bool
 	stamps  map[string]string
-	guids   map[string]uint64
+	dss     map[string]zfs.Entry
 	seen    time.Time
 	listed  time.Time
 	fresh   map[string]bool // datasets whose snapshots were listed this run
@@ -123,33 +173,36 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 		return full()
 	}
 	types := []zfs.Type{zfs.Filesystem, zfs.Volume}
-	dss, err := e.List(ctx, roots, zfs.ListOptions{Types: types, UserProps: []string{PlaceholderProperty, SnapshotsChangedProperty}})
+	dss, err := e.List(ctx, roots, zfs.ListOptions{Types: types, UserProps: []string{PlaceholderProperty}, SnapshotsChanged: true})
 	if err != nil {
 		if errors.Is(err, zfs.ErrDatasetNotFound) {
 			return nil, err
 		}
 		l, ferr := full()
-		if ferr == nil && strings.Contains(err.Error(), SnapshotsChangedProperty) {
+		if ferr == nil && withoutSnapshotsChanged(err) {
 			l.unsupp = true
 		}
 		return l, ferr
 	}
 	// seen is after the values were read: a value is never later than
 	// the moment it was read, so its second began before seen
-	l := &sideListing{cached: true, stamps: map[string]string{}, guids: map[string]uint64{}, seen: time.Now(), fresh: map[string]bool{}, prev: prev}
+	l := &sideListing{cached: true, stamps: map[string]string{}, dss: map[string]zfs.Entry{}, seen: time.Now(), fresh: map[string]bool{}, prev: prev}
 	var relist, reuse []string
 	l.listed = time.Now() // before the snapshots are listed
 	for _, d := range dss {
-		stamp := d.User[SnapshotsChangedProperty]
-		delete(d.User, SnapshotsChangedProperty)
+		var stamp string
+		if d.SnapshotsChanged != 0 {
+			stamp = strconv.FormatUint(d.SnapshotsChanged, 10)
+		}
+		d.SnapshotsChanged = 0
 		l.entries = append(l.entries, d)
 		if scope != nil && !scope(d) {
 			continue
 		}
-		l.stamps[d.Name], l.guids[d.Name] = stamp, d.GUID
-		if c, ok := prev.Datasets[d.Name]; ok && c.usable(d.GUID, stamp, l.listed) {
+		l.stamps[d.Name], l.dss[d.Name] = stamp, d
+		if c, ok := prev.Datasets[d.Name]; ok && c.usable(d, stamp, l.listed) {
 			reuse = append(reuse, d.Name)
-			l.entries = append(l.entries, c.Snapshots...)
+			l.entries = append(l.entries, c.entries(d)...)
 			continue
 		}
 		relist = append(relist, d.Name)
@@ -197,8 +250,9 @@ func (l *sideListing) update(dirty func(string) bool) *SideListing {
 		}
 	}
 	for ds, stamp := range l.stamps {
-		c := DatasetListing{GUID: l.guids[ds], Stamp: stamp, Seen: l.seen}
-		if p, ok := l.prev.Datasets[ds]; ok && p.GUID == c.GUID && p.Stamp == stamp && !p.Seen.After(l.seen) {
+		d := l.dss[ds]
+		c := DatasetListing{GUID: d.GUID, Origin: d.Origin, Stamp: stamp, Seen: l.seen}
+		if p, ok := l.prev.Datasets[ds]; ok && p.GUID == c.GUID && p.Origin == c.Origin && p.Stamp == stamp && !p.Seen.After(l.seen) {
 			c.Seen = p.Seen
 		}
 		if !dirty(ds) {
@@ -207,7 +261,7 @@ func (l *sideListing) update(dirty func(string) bool) *SideListing {
 				listed = l.prev.Datasets[ds].Listed
 			}
 			if stamp != "" && listed.Sub(c.Seen) >= settleTime {
-				c.Listed, c.Snapshots = listed, slices.Clone(snaps[ds])
+				c.Listed, c.Snapshots = listed, cacheSnapshots(snaps[ds])
 			}
 		}
 		out.Datasets[ds] = c

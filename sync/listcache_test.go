@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,24 +17,29 @@ func TestListingUsable(t *testing.T) {
 	seen := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
 	ok := DatasetListing{GUID: 7, Stamp: "100", Seen: seen, Listed: seen.Add(settleTime)}
 	now := ok.Listed.Add(time.Hour)
+	ds := zfs.Entry{Name: "tank/a", Type: zfs.Filesystem, GUID: 7}
+	other, clone := ds, ds
+	other.GUID = 8
+	clone.Origin = "tank/o@s1"
 	cases := []struct {
 		name  string
 		l     DatasetListing
-		guid  uint64
+		d     zfs.Entry
 		stamp string
 		now   time.Time
 		want  bool
 	}{
-		{"same value, settled", ok, 7, "100", now, true},
-		{"value changed", ok, 7, "101", now, false},
-		{"another dataset under the name", ok, 8, "100", now, false},
-		{"no listing kept", DatasetListing{GUID: 7, Stamp: "100", Seen: seen}, 7, "100", now, false},
-		{"listed in the second the value was seen", DatasetListing{GUID: 7, Stamp: "100", Seen: seen, Listed: seen.Add(settleTime - time.Millisecond)}, 7, "100", now, false},
-		{"never changed (unset)", DatasetListing{GUID: 7, Seen: seen, Listed: seen.Add(time.Hour)}, 7, "", now, false},
-		{"clock set back since the listing", ok, 7, "100", ok.Listed.Add(-time.Second), false},
+		{"same value, settled", ok, ds, "100", now, true},
+		{"value changed", ok, ds, "101", now, false},
+		{"another dataset under the name", ok, other, "100", now, false},
+		{"promoted or cloned since", ok, clone, "100", now, false},
+		{"no listing kept", DatasetListing{GUID: 7, Stamp: "100", Seen: seen}, ds, "100", now, false},
+		{"listed in the second the value was seen", DatasetListing{GUID: 7, Stamp: "100", Seen: seen, Listed: seen.Add(settleTime - time.Millisecond)}, ds, "100", now, false},
+		{"never changed (unset)", DatasetListing{GUID: 7, Seen: seen, Listed: seen.Add(time.Hour)}, ds, "", now, false},
+		{"clock set back since the listing", ok, ds, "100", ok.Listed.Add(-time.Second), false},
 	}
 	for _, c := range cases {
-		if got := c.l.usable(c.guid, c.stamp, c.now); got != c.want {
+		if got := c.l.usable(c.d, c.stamp, c.now); got != c.want {
 			t.Errorf("%s: usable = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -53,9 +59,13 @@ func (f *listFake) List(_ context.Context, roots []string, o zfs.ListOptions) ([
 	for _, t := range o.Types {
 		ts = append(ts, string(t))
 	}
-	f.calls = append(f.calls, fmt.Sprintf("%s d=%d %s %s", strings.Join(roots, ","), o.Depth, strings.Join(ts, ","), strings.Join(o.UserProps, ",")))
-	if slices.Contains(o.UserProps, SnapshotsChangedProperty) && f.stamps == nil {
-		return nil, errors.New("bad property list: invalid property 'snapshots_changed'")
+	props := slices.Clone(o.UserProps)
+	if o.SnapshotsChanged {
+		props = append(props, "snapshots_changed")
+	}
+	f.calls = append(f.calls, fmt.Sprintf("%s d=%d %s %s", strings.Join(roots, ","), o.Depth, strings.Join(ts, ","), strings.Join(props, ",")))
+	if o.SnapshotsChanged && f.stamps == nil {
+		return nil, errors.New("zfs list: exit status 2: bad property list: invalid property 'snapshots_changed'")
 	}
 	var out []zfs.Entry
 	for _, e := range f.items {
@@ -76,8 +86,8 @@ func (f *listFake) List(_ context.Context, roots []string, o zfs.ListOptions) ([
 		if !under {
 			continue
 		}
-		if e.IsDataset() && slices.Contains(o.UserProps, SnapshotsChangedProperty) {
-			e.User = map[string]string{SnapshotsChangedProperty: f.stamps[e.Name]}
+		if e.IsDataset() && o.SnapshotsChanged {
+			e.SnapshotsChanged, _ = strconv.ParseUint(f.stamps[e.Name], 10, 64)
 		}
 		out = append(out, e)
 	}
@@ -117,8 +127,8 @@ func TestListSideReusesASettledListing(t *testing.T) {
 	f := fakeTree()
 	old := time.Now().Add(-time.Hour)
 	prev := &SideListing{Datasets: map[string]DatasetListing{
-		"tank/a": {GUID: 1, Stamp: "100", Seen: old, Listed: old.Add(time.Minute), Snapshots: []zfs.Entry{{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5}}},
-		"tank/b": {GUID: 2, Stamp: "199", Seen: old, Listed: old.Add(time.Minute), Snapshots: []zfs.Entry{{Name: "tank/b@gone", Type: zfs.Snapshot, GUID: 20}}},
+		"tank/a": {GUID: 1, Stamp: "100", Seen: old, Listed: old.Add(time.Minute), Snapshots: []CachedSnapshot{{Name: "s1", GUID: 11, CreateTXG: 5}}},
+		"tank/b": {GUID: 2, Stamp: "199", Seen: old, Listed: old.Add(time.Minute), Snapshots: []CachedSnapshot{{Name: "gone", GUID: 20}}},
 	}}
 	j := &Job{Listings: &memCache{}}
 	l, err := j.listSide(context.Background(), f, []string{"tank"}, prev, true, nil)
@@ -133,14 +143,14 @@ func TestListSideReusesASettledListing(t *testing.T) {
 		t.Errorf("entries %q, want %q", got, want)
 	}
 	for _, e := range l.entries {
-		if e.IsDataset() && e.User[SnapshotsChangedProperty] != "" {
+		if e.SnapshotsChanged != 0 {
 			t.Errorf("%s: the cache's property leaked into the entries", e.Name)
 		}
 	}
 	// the next run: tank/b's listing was taken right after its new value
 	// was first seen, so it is not kept yet; tank/a's is
 	next := l.update(func(string) bool { return false })
-	if a := next.Datasets["tank/a"]; !a.usable(1, "100", time.Now()) {
+	if a := next.Datasets["tank/a"]; !a.usable(zfs.Entry{GUID: 1}, "100", time.Now()) {
 		t.Errorf("tank/a not reusable after the run: %+v", a)
 	}
 	if b := next.Datasets["tank/b"]; b.Stamp != "200" || !b.Listed.IsZero() {
@@ -154,7 +164,7 @@ func TestListSideReusesASettledListing(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := l.update(func(string) bool { return false })
-	if b := after.Datasets["tank/b"]; !b.usable(2, "200", time.Now()) || len(b.Snapshots) != 1 {
+	if b := after.Datasets["tank/b"]; !b.usable(zfs.Entry{GUID: 2}, "200", time.Now()) || len(b.Snapshots) != 1 {
 		t.Errorf("tank/b after its value settled: %+v", b)
 	}
 	// what a run changed keeps only the value

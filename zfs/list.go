@@ -19,7 +19,14 @@ type ListOptions struct {
 	// UserProps are extra (user) properties to fetch into Entry.User, such
 	// as "zsync:target-id".
 	UserProps []string
+	// SnapshotsChanged fetches the snapshots_changed property of datasets
+	// into Entry.SnapshotsChanged (OpenZFS 2.2+; older zfs refuses the
+	// listing with "invalid property").
+	SnapshotsChanged bool
 }
+
+// snapshotsChangedProp is the column ListOptions.SnapshotsChanged adds.
+const snapshotsChangedProp = "snapshots_changed"
 
 // listProps are the columns List always asks for, in Entry field order.
 var listProps = []string{
@@ -52,6 +59,9 @@ func (o ListOptions) args(roots []string) ([]string, error) {
 		}
 	}
 	props := append([]string(nil), listProps...)
+	if o.SnapshotsChanged {
+		props = append(props, snapshotsChangedProp)
+	}
 	for _, p := range o.UserProps {
 		if err := validatePropName(p); err != nil {
 			return nil, err
@@ -83,7 +93,7 @@ func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry,
 	if err != nil {
 		return nil, fmt.Errorf("zfs list: %w", classify(err, roots))
 	}
-	entries, err := parseList(out, o.UserProps)
+	entries, err := parseListWith(out, o.UserProps, o.SnapshotsChanged)
 	if err != nil {
 		return nil, fmt.Errorf("zfs list: %w", err)
 	}
@@ -92,7 +102,17 @@ func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry,
 
 // parseList parses `zfs list -H -p -o <listProps>,<userProps...>` output.
 func parseList(out []byte, userProps []string) ([]Entry, error) {
-	want := len(listProps) + len(userProps)
+	return parseListWith(out, userProps, false)
+}
+
+// parseListWith parses `zfs list -H -p -o <listProps>[,snapshots_changed],<userProps...>`
+// output.
+func parseListWith(out []byte, userProps []string, snapsChanged bool) ([]Entry, error) {
+	base := len(listProps)
+	if snapsChanged {
+		base++
+	}
+	want := base + len(userProps)
 	var entries []Entry
 	for i, line := range splitLines(out) {
 		f := strings.Split(line, "\t")
@@ -132,8 +152,14 @@ func parseList(out []byte, userProps []string) ([]Entry, error) {
 		if e.UserRefs, err = parseUint(f[5]); err != nil {
 			return nil, fmt.Errorf("line %d: userrefs: %w", i+1, err)
 		}
+		if snapsChanged && f[len(listProps)] != "-" {
+			// 0 is what a dataset that never recorded a change may show
+			if e.SnapshotsChanged, err = parseUint(f[len(listProps)]); err != nil {
+				return nil, fmt.Errorf("line %d: snapshots_changed: %w", i+1, err)
+			}
+		}
 		for j, p := range userProps {
-			if v := f[len(listProps)+j]; v != "-" {
+			if v := f[base+j]; v != "-" {
 				if e.User == nil {
 					e.User = map[string]string{}
 				}

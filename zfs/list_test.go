@@ -141,3 +141,24 @@ func TestParseListRejectsInvalidNames(t *testing.T) {
 		}
 	}
 }
+
+// ListOptions.SnapshotsChanged adds the native snapshots_changed column
+// before the user properties; "-" (never recorded) is 0.
+func TestListSnapshotsChanged(t *testing.T) {
+	args, err := ListOptions{Types: []Type{Filesystem}, UserProps: []string{"zsync:placeholder"}, SnapshotsChanged: true}.args([]string{"tank"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(args, " "); !strings.Contains(got, ",origin,snapshots_changed,zsync:placeholder tank") {
+		t.Errorf("args %q: want snapshots_changed between the fixed columns and the user properties", got)
+	}
+	row := "\t1\t2\t1700000000\t0\t-\toff\t-\t-\t-"
+	out := []byte("tank" + "\tfilesystem" + row + "\t1764650000\t-\n" + "tank/b\tfilesystem" + row + "\t-\ttank/b\n")
+	es, err := parseListWith(out, []string{"zsync:placeholder"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].SnapshotsChanged != 1764650000 || es[1].SnapshotsChanged != 0 || es[1].User["zsync:placeholder"] != "tank/b" || es[0].User != nil {
+		t.Errorf("parsed %+v", es)
+	}
+}

@@ -34,6 +34,10 @@ type Entry struct {
 	EncryptionRoot string
 	KeyStatus      string // "available", "unavailable" or empty when unencrypted
 	Origin         string // origin snapshot of a clone
+	// SnapshotsChanged is a dataset's snapshots_changed (seconds since the
+	// epoch its set of snapshots last changed), listed only with
+	// ListOptions.SnapshotsChanged; 0 when unset or not asked for.
+	SnapshotsChanged uint64 `json:",omitempty"`
 
 	// User holds the zsync user properties (name -> value) of datasets, for
 	// the names passed in ListOptions.UserProps. Unset ones are absent.

@@ -271,7 +271,7 @@ func (r listRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		}
 	}
 	roots := r.Roots
-	o := zfs.ListOptions{Depth: r.Options.Depth, Types: r.Options.Types, UserProps: r.Options.UserProps}
+	o := zfs.ListOptions{Depth: r.Options.Depth, Types: r.Options.Types, UserProps: r.Options.UserProps, SnapshotsChanged: r.Options.SnapshotsChanged}
 	return callGrant(func(ctx context.Context, h Handler) (any, error) {
 		entries, err := h.List(ctx, roots, o)
 		if err != nil {
