@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	zsync "github.com/zsync-dev/zsync/sync"
 	"github.com/zsync-dev/zsync/state"
+	zsync "github.com/zsync-dev/zsync/sync"
 )
 
 // listingCache keeps a job's snapshot listings between runs in the state

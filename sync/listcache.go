@@ -83,7 +83,7 @@ type DatasetListing struct {
 	Stamp  string    `json:"stamp"`            // snapshots_changed as listed ("" unset)
 	Seen   time.Time `json:"seen"`             // when this value was first seen (local clock)
 	// Listed is when Snapshots were listed (zero: no listing kept).
-	Listed    time.Time      `json:"listed,omitzero"`
+	Listed    time.Time        `json:"listed,omitzero"`
 	Snapshots []CachedSnapshot `json:"snapshots,omitempty"`
 }
 
