@@ -235,6 +235,8 @@ root = "%s/backup"
 	time.Sleep(3 * time.Second)
 	push("after a rename and a destroy on the source")
 	push("nothing to do again")
+	time.Sleep(3 * time.Second)
+	push("nothing to do, listings settled")
 	// zsync's last-received hold released by hand on a warm cache: the
 	// run sees it gone (holds never come from the cache) and puts it back
 	tgt := e.target("data/b")
