@@ -147,7 +147,9 @@ func snapshotListings(calls []string) []string {
 }
 
 // A run with nothing to do does not list snapshots that did not change
-// since an earlier run listed them (issue 13): on OpenZFS 2.2+ it reads
+// since an earlier run listed them (issue 13; datasets that never had a
+// snapshot, such as placeholders, are listed: cheap, and an unset value
+// proves nothing): on OpenZFS 2.2+ it reads
 // snapshots_changed of each dataset and reuses the listing kept in the
 // state directory; on 2.1, which lacks the property, it lists in full and
 // does not ask for the property again. Whatever changes between runs (a new
@@ -212,8 +214,18 @@ root = "%s/backup"
 				t.Errorf("OpenZFS 2.1: the property was tried again: zfs %s", c)
 			}
 		}
-	} else if len(listings) != 0 {
-		t.Errorf("a run with nothing to do listed snapshots:\n%s", strings.Join(listings, "\n"))
+	} else {
+		// only datasets that never had a snapshot (snapshots_changed
+		// unset: the placeholders above the replicas) are listed again
+		for _, c := range listings {
+			for _, ds := range datasets {
+				for _, name := range []string{src + "/" + ds, e.target(ds)} {
+					if slices.Contains(strings.Fields(c), name) {
+						t.Errorf("a run with nothing to do listed the snapshots of %s: zfs %s", name, c)
+					}
+				}
+			}
+		}
 	}
 
 	// a new snapshot on one dataset: that dataset is listed (and sent)
