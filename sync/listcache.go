@@ -29,7 +29,9 @@ import (
 // snapshots_changed: the source's bookmarks are always listed, the holds
 // of cached snapshots that had any are asked for as usual, and a dataset
 // whose holds, bookmarks or snapshots the run changed keeps no listing for
-// the next run. While a run works the cache holds no listing at all, so a
+// the next run. A dataset whose value is unset ("-": it never had a
+// snapshot, like a placeholder, or its pool cannot keep the value) is
+// always listed. While a run works the cache holds no listing at all, so a
 // run killed midway leaves none that predates its changes. What the cache
 // cannot see: a hold put by hand (or by a one-off run) on a cached
 // snapshot that had none is noticed at the dataset's next snapshot change.
