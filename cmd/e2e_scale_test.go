@@ -49,6 +49,13 @@ func countZfsCalls(t *testing.T) func(fn func()) []string {
 	}
 }
 
+// treePushConfig is a push job of <src>/data and its descendants into
+// <dst>/backup.
+func treePushConfig(t *testing.T, src, dst string) string {
+	t.Helper()
+	return writeConfig(t, fmt.Sprintf("\n[[job]]\nname = \"push\"\ntype = \"push\"\ndatasets = [\"%s/data<\"]\nroot = \"%s/backup\"\n", src, dst))
+}
+
 // byVerb counts invocations by their subcommand, for the test log.
 func byVerb(calls []string) string {
 	n := map[string]int{}
@@ -80,13 +87,7 @@ func TestPushCallsPerDataset(t *testing.T) {
 		zfstest.MustWriteFile(t, src+"/"+ds, "f", 64)
 	}
 	zfstest.Zfs(t, "snapshot", "-r", src+"/data@s1")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "push"
-type = "push"
-datasets = ["%s/data<"]
-root = "%s/backup"
-`, src, dst))
+	cfg := treePushConfig(t, src, dst)
 	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
 		t.Fatalf("initial push: exit %d", code)
 	}
@@ -165,13 +166,7 @@ func TestNoOpRunReusesSnapshotListings(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		zfstest.Zfs(t, "snapshot", "-r", fmt.Sprintf("%s/data@s%d", src, i))
 	}
-	cfg := writeConfig(t, fmt.Sprintf(`
-[[job]]
-name = "push"
-type = "push"
-datasets = ["%s/data<"]
-root = "%s/backup"
-`, src, dst))
+	cfg := treePushConfig(t, src, dst)
 	e := &pushEnv{src: src, dst: dst}
 	count := countZfsCalls(t)
 	push := func(what string) []string {
