@@ -172,7 +172,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		if c, err := j.Listings.Load(); err == nil && c.Sides != nil {
 			cache = c
 		} else if err != nil {
-			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache: %v (listing in full)", err)})
+			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache unreadable, listing every dataset in full (nothing is lost; delete the file if this repeats): %v", err)})
 		}
 	}
 	roots := j.Datasets.Roots()
@@ -248,7 +248,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			state.Sides["target"] = dstSide.update(all)
 		}
 		if err := j.Listings.Save(state); err != nil {
-			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache: %v", err)})
+			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache not saved, the next run lists every dataset in full (nothing is lost; check that the state directory is writable): %v", err)})
 		}
 	}
 
@@ -345,7 +345,7 @@ func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, sr
 		state.Sides["target"] = dst.update(func(ds string) bool { return badTarget[ds] || dstTouched.has(ds) })
 	}
 	if err := j.Listings.Save(state); err != nil {
-		j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache: %v", err)})
+		j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache not saved, the next run lists every dataset in full (nothing is lost; check that the state directory is writable): %v", err)})
 	}
 }
 
