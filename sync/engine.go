@@ -178,7 +178,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	roots := j.Datasets.Roots()
 	srcSide, err := j.listSide(ctx, src, roots, cache.Sides["source"], true, func(e zfs.Entry) bool {
 		return j.Datasets.Match(e.Name) && !IsPlaceholder(e)
-	})
+	}, nil)
 	if err != nil {
 		return rep, fmt.Errorf("list source %s: %w", strings.Join(roots, ", "), err)
 	}
@@ -208,7 +208,8 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.TargetID = rootTID
 
-	dstSide, err := j.listSide(ctx, dst, []string{j.TargetRoot}, cache.Sides["target"], false, nil)
+	quiet := j.quietTargets(cache.Sides["source"], selected, srcInfo, bySource)
+	dstSide, err := j.listSide(ctx, dst, []string{j.TargetRoot}, cache.Sides["target"], false, nil, func(t string) bool { return quiet[t] })
 	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
 		return rep, fmt.Errorf("list target %s: %w", j.TargetRoot, err)
 	}
@@ -324,6 +325,25 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		j.saveListings(srcSide, dstSide, results, srcTouched, dstTouched)
 	}
 	return rep, nil
+}
+
+// quietTargets returns the targets of the selected source datasets whose
+// snapshots are what an earlier run kept in the cache (see listSide).
+func (j *Job) quietTargets(prev *SideListing, selected []string, info map[string]zfs.Entry, bySource map[string][]zfs.Entry) map[string]bool {
+	out := map[string]bool{}
+	if prev == nil || j.Listings == nil {
+		return out
+	}
+	for _, ds := range selected {
+		c, ok := prev.Datasets[ds]
+		if !ok || c.GUID != info[ds].GUID || c.Origin != info[ds].Origin || !c.sameSnapshots(bySource[ds]) {
+			continue
+		}
+		if t, err := j.Map(ds); err == nil {
+			out[t] = true
+		}
+	}
+	return out
 }
 
 // saveListings stores what the run's listings are worth to the next run:

@@ -22,8 +22,8 @@ import (
 // was when an earlier run listed its snapshots reuses that listing.
 //
 // The cache is an optimisation only. Anything unexpected (no cache, an
-// unreadable one, a side without the property, a failed listing) lists as
-// if there were none. A listing is reused only for the same dataset (guid)
+// unreadable one, a failed listing) lists as if there were none; a side
+// without the property is handled below (namedReuse). A listing is reused only for the same dataset (guid)
 // with the same origin (a promote moves snapshots between a clone and its
 // origin) and the same value. Holds and bookmarks do not change
 // snapshots_changed: the source's bookmarks are always listed, the holds
@@ -154,15 +154,131 @@ type sideListing struct {
 	listed  time.Time
 	fresh   map[string]bool // datasets whose snapshots were listed this run
 	prev    *SideListing
-	unsupp  bool
 	reused  int
 	listing int
+	// named: the side has no snapshots_changed (since unsupported, when
+	// it was found so), and listings are checked by name (namedReuse)
+	named       bool
+	unsupported time.Time
+}
+
+// A side without snapshots_changed (OpenZFS 2.1) cannot tell which
+// datasets' snapshots changed, so its source side is listed in full every
+// run. Its target side reuses the listing an earlier run kept for a target
+// dataset (one that run did not change) when all of this holds, and lists
+// it otherwise:
+//
+//   - its source dataset is quiet: its snapshots (GUIDs and createtxgs) are
+//     what the earlier run recorded, so there is nothing to send and the
+//     plan needs no more than the target's newest snapshot;
+//   - it is the same dataset (guid, origin) and has no partial receive;
+//   - its newest kept snapshot, and every kept snapshot that was held,
+//     exist under their names with the same guid and createtxg: looked up
+//     by name in one call for all such datasets (a few snapshots instead of
+//     all of them; the hold counts come from that lookup).
+//
+// A snapshot taken on the target by hand is therefore noticed only when its
+// source next changes (the run then lists the target and refuses to send
+// into a diverged replica); one destroyed by hand is noticed at once when
+// it is the newest or held, and is otherwise harmless (no plan uses it).
+
+// namedChecks are the kept snapshots a lookup by name must find: the newest
+// and every one that was held.
+func (l DatasetListing) namedChecks() []CachedSnapshot {
+	var newest *CachedSnapshot
+	var out []CachedSnapshot
+	for i, c := range l.Snapshots {
+		if newest == nil || c.CreateTXG > newest.CreateTXG {
+			newest = &l.Snapshots[i]
+		}
+		if c.UserRefs > 0 {
+			out = append(out, c)
+		}
+	}
+	if newest != nil && newest.UserRefs == 0 {
+		out = append(out, *newest)
+	}
+	return out
+}
+
+// usableNamed reports whether l may stand for dataset d on a side without
+// snapshots_changed, once its namedChecks are found.
+func (l DatasetListing) usableNamed(d zfs.Entry, now time.Time) bool {
+	return !l.Listed.IsZero() && len(l.Snapshots) > 0 && l.GUID == d.GUID && d.GUID != 0 &&
+		l.Origin == d.Origin && d.ResumeToken == "" && !now.Before(l.Listed)
+}
+
+// sameSnapshots reports whether a dataset's snapshots are the ones l kept.
+func (l DatasetListing) sameSnapshots(es []zfs.Entry) bool {
+	type id struct{ guid, txg uint64 }
+	var have []id
+	for _, e := range es {
+		if e.Type == zfs.Snapshot {
+			have = append(have, id{e.GUID, e.CreateTXG})
+		}
+	}
+	if l.Listed.IsZero() || len(have) != len(l.Snapshots) {
+		return false
+	}
+	kept := make(map[id]bool, len(l.Snapshots))
+	for _, c := range l.Snapshots {
+		kept[id{c.GUID, c.CreateTXG}] = true
+	}
+	for _, h := range have {
+		if !kept[h] {
+			return false
+		}
+	}
+	return true
+}
+
+// namedReuse looks up the namedChecks of the candidates' kept listings in
+// one call, and returns the entries of those whose checks all match (with
+// the hold counts just read) and the candidates to list instead.
+func namedReuse(ctx context.Context, e Endpoint, prev *SideListing, cands []zfs.Entry) (entries []zfs.Entry, reused int, relist []string) {
+	var ask []string
+	for _, d := range cands {
+		for _, c := range prev.Datasets[d.Name].namedChecks() {
+			ask = append(ask, d.Name+"@"+c.Name)
+		}
+	}
+	got, err := e.Get(ctx, ask, []string{"guid", "createtxg", "userrefs"})
+	for _, d := range cands {
+		l := prev.Datasets[d.Name]
+		ok := err == nil
+		refs := map[string]uint64{}
+		for _, c := range l.namedChecks() {
+			if !ok {
+				break
+			}
+			p := got[d.Name+"@"+c.Name]
+			guid, gerr := strconv.ParseUint(p["guid"], 10, 64)
+			txg, terr := strconv.ParseUint(p["createtxg"], 10, 64)
+			n, nerr := strconv.ParseUint(p["userrefs"], 10, 64)
+			ok = gerr == nil && terr == nil && nerr == nil && guid == c.GUID && txg == c.CreateTXG
+			refs[c.Name] = n
+		}
+		if !ok {
+			relist = append(relist, d.Name)
+			continue
+		}
+		for _, s := range l.entries(d) {
+			if n, looked := refs[s.Short()]; looked {
+				s.UserRefs = n
+			}
+			entries = append(entries, s)
+		}
+		reused++
+	}
+	return entries, reused, relist
 }
 
 // listSide lists the datasets below roots with their snapshots (and, with
 // bookmarks, bookmarks), through the cache when the job has one. scope
-// picks the datasets whose snapshots are needed (nil: all).
-func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *SideListing, bookmarks bool, scope func(zfs.Entry) bool) (*sideListing, error) {
+// picks the datasets whose snapshots are needed (nil: all). quiet, on the
+// target side, tells which datasets' sources are quiet (see above; nil
+// when unknown).
+func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *SideListing, bookmarks bool, scope func(zfs.Entry) bool, quiet func(string) bool) (*sideListing, error) {
 	full := func() (*sideListing, error) {
 		es, err := e.List(ctx, roots, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
 		return &sideListing{entries: es, prev: prev}, err
@@ -171,25 +287,29 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 	if prev == nil {
 		prev = &SideListing{}
 	}
-	if j.Listings == nil || (!prev.Unsupported.IsZero() && now.Sub(prev.Unsupported) < retryUnsupported && !now.Before(prev.Unsupported)) {
+	if j.Listings == nil {
 		return full()
 	}
-	types := []zfs.Type{zfs.Filesystem, zfs.Volume}
-	dss, err := e.List(ctx, roots, zfs.ListOptions{Types: types, UserProps: []string{PlaceholderProperty}, SnapshotsChanged: true})
+	named := !prev.Unsupported.IsZero() && now.Sub(prev.Unsupported) < retryUnsupported && !now.Before(prev.Unsupported)
+	unsupported := prev.Unsupported
+	o := zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume}, UserProps: []string{PlaceholderProperty}, SnapshotsChanged: !named}
+	dss, err := e.List(ctx, roots, o)
+	if err != nil && !named && withoutSnapshotsChanged(err) {
+		named, unsupported = true, time.Now()
+		o.SnapshotsChanged = false
+		dss, err = e.List(ctx, roots, o)
+	}
 	if err != nil {
 		if errors.Is(err, zfs.ErrDatasetNotFound) {
 			return nil, err
 		}
-		l, ferr := full()
-		if ferr == nil && withoutSnapshotsChanged(err) {
-			l.unsupp = true
-		}
-		return l, ferr
+		return full()
 	}
 	// seen is after the values were read: a value is never later than
 	// the moment it was read, so its second began before seen
-	l := &sideListing{cached: true, stamps: map[string]string{}, dss: map[string]zfs.Entry{}, seen: time.Now(), fresh: map[string]bool{}, prev: prev}
+	l := &sideListing{cached: true, stamps: map[string]string{}, dss: map[string]zfs.Entry{}, seen: time.Now(), fresh: map[string]bool{}, prev: prev, named: named, unsupported: unsupported}
 	var relist, reuse []string
+	var cands []zfs.Entry
 	l.listed = time.Now() // before the snapshots are listed
 	for _, d := range dss {
 		var stamp string
@@ -202,13 +322,25 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 			continue
 		}
 		l.stamps[d.Name], l.dss[d.Name] = stamp, d
-		if c, ok := prev.Datasets[d.Name]; ok && c.usable(d, stamp, l.listed) {
+		c, ok := prev.Datasets[d.Name]
+		switch {
+		case named && ok && quiet != nil && quiet(d.Name) && c.usableNamed(d, l.listed):
+			cands = append(cands, d)
+		case !named && ok && c.usable(d, stamp, l.listed):
 			reuse = append(reuse, d.Name)
 			l.entries = append(l.entries, c.entries(d)...)
-			continue
+		default:
+			relist = append(relist, d.Name)
 		}
-		relist = append(relist, d.Name)
-		l.fresh[d.Name] = true
+	}
+	if len(cands) > 0 {
+		es, n, more := namedReuse(ctx, e, prev, cands)
+		l.entries = append(l.entries, es...)
+		l.reused += n
+		relist = append(relist, more...)
+	}
+	for _, ds := range relist {
+		l.fresh[ds] = true
 	}
 	if len(relist) > 0 {
 		ts := []zfs.Type{zfs.Snapshot}
@@ -228,7 +360,8 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 		}
 		l.entries = append(l.entries, es...)
 	}
-	l.reused, l.listing = len(reuse), len(relist)
+	l.reused += len(reuse)
+	l.listing = len(relist)
 	return l, nil
 }
 
@@ -238,9 +371,8 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 // settling.
 func (l *sideListing) update(dirty func(string) bool) *SideListing {
 	out := &SideListing{Datasets: map[string]DatasetListing{}}
-	if l.unsupp {
-		out.Unsupported = time.Now()
-		return out
+	if l.named {
+		out.Unsupported = l.unsupported
 	}
 	if !l.cached {
 		return out // no values: the next run starts the cache
@@ -262,7 +394,7 @@ func (l *sideListing) update(dirty func(string) bool) *SideListing {
 			if !l.fresh[ds] {
 				listed = l.prev.Datasets[ds].Listed
 			}
-			if stamp != "" && listed.Sub(c.Seen) >= settleTime {
+			if l.named || stamp != "" && listed.Sub(c.Seen) >= settleTime {
 				c.Listed, c.Snapshots = listed, cacheSnapshots(snaps[ds])
 			}
 		}

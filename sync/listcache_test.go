@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,6 +95,20 @@ func (f *listFake) List(_ context.Context, roots []string, o zfs.ListOptions) ([
 	return out, nil
 }
 
+func (f *listFake) Get(_ context.Context, names, props []string) (map[string]map[string]string, error) {
+	f.calls = append(f.calls, "get "+strings.Join(props, ",")+" "+strings.Join(names, " "))
+	out := map[string]map[string]string{}
+	for _, n := range names {
+		i := slices.IndexFunc(f.items, func(e zfs.Entry) bool { return e.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("zfs get: %s: %w", n, zfs.ErrDatasetNotFound)
+		}
+		e := f.items[i]
+		out[n] = map[string]string{"guid": strconv.FormatUint(e.GUID, 10), "createtxg": strconv.FormatUint(e.CreateTXG, 10), "userrefs": strconv.FormatUint(e.UserRefs, 10)}
+	}
+	return out, nil
+}
+
 type memCache struct{ s ListingState }
 
 func (m *memCache) Load() (ListingState, error) { return m.s, nil }
@@ -131,7 +146,7 @@ func TestListSideReusesASettledListing(t *testing.T) {
 		"tank/b": {GUID: 2, Stamp: "199", Seen: old, Listed: old.Add(time.Minute), Snapshots: []CachedSnapshot{{Name: "gone", GUID: 20}}},
 	}}
 	j := &Job{Listings: &memCache{}}
-	l, err := j.listSide(context.Background(), f, []string{"tank"}, prev, true, nil)
+	l, err := j.listSide(context.Background(), f, []string{"tank"}, prev, true, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +174,7 @@ func TestListSideReusesASettledListing(t *testing.T) {
 	// a later run lists tank/b once more, after its value settled
 	next.Datasets["tank/b"] = DatasetListing{GUID: 2, Stamp: "200", Seen: time.Now().Add(-time.Minute)}
 	f.calls = nil
-	l, err = j.listSide(context.Background(), f, []string{"tank"}, next, true, nil)
+	l, err = j.listSide(context.Background(), f, []string{"tank"}, next, true, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,36 +189,154 @@ func TestListSideReusesASettledListing(t *testing.T) {
 	}
 }
 
-// Without snapshots_changed (OpenZFS 2.1) the side is listed in full, and
-// the next runs within a day do not try the property again.
+// Without snapshots_changed (OpenZFS 2.1) every dataset in scope is
+// listed, the property is not tried again within a day, and the listings
+// are kept for the next run.
 func TestListSideWithoutTheProperty(t *testing.T) {
 	f := fakeTree()
 	f.stamps = nil
 	j := &Job{Listings: &memCache{}}
-	l, err := j.listSide(context.Background(), f, []string{"tank"}, nil, true, nil)
+	l, err := j.listSide(context.Background(), f, []string{"tank"}, nil, true, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.entries) != len(f.items) {
-		t.Errorf("entries %q, want the full listing", names(l.entries))
+	if got, want := names(l.entries), names(f.items); !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
 	}
 	next := l.update(func(string) bool { return false })
 	if next.Unsupported.IsZero() {
 		t.Fatalf("the side is not marked as without the property")
 	}
+	if a := next.Datasets["tank/a"]; len(a.Snapshots) != 1 || a.Listed.IsZero() {
+		t.Errorf("tank/a's listing not kept: %+v", a)
+	}
 	f.calls = nil
-	if _, err := j.listSide(context.Background(), f, []string{"tank"}, next, true, nil); err != nil {
+	if _, err := j.listSide(context.Background(), f, []string{"tank"}, next, true, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"tank d=0  zsync:placeholder"}; !slices.Equal(f.calls, want) {
-		t.Errorf("calls %q, want only the full listing %q", f.calls, want)
+	want := []string{"tank d=0 filesystem,volume zsync:placeholder", "tank/a,tank/b d=1 snapshot,bookmark "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls %q, want %q (no source is quiet: both listed, the property not tried)", f.calls, want)
+	}
+	if got := next.Unsupported; !l.update(func(string) bool { return false }).Unsupported.Equal(got) {
+		t.Errorf("the day without the property restarted")
+	}
+}
+
+// On a side without snapshots_changed, a dataset whose source is quiet
+// reuses its kept listing once its newest and held snapshots are found by
+// name with the same guid and createtxg; the hold counts come from that
+// lookup. Anything else is listed.
+func TestListSideNamedLookup(t *testing.T) {
+	f := &listFake{items: []zfs.Entry{
+		{Name: "bk", Type: zfs.Filesystem, GUID: 9},
+		{Name: "bk/a", Type: zfs.Filesystem, GUID: 1},
+		{Name: "bk/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5},
+		{Name: "bk/a@s2", Type: zfs.Snapshot, GUID: 12, CreateTXG: 6, UserRefs: 1},
+		{Name: "bk/b", Type: zfs.Filesystem, GUID: 2},
+		{Name: "bk/b@s1", Type: zfs.Snapshot, GUID: 21, CreateTXG: 7},
+		{Name: "bk/c", Type: zfs.Filesystem, GUID: 3},
+		{Name: "bk/c@s1", Type: zfs.Snapshot, GUID: 31, CreateTXG: 8},
+	}}
+	j := &Job{Listings: &memCache{}}
+	l, err := j.listSide(context.Background(), f, []string{"bk"}, nil, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := l.update(func(string) bool { return false })
+	quietAll := func(string) bool { return true }
+
+	// nothing changed: only the lookup by name (s2 of bk/a is newest and
+	// held: asked once), no snapshot listing of a quiet dataset
+	f.calls = nil
+	f.items[3].UserRefs = 0 // the hold was released meanwhile
+	l, err = j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, quietAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs bk/a@s2 bk/b@s1 bk/c@s1", "bk d=1 snapshot "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+	for _, e := range l.entries {
+		if e.Name == "bk/a@s2" && e.UserRefs != 0 {
+			t.Errorf("bk/a@s2: hold count %d from the cache, not the lookup's 0", e.UserRefs)
+		}
+	}
+	if got, want := names(l.entries), names(f.items); !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+
+	// bk/b's newest recreated under its name (another guid), bk/c's source
+	// not quiet: both listed; bk/a still reused
+	f.items[5].GUID = 22
+	f.calls = nil
+	l, err = j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, func(ds string) bool { return ds != "bk/c" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs bk/a@s2 bk/b@s1", "bk,bk/c,bk/b d=1 snapshot "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+	for _, e := range l.entries {
+		if e.Name == "bk/b@s1" && e.GUID != 22 {
+			t.Errorf("bk/b@s1 came from the cache (guid %d)", e.GUID)
+		}
+	}
+
+	// bk/a's newest destroyed: the lookup fails, every candidate is listed
+	f.items = slices.Delete(f.items, 3, 4)
+	f.calls = nil
+	l, err = j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, quietAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs bk/a@s2 bk/b@s1 bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+	if got, want := names(l.entries), names(f.items); !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+
+	// a partial receive on bk/c: listed without a lookup
+	f.items[5].ResumeToken = "1-abc"
+	f.calls = nil
+	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, func(ds string) bool { return ds == "bk/c" }); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+}
+
+func TestSameSnapshots(t *testing.T) {
+	l := DatasetListing{Listed: time.Now(), Snapshots: []CachedSnapshot{{Name: "s1", GUID: 1, CreateTXG: 5}, {Name: "s2", GUID: 2, CreateTXG: 6}}}
+	es := []zfs.Entry{
+		{Name: "t/a@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5},
+		{Name: "t/a#b", Type: zfs.Bookmark, GUID: 9, CreateTXG: 4},
+		{Name: "t/a@s2-renamed", Type: zfs.Snapshot, GUID: 2, CreateTXG: 6},
+	}
+	if !l.sameSnapshots(es) {
+		t.Errorf("the same snapshots (one renamed, a bookmark beside) are not the same")
+	}
+	if l.sameSnapshots(es[:1]) {
+		t.Errorf("a snapshot destroyed went unnoticed")
+	}
+	if l.sameSnapshots(append(slices.Clone(es), zfs.Entry{Name: "t/a@s3", Type: zfs.Snapshot, GUID: 3, CreateTXG: 7})) {
+		t.Errorf("a new snapshot went unnoticed")
+	}
+	if (DatasetListing{}).sameSnapshots(nil) {
+		t.Errorf("no listing kept counts as the same")
 	}
 }
 
 // Without a cache the listing is the one full listing of before.
 func TestListSideWithoutACache(t *testing.T) {
 	f := fakeTree()
-	if _, err := (&Job{}).listSide(context.Background(), f, []string{"tank"}, nil, true, nil); err != nil {
+	if _, err := (&Job{}).listSide(context.Background(), f, []string{"tank"}, nil, true, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"tank d=0  zsync:placeholder"}; !slices.Equal(f.calls, want) {
@@ -219,5 +352,29 @@ func TestTouchSet(t *testing.T) {
 		if got := s.has(ds); got != want {
 			t.Errorf("has(%s) = %v, want %v", ds, got, want)
 		}
+	}
+}
+
+// A target is quiet when its source's snapshots are the ones the cache
+// kept for the source: the same dataset, the same snapshots.
+func TestQuietTargets(t *testing.T) {
+	at := time.Now()
+	prev := &SideListing{Datasets: map[string]DatasetListing{
+		"tank/a": {GUID: 1, Listed: at, Snapshots: []CachedSnapshot{{Name: "s1", GUID: 11, CreateTXG: 5}}},
+		"tank/b": {GUID: 2, Listed: at, Snapshots: []CachedSnapshot{{Name: "s1", GUID: 21, CreateTXG: 6}}},
+		"tank/c": {GUID: 3, Stamp: "9"}, // no listing kept
+		"tank/d": {GUID: 4, Listed: at, Snapshots: []CachedSnapshot{{Name: "s1", GUID: 41, CreateTXG: 8}}},
+	}}
+	info := map[string]zfs.Entry{"tank/a": {GUID: 1}, "tank/b": {GUID: 2}, "tank/c": {GUID: 3}, "tank/d": {GUID: 40}}
+	by := map[string][]zfs.Entry{
+		"tank/a": {{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5}},
+		"tank/b": {{Name: "tank/b@s1", Type: zfs.Snapshot, GUID: 21, CreateTXG: 6}, {Name: "tank/b@s2", Type: zfs.Snapshot, GUID: 22, CreateTXG: 7}},
+		"tank/c": {},
+		"tank/d": {{Name: "tank/d@s1", Type: zfs.Snapshot, GUID: 41, CreateTXG: 8}},
+	}
+	j := &Job{Listings: &memCache{}, Map: func(s string) (string, error) { return "bk/" + s, nil }}
+	got := j.quietTargets(prev, []string{"tank/a", "tank/b", "tank/c", "tank/d"}, info, by)
+	if want := map[string]bool{"bk/tank/a": true}; !maps.Equal(got, want) {
+		t.Errorf("quiet %v, want %v (b has a new snapshot, c no listing kept, d is another dataset)", got, want)
 	}
 }
