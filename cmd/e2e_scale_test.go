@@ -274,3 +274,49 @@ func TestNoOpRunReusesSnapshotListings(t *testing.T) {
 	}
 	push("after the cache was deleted")
 }
+
+// A one-off push into a job's replica between the job's runs moves the
+// replica and the relationship's cursor on. The job's listing cache
+// predates that; its next runs must see it (on OpenZFS 2.1 the cursor is no
+// longer where the kept listing of the replica ends) and go on from the
+// one-off's snapshot, even after the source destroyed it: never move the
+// cursor back and then call the replica diverged.
+func TestOneOffPushBetweenCachedRuns(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	datasets := []string{"data", "data/a"}
+	for _, ds := range datasets {
+		zfstest.MustCreate(t, src+"/"+ds)
+		zfstest.MustWriteFile(t, src+"/"+ds, "f", 32)
+	}
+	for i := 1; i <= 3; i++ {
+		zfstest.Zfs(t, "snapshot", "-r", fmt.Sprintf("%s/data@s%d", src, i))
+	}
+	cfg := treePushConfig(t, src, dst)
+	e := &pushEnv{src: src, dst: dst}
+	push := func(what string) {
+		t.Helper()
+		if code, _, errOut := zsyncRun(t, "--config", cfg, "push"); code != 0 {
+			t.Fatalf("%s: exit %d\n%s", what, code, errOut)
+		}
+		e.checkInvariants(t, datasets...)
+	}
+	push("initial push")
+	time.Sleep(3 * time.Second)
+	push("first run with nothing to do")
+	time.Sleep(3 * time.Second)
+	push("second run with nothing to do (the cache is warm)")
+
+	zfstest.MustWriteFile(t, src+"/data/a", "g", 16)
+	zfstest.MustSnapshot(t, src+"/data/a@tmp")
+	if code, _, errOut := zsyncRun(t, "push", src+"/data/a", e.target("data/a")); code != 0 {
+		t.Fatalf("one-off push into the job's replica: exit %d\n%s", code, errOut)
+	}
+	zfstest.Zfs(t, "destroy", src+"/data/a@tmp")
+	push("the job after the one-off, @tmp destroyed on the source") // checkInvariants: the cursor and hold stay at @tmp
+	zfstest.MustWriteFile(t, src+"/data/a", "h", 16)
+	zfstest.MustSnapshot(t, src+"/data/a@s7")
+	push("a new snapshot after that")
+	if got, want := zfstest.GUID(t, e.target("data/a")+"@s7"), zfstest.GUID(t, src+"/data/a@s7"); got != want {
+		t.Errorf("the replica's s7 has guid %s, the source's %s", got, want)
+	}
+}

@@ -56,5 +56,14 @@ func (c *listingCache) Save(s zsync.ListingState) error {
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return err
 	}
-	return state.WriteFileAtomic(c.path, b, 0o600)
+	if err := state.WriteFileAtomic(c.path, b, 0o600); err != nil {
+		// an older file left in place would be read by the next run as
+		// if this run had not happened: take it away (removing works on
+		// a full disk), so that the next run lists in full
+		if rerr := os.Remove(c.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("%w; and the older %s could not be removed: %v", err, c.path, rerr)
+		}
+		return err
+	}
+	return nil
 }

@@ -1,7 +1,10 @@
 package cmd
 
 import (
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -50,5 +53,32 @@ func TestListingCacheFile(t *testing.T) {
 		if p := newListingCache(dir, o).path; p == c.path {
 			t.Errorf("%+v shares the cache file %s", o, p)
 		}
+	}
+}
+
+// A save that fails takes the older file away, so that the next run does
+// not read it as if this run had not happened.
+func TestListingCacheFailedSaveDropsTheOldFile(t *testing.T) {
+	c := &listingCache{path: filepath.Join(t.TempDir(), "listings", "j.json")}
+	if err := c.Save(zsync.ListingState{Sides: map[string]*zsync.SideListing{"source": {}}}); err != nil {
+		t.Fatal(err)
+	}
+	// the next write cannot replace the file (even as root): an empty
+	// directory stands where the file was, and a rename onto it fails
+	if err := os.Remove(c.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(c.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(zsync.ListingState{}); err == nil {
+		t.Fatalf("save over a directory succeeded")
+	}
+	if _, err := os.Stat(c.path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after a failed save %s is still there (%v)", c.path, err)
+	}
+	s, err := c.Load()
+	if err != nil || s.Sides != nil {
+		t.Errorf("load after a failed save: %+v, %v; want nothing", s, err)
 	}
 }

@@ -208,7 +208,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.TargetID = rootTID
 
-	quiet := j.quietTargets(cache.Sides["source"], selected, srcInfo, bySource)
+	quiet := j.quietTargets(cache.Sides["source"], cache.Sides["target"], rootTID, selected, srcInfo, bySource)
 	dstSide, err := j.listSide(ctx, dst, []string{j.TargetRoot}, cache.Sides["target"], false, nil, func(t string) bool { return quiet[t] })
 	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
 		return rep, fmt.Errorf("list target %s: %w", j.TargetRoot, err)
@@ -328,22 +328,49 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 }
 
 // quietTargets returns the targets of the selected source datasets whose
-// snapshots are what an earlier run kept in the cache (see listSide).
-func (j *Job) quietTargets(prev *SideListing, selected []string, info map[string]zfs.Entry, bySource map[string][]zfs.Entry) map[string]bool {
+// snapshots are what an earlier run kept in the cache (see listSide), and
+// whose relationship's cursor is at the newest snapshot kept for the target
+// and nowhere else: a run that moved the replica on since (a one-off push
+// into the same target, a run whose cache was not saved) moved the cursor
+// too. Without a cursor (protection "nothing") no target is quiet.
+func (j *Job) quietTargets(prevSrc, prevDst *SideListing, rootTID TargetID, selected []string, info map[string]zfs.Entry, bySource map[string][]zfs.Entry) map[string]bool {
 	out := map[string]bool{}
-	if prev == nil || j.Listings == nil {
+	if prevSrc == nil || prevDst == nil || j.Listings == nil || rootTID == "" {
 		return out
 	}
 	for _, ds := range selected {
-		c, ok := prev.Datasets[ds]
+		c, ok := prevSrc.Datasets[ds]
 		if !ok || c.GUID != info[ds].GUID || c.Origin != info[ds].Origin || !c.sameSnapshots(bySource[ds]) {
 			continue
 		}
-		if t, err := j.Map(ds); err == nil {
-			out[t] = true
+		t, err := j.Map(ds)
+		if err != nil {
+			continue
 		}
+		newest := prevDst.Datasets[t].newest()
+		if newest == nil || !cursorOnlyAt(bySource[ds], j.relationID(rootTID, t), newest.GUID) {
+			continue
+		}
+		out[t] = true
 	}
 	return out
+}
+
+// cursorOnlyAt reports whether the bookmarks among es hold relationship
+// tid's cursor at guid and no other cursor or tentative cursor of it.
+func cursorOnlyAt(es []zfs.Entry, tid TargetID, guid uint64) bool {
+	abs, _ := ListAbstractions(es, nil)
+	found := false
+	for _, a := range abs {
+		if a.Target != tid {
+			continue
+		}
+		if a.Kind != Cursor || a.GUID != guid {
+			return false
+		}
+		found = true
+	}
+	return found
 }
 
 // saveListings stores what the run's listings are worth to the next run:

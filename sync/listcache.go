@@ -170,43 +170,61 @@ type sideListing struct {
 //
 //   - its source dataset is quiet: its snapshots (GUIDs and createtxgs) are
 //     what the earlier run recorded, so there is nothing to send and the
-//     plan needs no more than the target's newest snapshot;
+//     plan needs no more than the target's newest snapshot, and the
+//     relationship's cursor on the source is at that newest kept snapshot
+//     (Job.quietTargets): nothing moved the replica on since;
+//   - the listing is less than a day old (maxNamedAge);
 //   - it is the same dataset (guid, origin) and has no partial receive;
 //   - its newest kept snapshot, and every kept snapshot that was held,
 //     exist under their names with the same guid and createtxg: looked up
 //     by name in one call for all such datasets (a few snapshots instead of
 //     all of them; the hold counts come from that lookup).
 //
-// A snapshot taken on the target by hand is therefore noticed only when its
-// source next changes (the run then lists the target and refuses to send
-// into a diverged replica); one destroyed by hand is noticed at once when
-// it is the newest or held, and is otherwise harmless (no plan uses it).
+// A snapshot taken on (or received into) the target by hand is therefore
+// noticed when its source next changes, or within a day (the run then lists
+// the target and refuses to send into a diverged replica); one destroyed by
+// hand is noticed at once when it is the newest or held, and is otherwise
+// harmless (no plan uses it).
 
 // namedChecks are the kept snapshots a lookup by name must find: the newest
 // and every one that was held.
 func (l DatasetListing) namedChecks() []CachedSnapshot {
-	var newest *CachedSnapshot
 	var out []CachedSnapshot
-	for i, c := range l.Snapshots {
-		if newest == nil || c.CreateTXG > newest.CreateTXG {
-			newest = &l.Snapshots[i]
-		}
+	for _, c := range l.Snapshots {
 		if c.UserRefs > 0 {
 			out = append(out, c)
 		}
 	}
-	if newest != nil && newest.UserRefs == 0 {
+	if newest := l.newest(); newest != nil && newest.UserRefs == 0 {
 		out = append(out, *newest)
 	}
 	return out
 }
 
+// newest returns the kept snapshot with the highest createtxg (nil: none).
+func (l DatasetListing) newest() *CachedSnapshot {
+	var n *CachedSnapshot
+	for i, c := range l.Snapshots {
+		if n == nil || c.CreateTXG > n.CreateTXG {
+			n = &l.Snapshots[i]
+		}
+	}
+	return n
+}
+
 // usableNamed reports whether l may stand for dataset d on a side without
-// snapshots_changed, once its namedChecks are found.
+// snapshots_changed, once its namedChecks are found. A listing older than
+// maxNamedAge is not: what a lookup by name cannot see (a snapshot made on
+// the replica by hand) is noticed within that time even if the source
+// stays idle.
 func (l DatasetListing) usableNamed(d zfs.Entry, now time.Time) bool {
 	return !l.Listed.IsZero() && len(l.Snapshots) > 0 && l.GUID == d.GUID && d.GUID != 0 &&
-		l.Origin == d.Origin && d.ResumeToken == "" && !now.Before(l.Listed)
+		l.Origin == d.Origin && d.ResumeToken == "" && !now.Before(l.Listed) && now.Sub(l.Listed) < maxNamedAge
 }
+
+// maxNamedAge is how long a listing checked by name is reused (see
+// usableNamed).
+const maxNamedAge = 24 * time.Hour
 
 // sameSnapshots reports whether a dataset's snapshots are the ones l kept.
 func (l DatasetListing) sameSnapshots(es []zfs.Entry) bool {

@@ -356,25 +356,75 @@ func TestTouchSet(t *testing.T) {
 }
 
 // A target is quiet when its source's snapshots are the ones the cache
-// kept for the source: the same dataset, the same snapshots.
+// kept for the source, and the relationship's cursor is at the newest
+// snapshot kept for the target and nowhere else.
 func TestQuietTargets(t *testing.T) {
 	at := time.Now()
-	prev := &SideListing{Datasets: map[string]DatasetListing{
-		"tank/a": {GUID: 1, Listed: at, Snapshots: []CachedSnapshot{{Name: "s1", GUID: 11, CreateTXG: 5}}},
-		"tank/b": {GUID: 2, Listed: at, Snapshots: []CachedSnapshot{{Name: "s1", GUID: 21, CreateTXG: 6}}},
-		"tank/c": {GUID: 3, Stamp: "9"}, // no listing kept
-		"tank/d": {GUID: 4, Listed: at, Snapshots: []CachedSnapshot{{Name: "s1", GUID: 41, CreateTXG: 8}}},
-	}}
-	info := map[string]zfs.Entry{"tank/a": {GUID: 1}, "tank/b": {GUID: 2}, "tank/c": {GUID: 3}, "tank/d": {GUID: 40}}
-	by := map[string][]zfs.Entry{
-		"tank/a": {{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5}},
-		"tank/b": {{Name: "tank/b@s1", Type: zfs.Snapshot, GUID: 21, CreateTXG: 6}, {Name: "tank/b@s2", Type: zfs.Snapshot, GUID: 22, CreateTXG: 7}},
-		"tank/c": {},
-		"tank/d": {{Name: "tank/d@s1", Type: zfs.Snapshot, GUID: 41, CreateTXG: 8}},
-	}
+	const root = TargetID("00112233445566ff")
 	j := &Job{Listings: &memCache{}, Map: func(s string) (string, error) { return "bk/" + s, nil }}
-	got := j.quietTargets(prev, []string{"tank/a", "tank/b", "tank/c", "tank/d"}, info, by)
+	prevSrc := &SideListing{Datasets: map[string]DatasetListing{}}
+	prevDst := &SideListing{Datasets: map[string]DatasetListing{}}
+	info := map[string]zfs.Entry{}
+	by := map[string][]zfs.Entry{}
+	var selected []string
+	// add makes dataset ds with snapshots s1 (guid g*10+1) and s2 (g*10+2),
+	// both kept for the source and s2 the newest kept for the target, and
+	// the given bookmarks of the relationship (kind, guid)
+	add := func(ds string, g uint64, marks ...Abstraction) {
+		selected = append(selected, ds)
+		info[ds] = zfs.Entry{Name: ds, GUID: g}
+		snaps := []CachedSnapshot{{Name: "s1", GUID: g*10 + 1, CreateTXG: g * 10}, {Name: "s2", GUID: g*10 + 2, CreateTXG: g*10 + 1}}
+		prevSrc.Datasets[ds] = DatasetListing{GUID: g, Listed: at, Snapshots: snaps}
+		prevDst.Datasets["bk/"+ds] = DatasetListing{GUID: 100 + g, Listed: at, Snapshots: snaps}
+		for _, c := range snaps {
+			by[ds] = append(by[ds], zfs.Entry{Name: ds + "@" + c.Name, Type: zfs.Snapshot, GUID: c.GUID, CreateTXG: c.CreateTXG})
+		}
+		tid := RelationID(root, "bk/"+ds)
+		for _, m := range marks {
+			name := CursorName(tid, m.GUID)
+			if m.Kind == Tentative {
+				name = TentativeName(tid, m.GUID)
+			}
+			by[ds] = append(by[ds], zfs.Entry{Name: ds + "#" + name, Type: zfs.Bookmark, GUID: m.GUID})
+		}
+	}
+	cursor := func(g uint64) Abstraction { return Abstraction{Kind: Cursor, GUID: g} }
+	add("tank/a", 1, cursor(12))
+	add("tank/b", 2, cursor(22)) // and a new snapshot, below
+	by["tank/b"] = append(by["tank/b"], zfs.Entry{Name: "tank/b@s3", Type: zfs.Snapshot, GUID: 23, CreateTXG: 30})
+	add("tank/c", 3, cursor(32)) // no listing kept for the source
+	prevSrc.Datasets["tank/c"] = DatasetListing{GUID: 3, Stamp: "9"}
+	add("tank/d", 4, cursor(42)) // another dataset under the name
+	info["tank/d"] = zfs.Entry{GUID: 40}
+	add("tank/e", 5, cursor(99))             // the cursor moved on (a one-off run into the same target)
+	add("tank/f", 6, cursor(62), cursor(61)) // an older cursor beside
+	add("tank/g", 7, cursor(72), Abstraction{Kind: Tentative, GUID: 72})
+	add("tank/h", 8) // protection "nothing": no cursor
+	add("tank/i", 9, cursor(92))
+	delete(prevDst.Datasets, "bk/tank/i") // no listing kept for the target
+	got := j.quietTargets(prevSrc, prevDst, root, selected, info, by)
 	if want := map[string]bool{"bk/tank/a": true}; !maps.Equal(got, want) {
-		t.Errorf("quiet %v, want %v (b has a new snapshot, c no listing kept, d is another dataset)", got, want)
+		t.Errorf("quiet %v, want %v", got, want)
+	}
+	if got := j.quietTargets(prevSrc, prevDst, "", selected, info, by); len(got) != 0 {
+		t.Errorf("quiet without a target id: %v", got)
+	}
+}
+
+// A listing checked by name is reused for a day at most.
+func TestUsableNamedAge(t *testing.T) {
+	now := time.Now()
+	d := zfs.Entry{Name: "bk/a", GUID: 1}
+	l := DatasetListing{GUID: 1, Listed: now.Add(-maxNamedAge + time.Minute), Snapshots: []CachedSnapshot{{Name: "s1", GUID: 11}}}
+	if !l.usableNamed(d, now) {
+		t.Errorf("a listing younger than a day is not reused")
+	}
+	l.Listed = now.Add(-maxNamedAge)
+	if l.usableNamed(d, now) {
+		t.Errorf("a listing a day old is reused")
+	}
+	l.Listed = now.Add(time.Minute)
+	if l.usableNamed(d, now) {
+		t.Errorf("a listing from the future (clock set back) is reused")
 	}
 }
