@@ -131,7 +131,10 @@ func runJobs(t *testing.T, ctx context.Context, stateDir string, names []string,
 		jobs = append(jobs, &jobConfig{Name: n})
 	}
 	e := &env{log: zerolog.Nop()}
-	app := &cli.App{Flags: []cli.Flag{waitFlag}}
+	// flags of its own and no help flag (cli.HelpFlag is a package
+	// variable): urfave/cli writes into the flags it applies, and the
+	// subtests run in parallel
+	app := &cli.App{HideHelp: true, Flags: []cli.Flag{&cli.BoolFlag{Name: waitFlag.Name, Usage: waitFlag.Usage}}}
 	var err error
 	app.Action = func(c *cli.Context) error {
 		err = e.forEachJob(ctx, c, cfg, jobs, fn)
