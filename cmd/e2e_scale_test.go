@@ -56,6 +56,19 @@ func treePushConfig(t *testing.T, src, dst string) string {
 	return writeConfig(t, fmt.Sprintf("\n[[job]]\nname = \"push\"\ntype = \"push\"\ndatasets = [\"%s/data<\"]\nroot = \"%s/backup\"\n", src, dst))
 }
 
+// snapshotTree creates datasets (below pool, "data" first) with a file
+// each, and n recursive snapshots s1..sn of pool/data.
+func snapshotTree(t *testing.T, pool string, datasets []string, n int) {
+	t.Helper()
+	for _, ds := range datasets {
+		zfstest.MustCreate(t, pool+"/"+ds)
+		zfstest.MustWriteFile(t, pool+"/"+ds, "f", 32)
+	}
+	for i := 1; i <= n; i++ {
+		zfstest.Zfs(t, "snapshot", "-r", fmt.Sprintf("%s/data@s%d", pool, i))
+	}
+}
+
 // byVerb counts invocations by their subcommand, for the test log.
 func byVerb(calls []string) string {
 	n := map[string]int{}
@@ -152,20 +165,16 @@ func snapshotListings(calls []string) []string {
 // snapshot, such as placeholders, are listed: cheap, and an unset value
 // proves nothing): on OpenZFS 2.2+ it reads
 // snapshots_changed of each dataset and reuses the listing kept in the
-// state directory; on 2.1, which lacks the property, it lists in full and
-// does not ask for the property again. Whatever changes between runs (a new
+// state directory; on 2.1, which lacks the property, it lists the sources,
+// does not ask for the property again, and does not list a replica whose
+// source did not change (its newest snapshot is looked up by name).
+// Whatever changes between runs (a new
 // snapshot, a renamed or destroyed one, a hold released by hand, the cache
 // deleted) is seen.
 func TestNoOpRunReusesSnapshotListings(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	datasets := []string{"data", "data/a", "data/b"}
-	for _, ds := range datasets {
-		zfstest.MustCreate(t, src+"/"+ds)
-		zfstest.MustWriteFile(t, src+"/"+ds, "f", 32)
-	}
-	for i := 1; i <= 4; i++ {
-		zfstest.Zfs(t, "snapshot", "-r", fmt.Sprintf("%s/data@s%d", src, i))
-	}
+	snapshotTree(t, src, datasets, 4)
 	cfg := treePushConfig(t, src, dst)
 	e := &pushEnv{src: src, dst: dst}
 	count := countZfsCalls(t)
@@ -284,13 +293,7 @@ func TestNoOpRunReusesSnapshotListings(t *testing.T) {
 func TestOneOffPushBetweenCachedRuns(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	datasets := []string{"data", "data/a"}
-	for _, ds := range datasets {
-		zfstest.MustCreate(t, src+"/"+ds)
-		zfstest.MustWriteFile(t, src+"/"+ds, "f", 32)
-	}
-	for i := 1; i <= 3; i++ {
-		zfstest.Zfs(t, "snapshot", "-r", fmt.Sprintf("%s/data@s%d", src, i))
-	}
+	snapshotTree(t, src, datasets, 3)
 	cfg := treePushConfig(t, src, dst)
 	e := &pushEnv{src: src, dst: dst}
 	push := func(what string) {
