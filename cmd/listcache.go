@@ -61,7 +61,7 @@ func (c *listingCache) Save(s zsync.ListingState) error {
 		// if this run had not happened: take it away (removing works on
 		// a full disk), so that the next run lists in full
 		if rerr := os.Remove(c.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return fmt.Errorf("%w; and the older %s could not be removed: %v", err, c.path, rerr)
+			return fmt.Errorf("%w; the older %s could not be removed either (%v), so the next run may reuse those of its listings that still check out against the datasets", err, c.path, rerr)
 		}
 		return err
 	}
