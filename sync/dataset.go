@@ -31,13 +31,21 @@ type datasetRun struct {
 	dstInfo  map[string]zfs.Entry
 	byTarget map[string][]zfs.Entry
 
-	// What this run's steps did to holds, so that reconciliation need not
-	// ask for them again: the source snapshots whose step holds it
-	// released, the target snapshots it gave the last-received hold, and
-	// the target's listing taken by the last step's verification.
-	stepReleased []string
-	lrPlaced     []string
-	verified     []zfs.Entry
+	// stepHeld are the source snapshots this run's steps gave the step
+	// hold. They keep it until the cursor has moved past them, which
+	// reconciliation does after the level's data (see finish).
+	stepHeld []string
+	// pending is set when steps ran: what finish verifies and reconciles.
+	pending *pendingFinish
+}
+
+// pendingFinish is what a dataset whose steps succeeded still has to do
+// after the data of its level: check that the target's newest snapshot is
+// the last step's To, then reconcile at it.
+type pendingFinish struct {
+	tid    TargetID
+	target string
+	to     zfs.Entry
 }
 
 func (d *datasetRun) fail(err error) {
@@ -211,7 +219,9 @@ func (d *datasetRun) run(ctx context.Context) {
 		tinfo.User = map[string]string{PlaceholderProperty: target}
 	}
 	d.afterData(ctx, target, tinfo)
-	d.housekeeping(ctx, tid, target, last.To.GUID, true)
+	// verified and reconciled after the level's data, from one listing per
+	// side for all its datasets (finish)
+	d.pending = &pendingFinish{tid: tid, target: target, to: last.To}
 }
 
 // afterData finishes a placeholder's conversion into the real replica, on
@@ -394,9 +404,78 @@ func (d *datasetRun) moveInMaps(from, to string) {
 // it is a warning on the dataset, never a failure that would skip its
 // children.
 func (d *datasetRun) housekeeping(ctx context.Context, tid TargetID, target string, cursorGUID uint64, fresh bool) {
-	if err := d.reconcile(ctx, tid, target, cursorGUID, fresh); err != nil {
+	if err := d.reconcile(ctx, tid, target, cursorGUID, fresh, nil); err != nil {
 		d.warn(target, err)
 	}
+}
+
+// finishListing is what the level's listings after the data found of one
+// dataset: the source's snapshots and bookmarks, the target's snapshots.
+// A nil *finishListing means that those listings failed: finish lists the
+// dataset itself.
+type finishListing struct {
+	src, dst []zfs.Entry
+}
+
+// finish verifies a dataset whose steps succeeded (the target's newest
+// snapshot must be the last step's To) and reconciles it there: the
+// last-received hold and the cursor move to it, the step holds are
+// released, and the old cursor and hold go. A failed verification fails
+// the dataset (its children are skipped); the step holds stay until a run
+// verifies.
+func (d *datasetRun) finish(ctx context.Context, l *finishListing) {
+	p := d.pending
+	if p == nil {
+		return
+	}
+	d.pending = nil
+	if l == nil {
+		dst, err := d.dst.List(ctx, []string{p.target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
+		if err != nil {
+			d.failAfter(fmt.Errorf("verify: list %s: %w", p.target, err))
+			return
+		}
+		l = &finishListing{dst: dst}
+	}
+	var newest *zfs.Entry
+	for i := range l.dst {
+		if l.dst[i].Type == zfs.Snapshot && (newest == nil || l.dst[i].CreateTXG > newest.CreateTXG) {
+			newest = &l.dst[i]
+		}
+	}
+	if newest == nil || newest.GUID != p.to.GUID {
+		have := "nothing"
+		if newest != nil {
+			have = fmt.Sprintf("%s (guid %016x)", newest.Name, newest.GUID)
+		}
+		d.failAfter(fmt.Errorf("verify: the target's newest snapshot is %s, want guid %016x of %s", have, p.to.GUID, p.to.Name))
+		return
+	}
+	if l.src == nil {
+		src, err := d.src.List(ctx, []string{d.source}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+		if err != nil {
+			d.failAfter(fmt.Errorf("the target has %s, but its cursor and holds were not moved (the next run does it; this run's step holds stay until then): list %s: %w", p.to.Name, d.source, err))
+			return
+		}
+		l.src = src
+	}
+	err := d.reconcile(ctx, p.tid, p.target, p.to.GUID, true, l)
+	var move *moveError
+	switch {
+	case errors.As(err, &move):
+		d.failAfter(fmt.Errorf("the target has %s, but %w (the next run tries again; this run's step holds stay until then)", p.to.Name, err))
+	case err != nil:
+		d.warn(p.target, err)
+	}
+}
+
+// failAfter fails a dataset whose data was received, keeping an earlier
+// failure of the run (such as moving a placeholder's children back).
+func (d *datasetRun) failAfter(err error) {
+	if d.res.Status == StatusFailed && d.res.Err != nil {
+		err = errors.Join(d.res.Err, err)
+	}
+	d.fail(err)
 }
 
 func (d *datasetRun) warn(target string, err error) {
@@ -607,11 +686,12 @@ func (d *datasetRun) recvOptions(target string, force bool) zfs.RecvOptions {
 	return o
 }
 
-// step runs one step's lifecycle: protect (step holds or tentative cursor),
-// send | receive, verify the received GUID, move the last-received hold (new
-// before old), move the cursor (new before old; old ones go in reconcile),
-// release the step holds. Every transition tolerates having been done
-// already, so a run killed anywhere is repaired by the next one.
+// step runs the data part of one step: protect (step holds or tentative
+// cursors), then send | receive. Verifying the received GUID, moving the
+// cursor and the last-received hold and releasing the step holds follow
+// for all the dataset's steps at once, after its level's data (finish).
+// Every transition tolerates having been done already, so a run killed
+// anywhere is repaired by the next one.
 func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target string, raw, force bool) (int64, error) {
 	j := d.job
 	level := j.Protection
@@ -629,11 +709,14 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		for _, e := range delivered {
 			stepSnaps = append(stepSnaps, e.Name)
 		}
-		// not d.srcHolds: the run-start listing is stale once an earlier
-		// step of this run released its holds
+		// not d.srcHolds: that listing predates this run's steps, whose
+		// holds stay until finish; a snapshot an earlier step held (its
+		// To is this step's From) is not held again
+		stepSnaps = slices.DeleteFunc(stepSnaps, func(s string) bool { return slices.Contains(d.stepHeld, s) })
 		if err := d.hold(ctx, d.src, StepHoldTag(tid), stepSnaps, nil); err != nil {
 			return 0, fmt.Errorf("step hold: %w", err)
 		}
+		d.stepHeld = append(d.stepHeld, stepSnaps...)
 	} else if level.Allows(Tentative) {
 		marks := delivered
 		if s.From.Type == zfs.Snapshot {
@@ -689,45 +772,10 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		return pr.n, err
 	}
 	ended(pr.n, nil)
-
-	// verify; reconciliation reuses this listing of the target
-	got, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
-	if err != nil {
-		return pr.n, fmt.Errorf("verify: list %s: %w", target, err)
-	}
-	d.verified = got
-	var newest *zfs.Entry
-	for i := range got {
-		if got[i].Type == zfs.Snapshot && (newest == nil || got[i].CreateTXG > newest.CreateTXG) {
-			newest = &got[i]
-		}
-	}
-	if newest == nil || newest.GUID != s.To.GUID {
-		have := "nothing"
-		if newest != nil {
-			have = fmt.Sprintf("%s (guid %016x)", newest.Name, newest.GUID)
-		}
-		return pr.n, fmt.Errorf("verify: the target's newest snapshot is %s, want guid %016x of %s", have, s.To.GUID, s.To.Name)
-	}
-
-	if level.Allows(LastReceivedHold) {
-		if err := d.hold(ctx, d.dst, LastReceivedHoldTag(tid), []string{newest.Name}, nil); err != nil {
-			return pr.n, fmt.Errorf("last-received hold: %w", err)
-		}
-		d.lrPlaced = append(d.lrPlaced, newest.Name)
-	}
-	if level.Allows(Cursor) {
-		bm := d.source + "#" + CursorName(tid, s.To.GUID)
-		if err := d.src.Bookmark(ctx, s.To.Name, bm); err != nil && !errors.Is(err, zfs.ErrExists) {
-			return pr.n, fmt.Errorf("cursor: %w", err)
-		}
-	}
-	if len(stepSnaps) > 0 {
-		if err := d.src.Release(ctx, StepHoldTag(tid), stepSnaps); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
-			return pr.n, fmt.Errorf("release step holds: %w", err)
-		}
-		d.stepReleased = append(d.stepReleased, stepSnaps...)
-	}
+	// The target's last-received hold, the cursor and the release of the
+	// step holds follow after the level's data (finish), from one listing
+	// per side: until then the old hold and cursor keep the relationship's
+	// base, and the step holds what this step delivered.
 	return pr.n, nil
 }
 
@@ -775,11 +823,12 @@ func (d *datasetRun) hold(ctx context.Context, e Endpoint, tag string, snaps []s
 
 // reconcile makes the abstractions of (dataset, target) exactly what the
 // protection level wants, with cursorGUID the snapshot the target confirmed:
-// it creates a missing cursor and last-received hold (repairing a run killed
-// between steps), then destroys and releases every stale one in batches.
-// fresh re-lists both sides (after steps ran); otherwise the run's listing
-// is used.
-func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string, cursorGUID uint64, fresh bool) error {
+// it creates a missing cursor and last-received hold (after steps, and
+// repairing a run killed between steps), then destroys and releases every
+// stale one in batches, this run's step holds among them. fresh means
+// steps ran: l holds both sides as they are now (l nil: list them);
+// otherwise the run's first listing is used.
+func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string, cursorGUID uint64, fresh bool, l *finishListing) error {
 	if tid == "" || cursorGUID == 0 {
 		return nil
 	}
@@ -791,67 +840,61 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 	if fresh {
 		// Both sides as they are now. The holds are known without asking:
 		// the run's first listing had them, and this run's steps changed
-		// only its own (released step holds, placed last-received holds).
-		// A snapshot whose hold count disagrees with that (someone else
-		// held or released meanwhile) is asked for.
-		es, err := d.src.List(ctx, []string{d.source}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
-		if err != nil {
-			return fmt.Errorf("reconcile: list %s: %w", d.source, err)
+		// only its own (step holds placed; the target's holds are changed
+		// only below). A snapshot whose hold count disagrees with that
+		// (someone else held or released meanwhile) is asked for.
+		if l == nil {
+			es, err := d.src.List(ctx, []string{d.source}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+			if err != nil {
+				return fmt.Errorf("reconcile: list %s: %w", d.source, err)
+			}
+			ts, err := d.dst.List(ctx, []string{target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
+			if err != nil {
+				return fmt.Errorf("reconcile: list %s: %w", target, err)
+			}
+			l = &finishListing{src: es, dst: ts}
 		}
-		srcEntries = es
 		stepTag := StepHoldTag(tid)
 		srcStart, dstStart := srcHolds, dstHolds
-		if srcHolds, err = holdsNow(ctx, d.src, es, func(snap string) []string {
+		var err error
+		if srcHolds, err = holdsNow(ctx, d.src, l.src, func(snap string) []string {
 			tags := srcStart[snap]
-			if slices.Contains(d.stepReleased, snap) {
-				tags = slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == stepTag })
+			if slices.Contains(d.stepHeld, snap) && !slices.Contains(tags, stepTag) {
+				tags = append(slices.Clone(tags), stepTag)
 			}
 			return tags
 		}); err != nil {
 			return fmt.Errorf("reconcile: holds of %s: %w", d.source, err)
 		}
-		if d.verified != nil {
-			// the last step's verification listed the target after the
-			// earlier steps' last-received holds and before its own
-			lrTag := LastReceivedHoldTag(tid)
-			before, own := d.lrPlaced, ""
-			if n := len(before); n > 0 {
-				before, own = before[:n-1], before[n-1]
-			}
-			withTag := func(tags []string) []string {
-				if slices.Contains(tags, lrTag) {
-					return tags
-				}
-				return append(slices.Clone(tags), lrTag)
-			}
-			if dstHolds, err = holdsNow(ctx, d.dst, d.verified, func(snap string) []string {
-				if slices.Contains(before, snap) {
-					return withTag(dstStart[snap])
-				}
-				return dstStart[snap]
-			}); err != nil {
-				return fmt.Errorf("reconcile: holds of %s: %w", target, err)
-			}
-			if own != "" {
-				dstHolds[own] = withTag(dstHolds[own])
-			}
-			dstEntries = d.verified
-		} else if dstEntries, dstHolds, err = listWithHolds(ctx, d.dst, target); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
+		if dstHolds, err = holdsNow(ctx, d.dst, l.dst, func(snap string) []string { return dstStart[snap] }); err != nil {
+			return fmt.Errorf("reconcile: holds of %s: %w", target, err)
 		}
+		srcEntries, dstEntries = l.src, l.dst
 	}
 	abs, foreign := ListAbstractions(srcEntries, srcHolds)
 	for _, f := range foreign {
 		d.job.emit(Event{Dataset: d.source, Kind: "reconcile", Message: "ignoring a zsync-looking name that does not check out (renamed or tinkered with?): " + f})
 	}
-	// repair: the cursor at cursorGUID
+	// New before old, both sides first: the cursor at cursorGUID, then the
+	// target's last-received hold on it; only then does anything older go.
+	// These two and the release of the step holds are what moves the
+	// relationship on: their failure is returned as a *moveError.
 	if level.Allows(Cursor) && !hasAbstraction(abs, tid, Cursor, cursorGUID) {
 		if from := versionWithGUID(srcEntries, cursorGUID); from != nil {
 			bm := d.source + "#" + CursorName(tid, cursorGUID)
 			if err := d.src.Bookmark(ctx, from.Name, bm); err != nil && !errors.Is(err, zfs.ErrExists) {
-				return fmt.Errorf("reconcile: create cursor %s: %w", bm, err)
+				return &moveError{fmt.Errorf("create cursor %s: %w", bm, err)}
 			}
 			abs = append(abs, Abstraction{Kind: Cursor, Name: bm, Target: tid, GUID: cursorGUID, CreateTXG: from.CreateTXG})
+		}
+	}
+	tabs, _ := ListAbstractions(dstEntries, dstHolds)
+	if level.Allows(LastReceivedHold) && !hasAbstraction(tabs, tid, LastReceivedHold, cursorGUID) {
+		if snap := versionWithGUID(snapshotsOnly(dstEntries), cursorGUID); snap != nil {
+			if err := d.hold(ctx, d.dst, LastReceivedHoldTag(tid), []string{snap.Name}, nil); err != nil {
+				return &moveError{fmt.Errorf("last-received hold on %s: %w", snap.Name, err)}
+			}
+			tabs = append(tabs, Abstraction{Kind: LastReceivedHold, Name: snap.Name, Tag: LastReceivedHoldTag(tid), Target: tid, GUID: cursorGUID, CreateTXG: snap.CreateTXG})
 		}
 	}
 	var bookmarks []string
@@ -863,24 +906,14 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 			bookmarks = append(bookmarks, a.Name)
 		}
 	}
+	for _, tag := range slices.Sorted(maps.Keys(releases)) {
+		if err := d.src.Release(ctx, tag, releases[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+			return &moveError{fmt.Errorf("release %s: %w", tag, err)}
+		}
+	}
 	if len(bookmarks) > 0 {
 		if err := d.src.DestroyBookmarks(ctx, bookmarks); err != nil {
 			return fmt.Errorf("reconcile: destroy stale bookmarks: %w", err)
-		}
-	}
-	for tag, snaps := range releases {
-		if err := d.src.Release(ctx, tag, snaps); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
-			return fmt.Errorf("reconcile: release %s: %w", tag, err)
-		}
-	}
-	// target side: the last-received hold on the snapshot with cursorGUID
-	tabs, _ := ListAbstractions(dstEntries, dstHolds)
-	if level.Allows(LastReceivedHold) && !hasAbstraction(tabs, tid, LastReceivedHold, cursorGUID) {
-		if snap := versionWithGUID(snapshotsOnly(dstEntries), cursorGUID); snap != nil {
-			if err := d.hold(ctx, d.dst, LastReceivedHoldTag(tid), []string{snap.Name}, nil); err != nil {
-				return fmt.Errorf("reconcile: last-received hold: %w", err)
-			}
-			tabs = append(tabs, Abstraction{Kind: LastReceivedHold, Name: snap.Name, Tag: LastReceivedHoldTag(tid), Target: tid, GUID: cursorGUID, CreateTXG: snap.CreateTXG})
 		}
 	}
 	var rel []string
@@ -894,6 +927,15 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 	}
 	return nil
 }
+
+// moveError is a failure of reconcile to move a relationship on: to create
+// its new cursor, place its new last-received hold, or release its step
+// holds. After steps that fails the dataset (see finish): left alone, every
+// run would add step holds that are never released.
+type moveError struct{ err error }
+
+func (e *moveError) Error() string { return "reconcile: " + e.err.Error() }
+func (e *moveError) Unwrap() error { return e.err }
 
 func hasAbstraction(abs []Abstraction, tid TargetID, k AbstractionKind, guid uint64) bool {
 	for _, a := range abs {

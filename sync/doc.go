@@ -67,18 +67,30 @@
 //
 // # Lifecycle of one step
 //
-// The execution side performs every step in this order:
+// The execution side performs every step of a dataset in this order:
 //
 //  1. create the step holds on from (if a snapshot) and on every snapshot
-//     the step delivers (to, and with -I those in between), in one call; or
-//     at level incremental a tentative cursor of each delivered snapshot;
-//  2. zfs send | zfs recv -s (zfs send -t when the step resumes a token);
-//  3. verify that the target's newest snapshot has to's GUID;
-//  4. move the last-received hold: place it on the received to, then
-//     release it from the older snapshot (new before old);
-//  5. move the cursor: bookmark to as the new cursor, then destroy the old
+//     the step delivers (to, and with -I those in between), in one call
+//     (a snapshot an earlier step of the run held already is not held
+//     again); or at level incremental a tentative cursor of each delivered
+//     snapshot;
+//  2. zfs send | zfs recv -s (zfs send -t when the step resumes a token).
+//
+// When the data of every dataset of one depth of the tree is done (parents
+// before children), the datasets whose steps all succeeded are finished
+// from one listing per side for all of them:
+//
+//  3. verify that the target's newest snapshot has the last step's to GUID
+//     (otherwise the dataset fails and its children are skipped);
+//  4. move the cursor: bookmark to as the new cursor, then destroy the old
 //     cursor and the tentative cursors it supersedes (new before old);
-//  6. release the step holds.
+//  5. release the step holds of all the dataset's steps, in one call;
+//  6. move the last-received hold: place it on the received to, then
+//     release it from the older snapshot (new before old).
+//
+// Until then the old cursor and hold keep the relationship's base and the
+// step holds keep everything the steps delivered, so a run killed between
+// the data and its finish converges like one killed inside a step.
 //
 // Every transition is idempotent (an existing hold or bookmark of the same
 // name and GUID counts as success), so a run killed at any point is repaired

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	stdsync "sync"
 	"time"
@@ -278,6 +279,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	var opened []*worker
 	for d := 0; d <= maxDepth; d++ {
 		var wg stdsync.WaitGroup
+		var runs []*datasetRun
 		for _, ds := range levels[d] {
 			res := &Result{Source: ds}
 			mu.Lock()
@@ -310,9 +312,50 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				}
 				d.run(ctx)
 				res.Duration = time.Since(t0)
+				if d.pending != nil {
+					mu.Lock()
+					runs = append(runs, d)
+					mu.Unlock()
+				}
 			}()
 		}
 		wg.Wait()
+		if len(runs) == 0 {
+			continue
+		}
+		// Verify and reconcile the level's datasets whose steps ran, from
+		// one listing per side for all of them: they run again on the
+		// workers, which hold no other dataset now.
+		listed := j.finishListings(ctx, src, dst, runs)
+		// only on workers that are open: a finish never opens a session
+		open := make(chan *worker, conc)
+		var closed []*worker
+		for range conc {
+			if w := <-workers; w.src != nil {
+				open <- w
+			} else {
+				closed = append(closed, w)
+			}
+		}
+		for _, r := range runs {
+			w := <-open
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { open <- w }()
+				t0 := time.Now()
+				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
+				r.finish(ctx, listed[r.source])
+				r.res.Duration += time.Since(t0)
+			}()
+		}
+		wg.Wait()
+		for len(open) > 0 {
+			workers <- <-open
+		}
+		for _, w := range closed {
+			workers <- w
+		}
 	}
 	for _, w := range opened {
 		closeEndpoint(w.src)
@@ -325,6 +368,54 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		j.saveListings(srcSide, dstSide, results, srcTouched, dstTouched)
 	}
 	return rep, nil
+}
+
+// finishChunk is how many datasets one listing call of finishListings
+// names, so that argv and protocol frames stay small.
+const finishChunk = 256
+
+// finishListings lists, after a level's data, the sources of runs (their
+// snapshots and bookmarks) and their targets (snapshots) in one call per
+// side, and returns what each run's finish needs by source dataset. When
+// a side's listing fails (a dataset destroyed meanwhile makes the whole
+// call fail), it returns nothing: each finish lists its own dataset.
+
+func (j *Job) finishListings(ctx context.Context, src, dst Endpoint, runs []*datasetRun) map[string]*finishListing {
+	if len(runs) == 1 {
+		return nil // finish lists the one dataset itself: as many calls
+	}
+	bySrc, byDst := map[string][]zfs.Entry{}, map[string][]zfs.Entry{}
+	for chunk := range slices.Chunk(runs, finishChunk) {
+		sources := make([]string, 0, len(chunk))
+		targets := make([]string, 0, len(chunk))
+		for _, r := range chunk {
+			sources = append(sources, r.source)
+			targets = append(targets, r.pending.target)
+		}
+		ses, err := src.List(ctx, sources, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+		if err != nil {
+			return nil
+		}
+		tes, err := dst.List(ctx, targets, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
+		if err != nil {
+			return nil
+		}
+		for _, e := range ses {
+			if !e.IsDataset() {
+				bySrc[e.Dataset()] = append(bySrc[e.Dataset()], e)
+			}
+		}
+		for _, e := range tes {
+			if e.Type == zfs.Snapshot {
+				byDst[e.Dataset()] = append(byDst[e.Dataset()], e)
+			}
+		}
+	}
+	out := make(map[string]*finishListing, len(runs))
+	for _, r := range runs {
+		out[r.source] = &finishListing{src: bySrc[r.source], dst: byDst[r.pending.target]}
+	}
+	return out
 }
 
 // quietTargets returns the targets of the selected source datasets whose

@@ -1,0 +1,194 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	stdsync "sync"
+	"testing"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// recordEP is an Endpoint over a fixed set of entries that records the calls
+// that change something, in order, and fails the methods named in fail.
+type recordEP struct {
+	Endpoint
+	items []zfs.Entry
+	fail  map[string]error
+	lists int
+	calls []string
+}
+
+func (e *recordEP) List(_ context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error) {
+	e.lists++
+	if err := e.fail["List"]; err != nil {
+		return nil, err
+	}
+	var out []zfs.Entry
+	for _, it := range e.items {
+		if slices.Contains(roots, it.Dataset()) && !it.IsDataset() && slices.Contains(o.Types, it.Type) {
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}
+
+func (e *recordEP) Holds(_ context.Context, snaps []string) (map[string][]string, error) {
+	return nil, fmt.Errorf("holds of %v asked for: the known holds should have sufficed", snaps)
+}
+
+func (e *recordEP) do(method string, args ...string) error {
+	e.calls = append(e.calls, method+" "+strings.Join(args, " "))
+	return e.fail[method]
+}
+
+func (e *recordEP) Hold(_ context.Context, tag string, snaps []string) error {
+	return e.do("Hold", append([]string{tag}, snaps...)...)
+}
+
+func (e *recordEP) Release(_ context.Context, tag string, snaps []string) error {
+	return e.do("Release", append([]string{tag}, snaps...)...)
+}
+
+func (e *recordEP) Bookmark(_ context.Context, from, bm string) error {
+	return e.do("Bookmark", from, bm)
+}
+
+func (e *recordEP) DestroyBookmarks(_ context.Context, bms []string) error {
+	return e.do("DestroyBookmarks", bms...)
+}
+
+// finishCase is a dataset whose one step sent tank/a@s2 (guid 2) on top of
+// s1 (guid 1), the relationship's cursor and last-received hold still at
+// s1, the step holds of the run on s1 and s2.
+func finishCase(t *testing.T) (d *datasetRun, src, dst *recordEP, tid TargetID) {
+	t.Helper()
+	root := TargetID("0123456789abcdef")
+	tid = RelationID(root, "backup/a")
+	src = &recordEP{items: []zfs.Entry{
+		{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 10, UserRefs: 1},
+		{Name: "tank/a@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20, UserRefs: 1},
+		{Name: "tank/a#" + CursorName(tid, 1), Type: zfs.Bookmark, GUID: 1, CreateTXG: 10},
+		{Name: "tank/ab@s9", Type: zfs.Snapshot, GUID: 9, CreateTXG: 30},
+	}}
+	dst = &recordEP{items: []zfs.Entry{
+		{Name: "backup/a@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5, UserRefs: 1},
+		{Name: "backup/a@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 6},
+	}}
+	d = &datasetRun{
+		job: &Job{}, src: src, dst: dst, res: &Result{Source: "tank/a", Status: StatusReplicated}, rootTID: root,
+		source:   "tank/a",
+		srcHolds: map[string][]string{},
+		dstHolds: map[string][]string{"backup/a@s1": {LastReceivedHoldTag(tid)}},
+		mu:       &stdsync.Mutex{}, dstInfo: map[string]zfs.Entry{}, byTarget: map[string][]zfs.Entry{},
+		stepHeld: []string{"tank/a@s1", "tank/a@s2"},
+		pending:  &pendingFinish{tid: tid, target: "backup/a", to: zfs.Entry{Name: "tank/a@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20}},
+	}
+	return d, src, dst, tid
+}
+
+// After the data, the relationship moves new before old on both sides, and
+// only then do the step holds and the old cursor and hold go.
+func TestFinishMovesNewBeforeOld(t *testing.T) {
+	d, src, dst, tid := finishCase(t)
+	d.finish(context.Background(), nil)
+	if d.res.Status != StatusReplicated || d.res.Err != nil || len(d.res.Warnings) > 0 {
+		t.Fatalf("status %s, err %v, warnings %q", d.res.Status, d.res.Err, d.res.Warnings)
+	}
+	wantSrc := []string{
+		"Bookmark tank/a@s2 tank/a#" + CursorName(tid, 2),
+		"Release " + StepHoldTag(tid) + " tank/a@s1 tank/a@s2",
+		"DestroyBookmarks tank/a#" + CursorName(tid, 1),
+	}
+	wantDst := []string{
+		"Hold " + LastReceivedHoldTag(tid) + " backup/a@s2",
+		"Release " + LastReceivedHoldTag(tid) + " backup/a@s1",
+	}
+	if !slices.Equal(src.calls, wantSrc) {
+		t.Errorf("source calls:\n%s\nwant:\n%s", strings.Join(src.calls, "\n"), strings.Join(wantSrc, "\n"))
+	}
+	if !slices.Equal(dst.calls, wantDst) {
+		t.Errorf("target calls:\n%s\nwant:\n%s", strings.Join(dst.calls, "\n"), strings.Join(wantDst, "\n"))
+	}
+	if src.lists != 1 || dst.lists != 1 {
+		t.Errorf("finish without the level's listing listed %d times on the source and %d on the target, want 1 each", src.lists, dst.lists)
+	}
+}
+
+// A target whose newest snapshot is not the step's To fails the dataset,
+// and nothing moves: the step holds stay.
+func TestFinishVerifyMismatchFails(t *testing.T) {
+	d, src, dst, _ := finishCase(t)
+	dst.items = dst.items[:1] // the target has only s1
+	d.finish(context.Background(), nil)
+	if d.res.Status != StatusFailed || d.res.Err == nil || !strings.Contains(d.res.Err.Error(), "verify: the target's newest snapshot is backup/a@s1") {
+		t.Fatalf("status %s, err %v; want a failed verification", d.res.Status, d.res.Err)
+	}
+	if len(src.calls)+len(dst.calls) > 0 {
+		t.Errorf("calls after a failed verification: %q %q", src.calls, dst.calls)
+	}
+}
+
+// When the new cursor cannot be made, the dataset fails (every run would
+// otherwise add step holds that are never released) and nothing old goes.
+func TestFinishMoveFailureFailsTheDataset(t *testing.T) {
+	for _, c := range []struct {
+		side, method string
+	}{{"source", "Bookmark"}, {"target", "Hold"}, {"source", "Release"}} {
+		t.Run(c.side+" "+c.method, func(t *testing.T) {
+			d, src, dst, tid := finishCase(t)
+			ep := src
+			if c.side == "target" {
+				ep = dst
+			}
+			ep.fail = map[string]error{c.method: errors.New("permission denied")}
+			d.finish(context.Background(), nil)
+			if d.res.Status != StatusFailed || d.res.Err == nil || !strings.Contains(d.res.Err.Error(), "permission denied") {
+				t.Fatalf("status %s, err %v; want the dataset failed", d.res.Status, d.res.Err)
+			}
+			for _, call := range append(slices.Clone(src.calls), dst.calls...) {
+				if strings.HasPrefix(call, "DestroyBookmarks") || strings.HasPrefix(call, "Release "+LastReceivedHoldTag(tid)) {
+					t.Errorf("%s after the failure to move on", call)
+				}
+			}
+		})
+	}
+}
+
+// The level's listings are one call per side for all its datasets, and
+// each dataset gets exactly its own entries (tank/a is a prefix of tank/ab).
+func TestFinishListings(t *testing.T) {
+	d, src, dst, _ := finishCase(t)
+	d2, _, _, _ := finishCase(t)
+	d2.source = "tank/ab"
+	d2.pending = &pendingFinish{target: "backup/ab"}
+	dst.items = append(dst.items, zfs.Entry{Name: "backup/ab@s9", Type: zfs.Snapshot, GUID: 9, CreateTXG: 7})
+	got := (&Job{}).finishListings(context.Background(), src, dst, []*datasetRun{d, d2})
+	if src.lists != 1 || dst.lists != 1 {
+		t.Errorf("%d listings of the source and %d of the target, want 1 each", src.lists, dst.lists)
+	}
+	names := func(es []zfs.Entry) string {
+		var n []string
+		for _, e := range es {
+			n = append(n, e.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	if s := names(got["tank/a"].src); s != "tank/a@s1 tank/a@s2 tank/a#"+CursorName(d.pending.tid, 1) {
+		t.Errorf("tank/a's source entries: %s", s)
+	}
+	if s := names(got["tank/a"].dst); s != "backup/a@s1 backup/a@s2" {
+		t.Errorf("tank/a's target entries: %s", s)
+	}
+	if s := names(got["tank/ab"].src) + " | " + names(got["tank/ab"].dst); s != "tank/ab@s9 | backup/ab@s9" {
+		t.Errorf("tank/ab's entries: %s", s)
+	}
+
+	src.fail = map[string]error{"List": zfs.ErrDatasetNotFound}
+	if got := (&Job{}).finishListings(context.Background(), src, dst, []*datasetRun{d, d2}); got != nil {
+		t.Errorf("a failed listing gave %v, want nil (each finish lists its own)", got)
+	}
+}
