@@ -37,7 +37,8 @@ demo: build
 	testdata/vm/demo
 
 # Go micro-benchmarks, then stream throughput against OpenSSH through a
-# private sshd on 127.0.0.1 (push and pull; see testdata/bench/openssh).
+# private sshd on 127.0.0.1 (push and pull), again through a proxy adding a
+# 50 ms round trip, and the peak RSS of both zsync ends (see testdata/bench/openssh).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	GO=$(GO) testdata/bench/openssh
