@@ -85,13 +85,13 @@ func byVerb(calls []string) string {
 }
 
 // The every-15-minutes run (issue 13): a push of one new snapshot on every
-// dataset costs at most 10 zfs invocations per dataset plus a constant
-// (step hold, send, receive, the target's verification listing, the
-// last-received hold, the cursor, the step holds' release, the source's
-// reconciliation listing, the old cursor's destroy, the old hold's release);
-// no size estimate without a progress display, and no second listing of
-// the target or holds query after the step. The run that finds everything
-// up to date costs a constant.
+// dataset costs, as root, at most 7 zfs invocations per dataset (step
+// hold, send, receive, the step holds' release, the last-received hold
+// and the old one's release, the old cursor's destroy) plus 3 per level
+// of the tree (one listing per side to verify and reconcile, one channel
+// program making the cursors) plus a constant; no size estimate without a
+// progress display, no cursor made by itself, and no holds query after
+// the step. The run that finds everything up to date costs a constant.
 func TestPushCallsPerDataset(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	datasets := []string{"data", "data/a", "data/b", "data/c", "data/c/d"}
@@ -116,16 +116,20 @@ func TestPushCallsPerDataset(t *testing.T) {
 		t.Fatalf("push of one new snapshot: exit %d", code)
 	}
 	t.Logf("one new snapshot on %d datasets: %d zfs calls (%s)\n%s", len(datasets), len(calls), byVerb(calls), strings.Join(calls, "\n"))
-	// per dataset: step hold, send, receive, cursor, old cursor destroyed,
-	// step hold released, last-received hold placed and the old one
-	// released; per level of the tree (3) one listing per side to verify
-	// and reconcile; and the run's constant
-	if limit := 8*len(datasets) + 2*3 + 6; len(calls) > limit {
+	// per dataset: step hold, send, receive, step hold released,
+	// last-received hold placed and the old one released, old cursor
+	// destroyed; per level of the tree (3) one listing per side to verify
+	// and reconcile, and (as root) one channel program making the new
+	// cursors; and the run's constant
+	if limit := 7*len(datasets) + 3*3 + 6; len(calls) > limit {
 		t.Errorf("one new snapshot on %d datasets took %d zfs calls, want at most %d (%s)", len(datasets), len(calls), limit, byVerb(calls))
 	}
 	for _, c := range calls {
 		if strings.HasPrefix(c, "send ") && strings.Contains(" "+c+" ", " -n ") {
 			t.Errorf("a size estimate without a progress display: zfs %s", c)
+		}
+		if f := strings.Fields(c); len(f) > 0 && f[0] == "bookmark" {
+			t.Errorf("a cursor made by itself, as root: zfs %s", c)
 		}
 	}
 	e := &pushEnv{src: src, dst: dst}

@@ -437,18 +437,8 @@ func (d *datasetRun) finish(ctx context.Context, l *finishListing) {
 		}
 		l = &finishListing{dst: dst}
 	}
-	var newest *zfs.Entry
-	for i := range l.dst {
-		if l.dst[i].Type == zfs.Snapshot && (newest == nil || l.dst[i].CreateTXG > newest.CreateTXG) {
-			newest = &l.dst[i]
-		}
-	}
-	if newest == nil || newest.GUID != p.to.GUID {
-		have := "nothing"
-		if newest != nil {
-			have = fmt.Sprintf("%s (guid %016x)", newest.Name, newest.GUID)
-		}
-		d.failAfter(fmt.Errorf("verify: the target's newest snapshot is %s, want guid %016x of %s", have, p.to.GUID, p.to.Name))
+	if err := p.verify(l.dst); err != nil {
+		d.failAfter(err)
 		return
 	}
 	if l.src == nil {
@@ -467,6 +457,25 @@ func (d *datasetRun) finish(ctx context.Context, l *finishListing) {
 	case err != nil:
 		d.warn(p.target, err)
 	}
+}
+
+// verify checks that the newest snapshot among the target's snapshots dst
+// is the last step's To.
+func (p *pendingFinish) verify(dst []zfs.Entry) error {
+	var newest *zfs.Entry
+	for i := range dst {
+		if dst[i].Type == zfs.Snapshot && (newest == nil || dst[i].CreateTXG > newest.CreateTXG) {
+			newest = &dst[i]
+		}
+	}
+	if newest == nil || newest.GUID != p.to.GUID {
+		have := "nothing"
+		if newest != nil {
+			have = fmt.Sprintf("%s (guid %016x)", newest.Name, newest.GUID)
+		}
+		return fmt.Errorf("verify: the target's newest snapshot is %s, want guid %016x of %s", have, p.to.GUID, p.to.Name)
+	}
+	return nil
 }
 
 // failAfter fails a dataset whose data was received, keeping an earlier

@@ -277,6 +277,12 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		workers <- &worker{lazy: true}
 	}
 	var opened []*worker
+	// a level's new cursors are made in one call per pool where the
+	// source can (a channel program, as root)
+	programs := batcherOf(src)
+	if j.DryRun {
+		programs = nil
+	}
 	for d := 0; d <= maxDepth; d++ {
 		var wg stdsync.WaitGroup
 		var runs []*datasetRun
@@ -327,6 +333,11 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		// one listing per side for all of them: they run again on the
 		// workers, which hold no other dataset now.
 		listed := j.finishListings(ctx, src, dst, runs)
+		if programs != nil && listed != nil {
+			if err := j.batchCursors(ctx, programs, runs, listed, srcTouched); err != nil {
+				programs = nil // not root: one call per bookmark from now on
+			}
+		}
 		// only on workers that are open: a finish never opens a session
 		open := make(chan *worker, conc)
 		var closed []*worker

@@ -66,28 +66,37 @@ func (e *recordEP) DestroyBookmarks(_ context.Context, bms []string) error {
 // s1, the step holds of the run on s1 and s2.
 func finishCase(t *testing.T) (d *datasetRun, src, dst *recordEP, tid TargetID) {
 	t.Helper()
-	root := TargetID("0123456789abcdef")
-	tid = RelationID(root, "backup/a")
-	src = &recordEP{items: []zfs.Entry{
-		{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 10, UserRefs: 1},
-		{Name: "tank/a@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20, UserRefs: 1},
-		{Name: "tank/a#" + CursorName(tid, 1), Type: zfs.Bookmark, GUID: 1, CreateTXG: 10},
-		{Name: "tank/ab@s9", Type: zfs.Snapshot, GUID: 9, CreateTXG: 30},
-	}}
-	dst = &recordEP{items: []zfs.Entry{
-		{Name: "backup/a@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5, UserRefs: 1},
-		{Name: "backup/a@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 6},
-	}}
-	d = &datasetRun{
-		job: &Job{}, src: src, dst: dst, res: &Result{Source: "tank/a", Status: StatusReplicated}, rootTID: root,
-		source:   "tank/a",
-		srcHolds: map[string][]string{},
-		dstHolds: map[string][]string{"backup/a@s1": {LastReceivedHoldTag(tid)}},
-		mu:       &stdsync.Mutex{}, dstInfo: map[string]zfs.Entry{}, byTarget: map[string][]zfs.Entry{},
-		stepHeld: []string{"tank/a@s1", "tank/a@s2"},
-		pending:  &pendingFinish{tid: tid, target: "backup/a", to: zfs.Entry{Name: "tank/a@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20}},
-	}
+	src, dst = &recordEP{}, &recordEP{}
+	d, tid = addFinishCase(src, dst, "a")
+	src.items = append(src.items, zfs.Entry{Name: "tank/ab@s9", Type: zfs.Snapshot, GUID: 9, CreateTXG: 30})
 	return d, src, dst, tid
+}
+
+// addFinishCase adds to src and dst the dataset tank/<name> of finishCase,
+// replicated to backup/<name>, and returns its run.
+func addFinishCase(src, dst *recordEP, name string) (*datasetRun, TargetID) {
+	root := TargetID("0123456789abcdef")
+	s, t := "tank/"+name, "backup/"+name
+	tid := RelationID(root, t)
+	src.items = append(src.items,
+		zfs.Entry{Name: s + "@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 10, UserRefs: 1},
+		zfs.Entry{Name: s + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20, UserRefs: 1},
+		zfs.Entry{Name: s + "#" + CursorName(tid, 1), Type: zfs.Bookmark, GUID: 1, CreateTXG: 10},
+	)
+	dst.items = append(dst.items,
+		zfs.Entry{Name: t + "@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5, UserRefs: 1},
+		zfs.Entry{Name: t + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 6},
+	)
+	d := &datasetRun{
+		job: &Job{}, src: src, dst: dst, res: &Result{Source: s, Target: t, Status: StatusReplicated}, rootTID: root,
+		source:   s,
+		srcHolds: map[string][]string{},
+		dstHolds: map[string][]string{t + "@s1": {LastReceivedHoldTag(tid)}},
+		mu:       &stdsync.Mutex{}, dstInfo: map[string]zfs.Entry{}, byTarget: map[string][]zfs.Entry{},
+		stepHeld: []string{s + "@s1", s + "@s2"},
+		pending:  &pendingFinish{tid: tid, target: t, to: zfs.Entry{Name: s + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20}},
+	}
+	return d, tid
 }
 
 // After the data, the relationship moves new before old on both sides, and
@@ -190,5 +199,80 @@ func TestFinishListings(t *testing.T) {
 	src.fail = map[string]error{"List": zfs.ErrDatasetNotFound}
 	if got := (&Job{}).finishListings(context.Background(), src, dst, []*datasetRun{d, d2}); got != nil {
 		t.Errorf("a failed listing gave %v, want nil (each finish lists its own)", got)
+	}
+}
+
+// batchEP is a source that runs channel programs, recording each, or
+// refuses them as a delegated user's zfs does.
+type batchEP struct {
+	*recordEP
+	programs    [][]zfs.NewBookmark
+	unavailable bool
+}
+
+func (e *batchEP) CreateBookmarks(_ context.Context, bms []zfs.NewBookmark) (map[string]error, error) {
+	if e.unavailable {
+		return nil, fmt.Errorf("zfs program: %w: permission denied", zfs.ErrProgramUnavailable)
+	}
+	e.programs = append(e.programs, bms)
+	return nil, nil
+}
+
+// As root, a level's new cursors are made in one call before the
+// finishes; the rest of each finish is as before. A delegated user's run
+// makes each by itself.
+func TestBatchedCursors(t *testing.T) {
+	for _, unavailable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unavailable=%v", unavailable), func(t *testing.T) {
+			src, dst := &recordEP{}, &recordEP{}
+			a, tidA := addFinishCase(src, dst, "a")
+			b, tidB := addFinishCase(src, dst, "b")
+			runs := []*datasetRun{a, b}
+			j := &Job{}
+			be := &batchEP{recordEP: src, unavailable: unavailable}
+			touched := newTouchSet()
+			listed := j.finishListings(context.Background(), src, dst, runs)
+			err := j.batchCursors(context.Background(), be, runs, listed, touched)
+			if unavailable != (err != nil) {
+				t.Fatalf("batchCursors: %v", err)
+			}
+			for _, r := range runs {
+				r.finish(context.Background(), listed[r.source])
+				if r.res.Status != StatusReplicated || len(r.res.Warnings) > 0 {
+					t.Fatalf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
+				}
+			}
+			var made, destroyed []string
+			for _, c := range src.calls {
+				switch {
+				case strings.HasPrefix(c, "Bookmark "):
+					made = append(made, c)
+				case strings.HasPrefix(c, "DestroyBookmarks "):
+					destroyed = append(destroyed, c)
+				}
+			}
+			if len(destroyed) != 2 {
+				t.Errorf("old cursors destroyed: %q, want one call for each dataset", destroyed)
+			}
+			if unavailable {
+				if len(be.programs) != 0 || len(made) != 2 {
+					t.Errorf("without programs: %d programs, bookmark calls %q; want none and 2", len(be.programs), made)
+				}
+				return
+			}
+			want := [][]zfs.NewBookmark{{
+				{Bookmark: "tank/a#" + CursorName(tidA, 2), From: "tank/a@s2"},
+				{Bookmark: "tank/b#" + CursorName(tidB, 2), From: "tank/b@s2"},
+			}}
+			if fmt.Sprint(be.programs) != fmt.Sprint(want) {
+				t.Errorf("programs:\n%v\nwant\n%v", be.programs, want)
+			}
+			if len(made) > 0 {
+				t.Errorf("bookmarks made beside the program: %q", made)
+			}
+			if !touched.has("tank/a") || !touched.has("tank/b") {
+				t.Errorf("the program's datasets are not marked changed")
+			}
+		})
 	}
 }
