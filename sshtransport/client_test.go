@@ -217,6 +217,7 @@ func TestEverySentinelCrosses(t *testing.T) {
 		"ErrResumeTokenStale": zfs.ErrResumeTokenStale, "ErrNotMostRecent": zfs.ErrNotMostRecent, "ErrBusy": zfs.ErrBusy,
 		"ErrPermissionDenied": zfs.ErrPermissionDenied, "ErrNoSpace": zfs.ErrNoSpace, "ErrInvalidName": zfs.ErrInvalidName,
 		"ErrInvalidProperty": zfs.ErrInvalidProperty, "ErrStreamHeader": zfs.ErrStreamHeader,
+		"ErrProgramUnavailable": zfs.ErrProgramUnavailable,
 	}
 	fset := token.NewFileSet()
 	for _, file := range files {

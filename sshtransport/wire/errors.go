@@ -84,6 +84,7 @@ var wireKinds = []struct {
 	{"invalid_name", zfs.ErrInvalidName},
 	{"invalid_property", zfs.ErrInvalidProperty},
 	{"stream_header", zfs.ErrStreamHeader},
+	{"program_unavailable", zfs.ErrProgramUnavailable},
 	{"forbidden", ErrForbidden},
 	{"protocol", ErrProtocol},
 	{"stream_aborted", ErrStreamAborted},
