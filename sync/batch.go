@@ -63,7 +63,7 @@ func (j *Job) batchCursors(ctx context.Context, b BookmarkBatcher, runs []*datas
 	want := map[string]made{}
 	for _, r := range runs {
 		p, l := r.pending, listed[r.source]
-		if p == nil || l == nil || l.src == nil || p.verify(l.dst) != nil {
+		if p == nil || p.tid == "" || p.to.GUID == 0 || l == nil || l.src == nil || p.verify(l.dst) != nil {
 			continue
 		}
 		abs, _ := ListAbstractions(l.src, nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	stdsync "sync"
 
@@ -891,7 +892,13 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 	if level.Allows(Cursor) && !hasAbstraction(abs, tid, Cursor, cursorGUID) {
 		if from := versionWithGUID(srcEntries, cursorGUID); from != nil {
 			bm := d.source + "#" + CursorName(tid, cursorGUID)
-			if err := d.src.Bookmark(ctx, from.Name, bm); err != nil && !errors.Is(err, zfs.ErrExists) {
+			err := d.src.Bookmark(ctx, from.Name, bm)
+			if errors.Is(err, zfs.ErrExists) {
+				// made meanwhile, or a copy under the name (which the
+				// listing found foreign): only the right guid counts
+				err = checkGUID(ctx, d.src, bm, cursorGUID)
+			}
+			if err != nil {
 				return &moveError{fmt.Errorf("create cursor %s: %w", bm, err)}
 			}
 			abs = append(abs, Abstraction{Kind: Cursor, Name: bm, Target: tid, GUID: cursorGUID, CreateTXG: from.CreateTXG})
@@ -933,6 +940,18 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 		if err := d.dst.Release(ctx, LastReceivedHoldTag(tid), rel); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
 			return fmt.Errorf("reconcile: release old last-received holds: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkGUID reports an error unless the bookmark name exists with guid.
+func checkGUID(ctx context.Context, e Endpoint, name string, guid uint64) error {
+	props, err := e.Get(ctx, []string{name}, []string{"guid"})
+	if err != nil {
+		return fmt.Errorf("it exists, and its guid cannot be read: %w", err)
+	}
+	if v := props[name]["guid"]; v != strconv.FormatUint(guid, 10) {
+		return fmt.Errorf("a bookmark of that name exists with guid %s, not %d (a copy or tinkering: destroy or rename it; the old cursor is kept until then)", v, guid)
 	}
 	return nil
 }

@@ -18,8 +18,21 @@ type recordEP struct {
 	Endpoint
 	items []zfs.Entry
 	fail  map[string]error
+	guids map[string]string // for Get of guid
 	lists int
 	calls []string
+}
+
+func (e *recordEP) Get(_ context.Context, names []string, props []string) (map[string]map[string]string, error) {
+	e.calls = append(e.calls, "Get "+strings.Join(names, " "))
+	out := map[string]map[string]string{}
+	for _, n := range names {
+		out[n] = map[string]string{}
+		if g, ok := e.guids[n]; ok {
+			out[n]["guid"] = g
+		}
+	}
+	return out, nil
 }
 
 func (e *recordEP) List(_ context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error) {
@@ -272,6 +285,31 @@ func TestBatchedCursors(t *testing.T) {
 			}
 			if !touched.has("tank/a") || !touched.has("tank/b") {
 				t.Errorf("the program's datasets are not marked changed")
+			}
+		})
+	}
+}
+
+// A bookmark under the new cursor's name that exists already counts only
+// when it has the snapshot's guid: a copy pointing elsewhere fails the
+// dataset and the old cursor stays.
+func TestFinishCursorNameTaken(t *testing.T) {
+	for _, c := range []struct {
+		guid string
+		ok   bool
+	}{{"2", true}, {"77", false}} {
+		t.Run("guid "+c.guid, func(t *testing.T) {
+			d, src, _, tid := finishCase(t)
+			bm := "tank/a#" + CursorName(tid, 2)
+			src.fail = map[string]error{"Bookmark": fmt.Errorf("zfs bookmark: %w", zfs.ErrExists)}
+			src.guids = map[string]string{bm: c.guid}
+			d.finish(context.Background(), nil)
+			destroyed := slices.ContainsFunc(src.calls, func(s string) bool { return strings.HasPrefix(s, "DestroyBookmarks") })
+			if c.ok && (d.res.Status != StatusReplicated || !destroyed) {
+				t.Errorf("status %s (%v), old cursor destroyed %v; want replicated and destroyed", d.res.Status, d.res.Err, destroyed)
+			}
+			if !c.ok && (d.res.Status != StatusFailed || destroyed || !strings.Contains(fmt.Sprint(d.res.Err), "guid 77")) {
+				t.Errorf("status %s (%v), old cursor destroyed %v; want failed and kept", d.res.Status, d.res.Err, destroyed)
 			}
 		})
 	}
