@@ -392,9 +392,6 @@ const finishChunk = 256
 // call fail), it returns nothing: each finish lists its own dataset.
 
 func (j *Job) finishListings(ctx context.Context, src, dst Endpoint, runs []*datasetRun) map[string]*finishListing {
-	if len(runs) == 1 {
-		return nil // finish lists the one dataset itself: as many calls
-	}
 	bySrc, byDst := map[string][]zfs.Entry{}, map[string][]zfs.Entry{}
 	for chunk := range slices.Chunk(runs, finishChunk) {
 		sources := make([]string, 0, len(chunk))
