@@ -138,11 +138,18 @@ func authorize(t *testing.T, line, marker string) {
 // keyscan returns the guest sshd's host keys in known_hosts format.
 func keyscan(t *testing.T) string {
 	t.Helper()
-	out, errOut, err := zfstest.Exec(t, "ssh-keyscan", "-p", "22", "127.0.0.1")
-	if err != nil || !strings.Contains(out, "ssh-ed25519") {
-		t.Fatalf("ssh-keyscan: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	// an emulated guest under load can take longer than ssh-keyscan's 5 s
+	// default to answer (seen once in a full tier on 2.3, stdout empty)
+	var out, errOut string
+	var err error
+	for range 3 {
+		out, errOut, err = zfstest.Exec(t, "ssh-keyscan", "-T", "30", "-p", "22", "127.0.0.1")
+		if err == nil && strings.Contains(out, "ssh-ed25519") {
+			return out
+		}
 	}
-	return out
+	t.Fatalf("ssh-keyscan, 3 tries: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	return ""
 }
 
 // remote is the [job.remote] table of a job that uses the client's key.
