@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -454,5 +456,56 @@ func TestSSHAppendOnlyPlaceholderKeepsChildren(t *testing.T) {
 	}
 	if v := zfstest.Get(t, parent, "zsync:placeholder"); v != parent {
 		t.Errorf("the placeholder lost its marker: %q", v)
+	}
+}
+
+// A bookmark under the name of the next cursor that points at another
+// snapshot (a copy, tinkering) is not taken for the cursor: the push fails
+// for that dataset and keeps the old cursor, and once the copy is gone the
+// next push goes on incrementally. (Before, zfs bookmark's "exists" was
+// taken for success and the old cursor destroyed, leaving no cursor that
+// points where its name says.)
+func TestTakenCursorNameKeepsTheOldCursor(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	snapshotTree(t, src, []string{"data"}, 1)
+	cfg := treePushConfig(t, src, dst)
+	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
+		t.Fatalf("initial push: exit %d", code)
+	}
+	e := &pushEnv{src: src, dst: dst}
+	target, ds := e.target("data"), src+"/data"
+	rootTID := strings.TrimSpace(zfstest.Zfs(t, "get", "-H", "-o", "value", zsync.TargetIDProperty, dst+"/backup"))
+	tid := zsync.RelationID(zsync.TargetID(rootTID), target)
+	guid := func(snap string) uint64 {
+		g, err := strconv.ParseUint(zfstest.GUID(t, snap), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	oldCursor := zsync.CursorName(tid, guid(ds+"@s1"))
+	zfstest.MustWriteFile(t, ds, "g", 16)
+	zfstest.Zfs(t, "snapshot", ds+"@s2")
+	copyName := ds + "#" + zsync.CursorName(tid, guid(ds+"@s2"))
+	zfstest.Zfs(t, "bookmark", ds+"@s1", copyName)
+
+	code, _, errOut := zsyncRun(t, "--config", cfg, "push")
+	if code == 0 {
+		t.Errorf("the push succeeded with a foreign bookmark under the new cursor's name")
+	}
+	if !strings.Contains(errOut, "exists with guid") {
+		t.Errorf("the failure does not say that the cursor's name is taken by another bookmark")
+	}
+	if !slices.Contains(bookmarksOf(t, ds), oldCursor) {
+		t.Fatalf("the old cursor %s is gone; bookmarks: %v", oldCursor, bookmarksOf(t, ds))
+	}
+
+	zfstest.Zfs(t, "destroy", copyName)
+	if code, _, _ := zsyncRun(t, "--config", cfg, "push"); code != 0 {
+		t.Fatalf("push after the copy was destroyed: exit %d", code)
+	}
+	e.checkInvariants(t, "data")
+	if got, want := zfstest.GUID(t, target+"@s2"), zfstest.GUID(t, ds+"@s2"); got != want {
+		t.Errorf("%s@s2: guid %s, want %s", target, got, want)
 	}
 }
