@@ -433,7 +433,7 @@ func (d *datasetRun) finish(ctx context.Context, l *finishListing) {
 	if l == nil {
 		dst, err := d.dst.List(ctx, []string{p.target}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
 		if err != nil {
-			d.failAfter(fmt.Errorf("verify: list %s: %w", p.target, err))
+			d.failAfter(fmt.Errorf("verify: list %s (the data was received; the next run verifies and reconciles it, and this run's step holds stay until then): %w", p.target, err))
 			return
 		}
 		l = &finishListing{dst: dst}
@@ -454,7 +454,7 @@ func (d *datasetRun) finish(ctx context.Context, l *finishListing) {
 	var move *moveError
 	switch {
 	case errors.As(err, &move):
-		d.failAfter(fmt.Errorf("the target has %s, but %w (the next run tries again; this run's step holds stay until then)", p.to.Name, err))
+		d.failAfter(fmt.Errorf("the target has %s, but %w (the next run tries again, and this run's step holds stay until then; if this repeats, check that zsync may bookmark, hold and release on both sides, see zfs allow)", p.to.Name, err))
 	case err != nil:
 		d.warn(p.target, err)
 	}
@@ -1017,20 +1017,6 @@ func holdsNow(ctx context.Context, e Endpoint, list []zfs.Entry, known func(stri
 	}
 	maps.Copy(out, asked)
 	return out, nil
-}
-
-// listWithHolds lists one dataset's snapshots and bookmarks and the holds of
-// its held snapshots.
-func listWithHolds(ctx context.Context, e Endpoint, dataset string) ([]zfs.Entry, map[string][]string, error) {
-	es, err := e.List(ctx, []string{dataset}, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list %s: %w", dataset, err)
-	}
-	h, err := HoldsOf(ctx, e, es)
-	if err != nil {
-		return nil, nil, fmt.Errorf("holds of %s: %w", dataset, err)
-	}
-	return es, h, nil
 }
 
 // progressReader counts bytes and reports about every 4 MiB.

@@ -295,11 +295,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				res.Status, res.Err = StatusSkipped, fmt.Errorf("skipped: parent %s failed", p)
 				continue
 			}
-			w := <-workers
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { workers <- w }()
+			onWorker(workers, &wg, func(w *worker) {
 				t0 := time.Now()
 				if err := w.open(ctx, j); err != nil {
 					res.Status, res.Err = StatusFailed, err
@@ -323,7 +319,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 					runs = append(runs, d)
 					mu.Unlock()
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if len(runs) == 0 {
@@ -349,16 +345,12 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			}
 		}
 		for _, r := range runs {
-			w := <-open
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { open <- w }()
+			onWorker(open, &wg, func(w *worker) {
 				t0 := time.Now()
 				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
 				r.finish(ctx, listed[r.source])
 				r.res.Duration += time.Since(t0)
-			}()
+			})
 		}
 		wg.Wait()
 		for len(open) > 0 {
@@ -390,7 +382,6 @@ const finishChunk = 256
 // side, and returns what each run's finish needs by source dataset. When
 // a side's listing fails (a dataset destroyed meanwhile makes the whole
 // call fail), it returns nothing: each finish lists its own dataset.
-
 func (j *Job) finishListings(ctx context.Context, src, dst Endpoint, runs []*datasetRun) map[string]*finishListing {
 	bySrc, byDst := map[string][]zfs.Entry{}, map[string][]zfs.Entry{}
 	for chunk := range slices.Chunk(runs, finishChunk) {
@@ -493,6 +484,18 @@ func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, sr
 	if err := j.Listings.Save(state); err != nil {
 		j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache not saved, the next run lists every dataset in full (nothing is lost; check that the state directory is writable): %v", err)})
 	}
+}
+
+// onWorker takes a worker from pool and runs fn on it in a goroutine that
+// wg counts; the worker goes back to pool when fn returns.
+func onWorker(pool chan *worker, wg *stdsync.WaitGroup, fn func(w *worker)) {
+	w := <-pool
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() { pool <- w }()
+		fn(w)
+	}()
 }
 
 type worker struct {
