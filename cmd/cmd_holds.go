@@ -98,7 +98,7 @@ func (e *env) holdsList(c *cli.Context) error {
 				ep    zsync.Endpoint
 				roots []string
 			}{{"source", src, job.Datasets.Roots()}, {"target", dst, []string{job.TargetRoot}}} {
-				abs, foreign, _, err := listSide(c.Context, side.ep, side.roots, side.name == "target")
+				abs, foreign, _, err := listSide(c.Context, side.ep, side.roots, side.name == "target", job.StepResolver(rootTID(c.Context, job, dst)))
 				if err != nil {
 					return fmt.Errorf("%s: %w", side.name, err)
 				}
@@ -120,10 +120,24 @@ func (e *env) holdsList(c *cli.Context) error {
 	return outcome(ok, failures)
 }
 
+// rootTID reads the id of the job's target root from dst ("" when it has
+// none or cannot be read: per-root step holds then keep the root's id).
+func rootTID(ctx context.Context, job *zsync.Job, dst zsync.Endpoint) zsync.TargetID {
+	props, err := dst.Get(ctx, []string{job.TargetRoot}, []string{zsync.TargetIDProperty})
+	if err != nil {
+		return ""
+	}
+	tid, err := zsync.ParseTargetID(props[job.TargetRoot][zsync.TargetIDProperty])
+	if err != nil {
+		return ""
+	}
+	return tid
+}
+
 // listSide lists roots recursively with the holds of held snapshots and
 // finds zsync's abstractions there. With optional, roots that do not exist
 // (a target root before the first run) are skipped.
-func listSide(ctx context.Context, ep zsync.Endpoint, roots []string, optional bool) ([]zsync.Abstraction, []string, []zfs.Entry, error) {
+func listSide(ctx context.Context, ep zsync.Endpoint, roots []string, optional bool, resolve zsync.StepResolver) ([]zsync.Abstraction, []string, []zfs.Entry, error) {
 	types := zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume, zfs.Snapshot, zfs.Bookmark}}
 	var list []zfs.Entry
 	for _, r := range roots {
@@ -140,7 +154,7 @@ func listSide(ctx context.Context, ep zsync.Endpoint, roots []string, optional b
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	abs, foreign := zsync.ListAbstractions(list, h)
+	abs, foreign := zsync.ListAbstractionsWith(list, h, resolve)
 	return abs, foreign, list, nil
 }
 
@@ -305,7 +319,7 @@ func (e *env) releaseScan(ctx context.Context, s *holdsScan, lv *liveness, orpha
 		roots    []string
 		optional bool
 	}{{s.sources, false}, {s.targets, true}} {
-		a, f, l, err := listSide(ctx, s.ep, part.roots, part.optional)
+		a, f, l, err := listSide(ctx, s.ep, part.roots, part.optional, lv.resolve)
 		if err != nil {
 			return 0, err
 		}

@@ -337,7 +337,7 @@ func describeSnap(ctx context.Context, j *jobConfig, filter zfs.Filter, z zsync.
 		if err != nil {
 			return nil, err
 		}
-		abs, _ := zsync.ListAbstractions(list, holds)
+		abs, _ := zsync.ListAbstractionsWith(list, holds, lv.resolve)
 		rels := zsync.Relations(abs)
 		for i := range out {
 			out[i].StaleRelations, out[i].OtherRelations = otherRelations(out[i].Dataset, zsync.SenderSide, "", rels, abs, list, lv, j)
@@ -371,7 +371,13 @@ func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.
 	if err != nil {
 		return nil, err
 	}
-	sabs, _ := zsync.ListAbstractions(sl, sh)
+	resolve := job.StepResolver(rootTID)
+	sabs, _ := zsync.ListAbstractionsWith(sl, sh, func(root zsync.TargetID, ds string) zsync.TargetID {
+		if id := resolve(root, ds); id != "" {
+			return id
+		}
+		return lv.resolve(root, ds)
+	})
 	dabs, _ := zsync.ListAbstractions(dl, dh)
 	srels, drels := zsync.Relations(sabs), zsync.Relations(dabs)
 	var out []datasetStatus

@@ -38,7 +38,7 @@ type killPoint struct {
 // cursor moved, before the step holds are released (or, at level
 // incremental, before the old cursor and the tentative cursors go).
 func killPoints(protection string) []killPoint {
-	afterCursor := func(c string) bool { return strings.HasPrefix(c, "release zsync_step_T") }
+	afterCursor := func(c string) bool { return strings.HasPrefix(c, "release zsync_step_") }
 	if protection == "incremental" {
 		afterCursor = func(c string) bool { return strings.HasPrefix(c, "destroy-bookmarks ") }
 	}

@@ -274,7 +274,7 @@ func TestNoOpRunReusesSnapshotListings(t *testing.T) {
 	var held string
 	for _, s := range snapshotsOf(t, tgt) {
 		for _, h := range strings.Fields(zfstest.Zfs(t, "holds", "-H", tgt+"@"+s)) {
-			if strings.HasPrefix(h, "zsync_last_T") {
+			if strings.HasPrefix(h, "zsync_last_") {
 				zfstest.Zfs(t, "release", h, tgt+"@"+s)
 				held = h
 			}

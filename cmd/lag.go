@@ -16,7 +16,7 @@ const (
 	// bookmark of the source now.
 	basisSource = "source"
 	// basisHold: the target snapshot that carries the relationship's
-	// last-received hold (zsync_last_T<id>), newer than any the source
+	// last-received hold (zsync_last_R<root id>, or zsync_last_T<id>), newer than any the source
 	// still has a version of (the source pruned it).
 	basisHold = "last_received_hold"
 	// basisReport: the last run report's replicated mark, when the target

@@ -18,6 +18,9 @@ type liveness struct {
 	// live maps the relation id of every relationship a configured
 	// push or pull job uses now to "job NAME: SOURCE -> TARGET".
 	live map[zsync.TargetID]string
+	// steps maps the step root id and source dataset of every such
+	// relationship to its id: the owner of a per-root step hold there.
+	steps map[stepKey]zsync.TargetID
 	// local are the claims on relationships found on this host: the
 	// datasets of jobs that could not be checked, and the areas of this
 	// host's [[serve.client]] entries.
@@ -32,7 +35,7 @@ type liveness struct {
 // sources are listed where they are (here for push, the far side for
 // pull). A job that cannot be asked makes everything it could own Unknown.
 func (e *env) liveness(ctx context.Context, cfg *Config) *liveness {
-	lv := &liveness{live: map[zsync.TargetID]string{}}
+	lv := &liveness{live: map[zsync.TargetID]string{}, steps: map[stepKey]zsync.TargetID{}}
 	for i := range cfg.Jobs {
 		j := &cfg.Jobs[i]
 		if j.Type != "push" && j.Type != "pull" {
@@ -46,6 +49,7 @@ func (e *env) liveness(ctx context.Context, cfg *Config) *liveness {
 		}
 		for _, r := range rels {
 			lv.live[r.ID] = fmt.Sprintf("job %s: %s -> %s", j.Name, r.Source, r.Target)
+			lv.steps[stepKey{r.StepRoot, r.Source}] = r.ID
 		}
 	}
 	lv.local = append(lv.local, serveClaims(cfg)...)
@@ -56,6 +60,22 @@ func (e *env) liveness(ctx context.Context, cfg *Config) *liveness {
 	lv.local = append(lv.local, zsync.Claim{Side: zsync.ReceiverSide,
 		Reason: "a last-received hold on a replica: a push from another host may own it, which cannot be checked from here (release it by hand with zfs release if that relationship is gone)"})
 	return lv
+}
+
+type stepKey struct {
+	root    zsync.TargetID
+	dataset string
+}
+
+// resolve is a zsync.StepResolver over the configured jobs' relationships
+// (nil lv resolves nothing): a per-root step hold whose owner is not found
+// keeps the root's id as its relation id, which no job uses, so it is
+// judged like any relationship no job uses.
+func (lv *liveness) resolve(root zsync.TargetID, dataset string) zsync.TargetID {
+	if lv == nil {
+		return ""
+	}
+	return lv.steps[stepKey{root, dataset}]
 }
 
 func (e *env) jobRelations(ctx context.Context, cfg *Config, j *jobConfig) ([]zsync.LiveRelation, error) {

@@ -3,8 +3,10 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	stdsync "sync"
 
 	"github.com/zsync-dev/zsync/zfs"
 )
@@ -99,4 +101,161 @@ func (j *Job) batchCursors(ctx context.Context, b BookmarkBatcher, runs []*datas
 		}
 	}
 	return nil
+}
+
+// StepResolver returns the StepResolver of the job's runs below a target
+// root with id rootTID: a step hold with the root's step id on a source
+// dataset the job maps belongs to that dataset's relationship.
+func (j *Job) StepResolver(rootTID TargetID) StepResolver {
+	return j.resolver(rootTID)
+}
+
+func (j *Job) resolver(rootTID TargetID) StepResolver {
+	step := StepRootID(rootTID, j.TargetRoot)
+	return func(root TargetID, dataset string) TargetID {
+		if root != step || step == "" || j.Map == nil {
+			return ""
+		}
+		t, err := j.Map(dataset)
+		if err != nil {
+			return ""
+		}
+		return j.relationID(rootTID, t)
+	}
+}
+
+// holdChunk is how many snapshots one batched hold or release names.
+const holdChunk = 256
+
+// byPoolNames groups snapshot names by pool, in pool order, in chunks of
+// at most holdChunk.
+func byPoolNames(names []string) [][]string {
+	groups := map[string][]string{}
+	for _, n := range names {
+		p := zfs.Pool(n)
+		groups[p] = append(groups[p], n)
+	}
+	var out [][]string
+	for _, p := range slices.Sorted(maps.Keys(groups)) {
+		slices.Sort(groups[p])
+		out = slices.AppendSeq(out, slices.Chunk(groups[p], holdChunk))
+	}
+	return out
+}
+
+// releasedAnyway reports whether a failed `zfs release` of many snapshots
+// released every hold it could: OpenZFS skips a snapshot without the tag,
+// or one that no longer exists, and releases the others; any other failure
+// fails the whole call (nothing is released).
+func releasedAnyway(err error) bool {
+	var he *zfs.HoldError
+	if !errors.As(err, &he) || len(he.Failed) == 0 {
+		return false
+	}
+	for _, e := range he.Failed {
+		if !errors.Is(e, zfs.ErrNoSuchHold) && !errors.Is(e, zfs.ErrDatasetNotFound) {
+			return false
+		}
+	}
+	return true
+}
+
+// batchLastHolds places the new last-received hold on the target of every
+// run of a level whose target verifies, in one call per pool (all carry the
+// root's tag), and marks each run held so that its finish does not place it
+// again. A call that fails leaves its runs to finish, which holds each one
+// by itself and reports a failure there: OpenZFS places none of a call's
+// holds when one of them exists already, and skips a snapshot that no
+// longer exists, so a failed call tells nothing certain of the others.
+func (j *Job) batchLastHolds(ctx context.Context, dst Endpoint, rootTID TargetID, runs []*datasetRun, listed map[string]*finishListing) {
+	if !j.Protection.Allows(LastReceivedHold) || rootTID == "" {
+		return
+	}
+	owner := map[string]*datasetRun{}
+	var snaps []string
+	for _, r := range runs {
+		p, l := r.pending, listed[r.source]
+		if p == nil || p.tid == "" || p.to.GUID == 0 || l == nil || p.verify(l.dst) != nil {
+			continue
+		}
+		snap := versionWithGUID(snapshotsOnly(l.dst), p.to.GUID)
+		if snap == nil {
+			continue
+		}
+		owner[snap.Name] = r
+		snaps = append(snaps, snap.Name)
+	}
+	tag := RootLastReceivedHoldTag(rootTID)
+	for _, group := range byPoolNames(snaps) {
+		if err := dst.Hold(ctx, tag, group); err != nil {
+			continue
+		}
+		for _, s := range group {
+			owner[s].lastHeld = true
+		}
+	}
+}
+
+// releaseBatch collects the releases of a level's finishes: per side, tag
+// -> snapshot -> the run it is for.
+type releaseBatch struct {
+	mu       stdsync.Mutex
+	src, dst map[string]map[string]*datasetRun
+}
+
+func newReleaseBatch() *releaseBatch {
+	return &releaseBatch{src: map[string]map[string]*datasetRun{}, dst: map[string]map[string]*datasetRun{}}
+}
+
+func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.dst
+	if source {
+		m = b.src
+	}
+	for tag, snaps := range byTag {
+		if m[tag] == nil {
+			m[tag] = map[string]*datasetRun{}
+		}
+		for _, s := range snaps {
+			m[tag][s] = d
+		}
+	}
+}
+
+// flush makes the collected releases, one call per side, tag and pool. A
+// release that fails on the source fails its dataset (its step holds would
+// never go: see moveError); on the target it is a warning (the next run
+// releases the old hold). A hold that is gone already is success.
+func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
+	for _, side := range []struct {
+		e      Endpoint
+		source bool
+		m      map[string]map[string]*datasetRun
+	}{{src, true, b.src}, {dst, false, b.dst}} {
+		for _, tag := range slices.Sorted(maps.Keys(side.m)) {
+			byRun := side.m[tag]
+			for _, group := range byPoolNames(slices.Collect(maps.Keys(byRun))) {
+				err := side.e.Release(ctx, tag, group)
+				if err == nil || releasedAnyway(err) {
+					continue
+				}
+				// nothing of the call was released
+				seen := map[*datasetRun]bool{}
+				for _, s := range group {
+					d := byRun[s]
+					if d == nil || seen[d] {
+						continue
+					}
+					seen[d] = true
+					if side.source {
+						d.failAfter(fmt.Errorf("the target has %s, but reconcile: release %s: %w (the next run tries again, and this run's step holds stay until then; if this repeats, check that zsync may release on the source, see zfs allow)", d.res.Last.Name, tag, err))
+					} else {
+						d.warn(d.res.Target, fmt.Errorf("reconcile: release old last-received holds: %w", err))
+					}
+				}
+			}
+		}
+	}
 }

@@ -21,6 +21,13 @@ type datasetRun struct {
 	src, dst Endpoint
 	res      *Result
 	rootTID  TargetID
+	// stepRoot is StepRootID(rootTID, the job's target root): the id the
+	// step holds of all the job's datasets carry, so that one call per
+	// pool places or releases them.
+	stepRoot TargetID
+	// batch, when set, collects the releases of finish's reconcile, which
+	// the level then makes in one call per pool and tag.
+	batch *releaseBatch
 
 	source      string
 	srcInfo     zfs.Entry
@@ -38,6 +45,15 @@ type datasetRun struct {
 	stepHeld []string
 	// pending is set when steps ran: what finish verifies and reconciles.
 	pending *pendingFinish
+	// lastHeld is set when the level placed the new last-received hold on
+	// pending's To (batchLastHolds), so finish does not place it again.
+	lastHeld bool
+}
+
+// resolve is the run's StepResolver: a step hold with its step root on a
+// source dataset belongs to the relationship of that dataset's target.
+func (d *datasetRun) resolve(root TargetID, dataset string) TargetID {
+	return d.job.resolver(d.rootTID)(root, dataset)
 }
 
 // pendingFinish is what a dataset whose steps succeeded still has to do
@@ -587,18 +603,22 @@ func (d *datasetRun) rotate(ctx context.Context, tid TargetID, target, rotated s
 	// sit on the rotated copy, which belongs to no relationship any more.
 	// The children's entries follow them in the run's view; rotated children
 	// come back below the fresh replica after its receive (rotateBack).
-	tag := LastReceivedHoldTag(tid)
-	var held []string
+	held := map[string][]string{} // tag -> snapshots in the rotated copy
 	d.mu.Lock()
 	for _, e := range d.byTarget[target] {
-		if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[e.Name], tag) {
-			held = append(held, rotated+"@"+e.Short())
+		if e.Type != zfs.Snapshot {
+			continue
+		}
+		for _, tag := range d.lastTags(tid) {
+			if slices.Contains(d.dstHolds[e.Name], tag) {
+				held[tag] = append(held[tag], rotated+"@"+e.Short())
+			}
 		}
 	}
 	d.mu.Unlock()
 	d.moveInMaps(target, rotated)
-	if len(held) > 0 {
-		if err := d.dst.Release(ctx, tag, held); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+	for _, tag := range slices.Sorted(maps.Keys(held)) {
+		if err := d.dst.Release(ctx, tag, held[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
 			return fmt.Errorf("release holds on rotated %s: %w", rotated, err)
 		}
 	}
@@ -627,10 +647,14 @@ func (d *datasetRun) rotateBack(ctx context.Context, target, rotated string) {
 			continue
 		}
 		orig := target + ds[len(rotated):]
-		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, orig))
 		for _, e := range es {
-			if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[orig+"@"+e.Short()], tag) {
-				held[tag] = append(held[tag], e.Name)
+			if e.Type != zfs.Snapshot {
+				continue
+			}
+			for _, tag := range d.lastTags(d.job.relationID(d.rootTID, orig)) {
+				if slices.Contains(d.dstHolds[orig+"@"+e.Short()], tag) {
+					held[tag] = append(held[tag], e.Name)
+				}
 			}
 		}
 	}
@@ -640,6 +664,13 @@ func (d *datasetRun) rotateBack(ctx context.Context, target, rotated string) {
 			d.warn(target, fmt.Errorf("release holds in the rotated %s: %w", rotated, err))
 		}
 	}
+}
+
+// lastTags are the tags a last-received hold of relationship tid may
+// carry: the root's (placed now) and the relationship's own (placed by
+// zsync before per-root tags, still honoured and released).
+func (d *datasetRun) lastTags(tid TargetID) []string {
+	return []string{RootLastReceivedHoldTag(d.rootTID), LastReceivedHoldTag(tid)}
 }
 
 func (d *datasetRun) dryRun(ctx context.Context, plan Plan, raw bool, target string) {
@@ -723,7 +754,7 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 		// holds stay until finish; a snapshot an earlier step held (its
 		// To is this step's From) is not held again
 		stepSnaps = slices.DeleteFunc(stepSnaps, func(s string) bool { return slices.Contains(d.stepHeld, s) })
-		if err := d.hold(ctx, d.src, StepHoldTag(tid), stepSnaps, nil); err != nil {
+		if err := d.hold(ctx, d.src, RootStepHoldTag(d.stepRoot), stepSnaps, nil); err != nil {
 			return 0, fmt.Errorf("step hold: %w", err)
 		}
 		d.stepHeld = append(d.stepHeld, stepSnaps...)
@@ -864,7 +895,7 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 			}
 			l = &finishListing{src: es, dst: ts}
 		}
-		stepTag := StepHoldTag(tid)
+		stepTag := RootStepHoldTag(d.stepRoot)
 		srcStart, dstStart := srcHolds, dstHolds
 		var err error
 		if srcHolds, err = holdsNow(ctx, d.src, l.src, func(snap string) []string {
@@ -881,7 +912,7 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 		}
 		srcEntries, dstEntries = l.src, l.dst
 	}
-	abs, foreign := ListAbstractions(srcEntries, srcHolds)
+	abs, foreign := ListAbstractionsWith(srcEntries, srcHolds, d.resolve)
 	for _, f := range foreign {
 		d.job.emit(Event{Dataset: d.source, Kind: "reconcile", Message: "ignoring a zsync-looking name that does not check out (renamed or tinkered with?): " + f})
 	}
@@ -905,12 +936,15 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 		}
 	}
 	tabs, _ := ListAbstractions(dstEntries, dstHolds)
+	lastTag := RootLastReceivedHoldTag(d.rootTID)
 	if level.Allows(LastReceivedHold) && !hasAbstraction(tabs, tid, LastReceivedHold, cursorGUID) {
 		if snap := versionWithGUID(snapshotsOnly(dstEntries), cursorGUID); snap != nil {
-			if err := d.hold(ctx, d.dst, LastReceivedHoldTag(tid), []string{snap.Name}, nil); err != nil {
-				return &moveError{fmt.Errorf("last-received hold on %s: %w", snap.Name, err)}
+			if !(fresh && d.lastHeld) {
+				if err := d.hold(ctx, d.dst, lastTag, []string{snap.Name}, nil); err != nil {
+					return &moveError{fmt.Errorf("last-received hold on %s: %w", snap.Name, err)}
+				}
 			}
-			tabs = append(tabs, Abstraction{Kind: LastReceivedHold, Name: snap.Name, Tag: LastReceivedHoldTag(tid), Target: tid, GUID: cursorGUID, CreateTXG: snap.CreateTXG})
+			tabs = append(tabs, Abstraction{Kind: LastReceivedHold, Name: snap.Name, Tag: lastTag, Target: tid, GUID: cursorGUID, CreateTXG: snap.CreateTXG})
 		}
 	}
 	var bookmarks []string
@@ -922,9 +956,15 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 			bookmarks = append(bookmarks, a.Name)
 		}
 	}
-	for _, tag := range slices.Sorted(maps.Keys(releases)) {
-		if err := d.src.Release(ctx, tag, releases[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
-			return &moveError{fmt.Errorf("release %s: %w", tag, err)}
+	if fresh && d.batch != nil {
+		// the level releases them, in one call per pool and tag, after
+		// every dataset of it has its new cursor and hold
+		d.batch.add(d, true, releases)
+	} else {
+		for _, tag := range slices.Sorted(maps.Keys(releases)) {
+			if err := d.src.Release(ctx, tag, releases[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+				return &moveError{fmt.Errorf("release %s: %w", tag, err)}
+			}
 		}
 	}
 	if len(bookmarks) > 0 {
@@ -932,12 +972,16 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 			return fmt.Errorf("reconcile: destroy stale bookmarks: %w", err)
 		}
 	}
-	var rel []string
+	rel := map[string][]string{}
 	for _, a := range StaleTarget(tid, level, target, tabs, cursorGUID) {
-		rel = append(rel, a.Name)
+		rel[a.Tag] = append(rel[a.Tag], a.Name)
 	}
-	if len(rel) > 0 {
-		if err := d.dst.Release(ctx, LastReceivedHoldTag(tid), rel); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+	if fresh && d.batch != nil {
+		d.batch.add(d, false, rel)
+		return nil
+	}
+	for _, tag := range slices.Sorted(maps.Keys(rel)) {
+		if err := d.dst.Release(ctx, tag, rel[tag]); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
 			return fmt.Errorf("reconcile: release old last-received holds: %w", err)
 		}
 	}

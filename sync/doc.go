@@ -36,8 +36,18 @@
 //
 //	replication cursor   bookmark  source  <ds>#zsync_cursor_T<TID>_G<GUID>
 //	tentative cursor     bookmark  source  <ds>#zsync_tentative_T<TID>_G<GUID>
-//	step hold            hold tag  source  zsync_step_T<TID> on a step's from and to
-//	last-received hold   hold tag  target  zsync_last_T<TID> on the newest received snapshot
+//	step hold            hold tag  source  zsync_step_R<SID> on a step's from and to
+//	last-received hold   hold tag  target  zsync_last_R<RID> on the newest received snapshot
+//
+// The hold tags carry a target root's id rather than one relationship's,
+// so that one `zfs hold` or `zfs release` per pool serves every dataset of
+// a level: RID is the target root's id itself (a last-received hold on
+// target dataset X belongs to RelationID(RID, X)), SID is StepRootID of the
+// root's id and name (a step hold on source dataset S belongs to the
+// relationship of S's target below that root; ListAbstractionsWith
+// resolves it with the job's mapping). Tags of the older per-relationship
+// form, zsync_step_T<TID> and zsync_last_T<TID>, are still recognised and
+// released as they go stale.
 //
 // The replication cursor marks the last snapshot the target confirmed. Being
 // a bookmark, it stays a valid incremental source (zfs send -i) after the

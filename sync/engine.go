@@ -208,6 +208,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		return rep, err
 	}
 	rep.TargetID = rootTID
+	stepRoot := StepRootID(rootTID, j.TargetRoot)
 
 	quiet := j.quietTargets(cache.Sides["source"], cache.Sides["target"], rootTID, selected, srcInfo, bySource)
 	dstSide, err := j.listSide(ctx, dst, []string{j.TargetRoot}, cache.Sides["target"], false, nil, func(t string) bool { return quiet[t] })
@@ -308,7 +309,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				}
 				mu.Unlock()
 				d := &datasetRun{
-					job: j, src: touching{w.src, srcTouched}, dst: touching{w.dst, dstTouched}, res: res, rootTID: rootTID,
+					job: j, src: touching{w.src, srcTouched}, dst: touching{w.dst, dstTouched}, res: res, rootTID: rootTID, stepRoot: stepRoot,
 					source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds],
 					srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
 				}
@@ -334,6 +335,13 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				programs = nil // not root: one call per bookmark from now on
 			}
 		}
+		// the new last-received holds, one call per pool; then each
+		// finish collects what it releases, and the level releases it
+		// all at the end, one call per pool and tag
+		if listed != nil {
+			j.batchLastHolds(ctx, touching{dst, dstTouched}, rootTID, runs, listed)
+		}
+		batch := newReleaseBatch()
 		// only on workers that are open: a finish never opens a session
 		open := make(chan *worker, conc)
 		var closed []*worker
@@ -348,11 +356,21 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			onWorker(open, &wg, func(w *worker) {
 				t0 := time.Now()
 				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
+				r.batch = batch
 				r.finish(ctx, listed[r.source])
 				r.res.Duration += time.Since(t0)
 			})
 		}
 		wg.Wait()
+		t0 := time.Now()
+		batch.flush(ctx, touching{src, srcTouched}, touching{dst, dstTouched})
+		if len(runs) > 0 {
+			// shared by the level's datasets: each gets its share
+			share := time.Since(t0) / time.Duration(len(runs))
+			for _, r := range runs {
+				r.res.Duration += share
+			}
+		}
 		for len(open) > 0 {
 			workers <- <-open
 		}

@@ -101,7 +101,8 @@ func addFinishCase(src, dst *recordEP, name string) (*datasetRun, TargetID) {
 		zfs.Entry{Name: t + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 6},
 	)
 	d := &datasetRun{
-		job: &Job{}, src: src, dst: dst, res: &Result{Source: s, Target: t, Status: StatusReplicated}, rootTID: root,
+		job: testFinishJob(), src: src, dst: dst, res: &Result{Source: s, Target: t, Status: StatusReplicated}, rootTID: root,
+		stepRoot: StepRootID(root, "backup"),
 		source:   s,
 		srcHolds: map[string][]string{},
 		dstHolds: map[string][]string{t + "@s1": {LastReceivedHoldTag(tid)}},
@@ -110,6 +111,11 @@ func addFinishCase(src, dst *recordEP, name string) (*datasetRun, TargetID) {
 		pending:  &pendingFinish{tid: tid, target: t, to: zfs.Entry{Name: s + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20}},
 	}
 	return d, tid
+}
+
+// testFinishJob maps tank/X to backup/X.
+func testFinishJob() *Job {
+	return &Job{TargetRoot: "backup", Map: func(s string) (string, error) { return "backup/" + strings.TrimPrefix(s, "tank/"), nil }}
 }
 
 // After the data, the relationship moves new before old on both sides, and
@@ -122,11 +128,13 @@ func TestFinishMovesNewBeforeOld(t *testing.T) {
 	}
 	wantSrc := []string{
 		"Bookmark tank/a@s2 tank/a#" + CursorName(tid, 2),
-		"Release " + StepHoldTag(tid) + " tank/a@s1 tank/a@s2",
+		"Release " + RootStepHoldTag(d.stepRoot) + " tank/a@s1 tank/a@s2",
 		"DestroyBookmarks tank/a#" + CursorName(tid, 1),
 	}
+	// the old hold has the relationship's own tag (placed by an older
+	// zsync): it is released under it
 	wantDst := []string{
-		"Hold " + LastReceivedHoldTag(tid) + " backup/a@s2",
+		"Hold " + RootLastReceivedHoldTag(d.rootTID) + " backup/a@s2",
 		"Release " + LastReceivedHoldTag(tid) + " backup/a@s1",
 	}
 	if !slices.Equal(src.calls, wantSrc) {
@@ -312,5 +320,99 @@ func TestFinishCursorNameTaken(t *testing.T) {
 				t.Errorf("status %s (%v), old cursor destroyed %v; want failed and kept", d.res.Status, d.res.Err, destroyed)
 			}
 		})
+	}
+}
+
+// A level's holds and releases are one call per side, pool and tag: the
+// new last-received holds of all its datasets before any finish, the
+// releases of step holds and old holds after every finish made its new
+// cursor. A failed release of step holds fails every dataset it was for.
+func TestLevelBatchesHoldsAndReleases(t *testing.T) {
+	for _, failRelease := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failRelease=%v", failRelease), func(t *testing.T) {
+			src, dst := &recordEP{}, &recordEP{}
+			a, _ := addFinishCase(src, dst, "a")
+			b, _ := addFinishCase(src, dst, "b")
+			lastTag, stepTag := RootLastReceivedHoldTag(a.rootTID), RootStepHoldTag(a.stepRoot)
+			for _, r := range []*datasetRun{a, b} {
+				r.dstHolds = map[string][]string{r.pending.target + "@s1": {lastTag}}
+			}
+			if failRelease {
+				src.fail = map[string]error{"Release": errors.New("permission denied")}
+			}
+			runs := []*datasetRun{a, b}
+			j := a.job
+			listed := j.finishListings(context.Background(), src, dst, runs)
+			j.batchLastHolds(context.Background(), dst, a.rootTID, runs, listed)
+			batch := newReleaseBatch()
+			for _, r := range runs {
+				r.batch = batch
+				r.finish(context.Background(), listed[r.source])
+			}
+			batch.flush(context.Background(), src, dst)
+			wantDst := []string{
+				"Hold " + lastTag + " backup/a@s2 backup/b@s2",
+				"Release " + lastTag + " backup/a@s1 backup/b@s1",
+			}
+			if !slices.Equal(dst.calls, wantDst) {
+				t.Errorf("target calls:\n%s\nwant:\n%s", strings.Join(dst.calls, "\n"), strings.Join(wantDst, "\n"))
+			}
+			var releases []string
+			lastNew := -1
+			for i, c := range src.calls {
+				switch {
+				case strings.HasPrefix(c, "Release "):
+					releases = append(releases, c)
+				case strings.HasPrefix(c, "Bookmark "):
+					lastNew = i
+				}
+			}
+			if want := []string{"Release " + stepTag + " tank/a@s1 tank/a@s2 tank/b@s1 tank/b@s2"}; !slices.Equal(releases, want) {
+				t.Errorf("source releases %q, want %q", releases, want)
+			}
+			if i := slices.IndexFunc(src.calls, func(c string) bool { return strings.HasPrefix(c, "Release ") }); i < lastNew {
+				t.Errorf("a step hold released before every new cursor was made: %q", src.calls)
+			}
+			for _, r := range runs {
+				failed := r.res.Status == StatusFailed && strings.Contains(fmt.Sprint(r.res.Err), "permission denied")
+				if failed != failRelease || (!failRelease && (r.res.Status != StatusReplicated || len(r.res.Warnings) > 0)) {
+					t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
+				}
+			}
+		})
+	}
+}
+
+// Per-root step holds belong to the relationship of the dataset they are
+// on, for the job whose root they name; anyone else's stay apart.
+func TestStepRootResolves(t *testing.T) {
+	j := testFinishJob()
+	root := TargetID("0123456789abcdef")
+	r := j.resolver(root)
+	step := StepRootID(root, "backup")
+	if got, want := r(step, "tank/a"), RelationID(root, "backup/a"); got != want {
+		t.Errorf("resolved to %q, want %q", got, want)
+	}
+	if got := r(StepRootID(root, "backup2"), "tank/a"); got != "" {
+		t.Errorf("another root's step hold resolved to %q", got)
+	}
+	holds := map[string][]string{"tank/a@s1": {RootStepHoldTag(step), RootStepHoldTag(StepRootID(root, "other"))}, "backup/a@s1": {RootLastReceivedHoldTag(root)}}
+	abs, foreign := ListAbstractionsWith([]zfs.Entry{{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 1}, {Name: "backup/a@s1", Type: zfs.Snapshot, GUID: 1}}, holds, r)
+	if len(foreign) > 0 {
+		t.Fatalf("foreign: %q", foreign)
+	}
+	var got []string
+	for _, a := range abs {
+		got = append(got, fmt.Sprintf("%s %s %s", a.Kind, a.Name, a.Target))
+	}
+	want := []string{
+		"last-received-hold backup/a@s1 " + string(RelationID(root, "backup/a")),
+		"step-hold tank/a@s1 " + string(RelationID(root, "backup/a")),
+		"step-hold tank/a@s1 " + string(StepRootID(root, "other")),
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("abstractions:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -162,6 +162,9 @@ var ErrRelationsUnknown = errors.New("the job's relationships cannot be known")
 type LiveRelation struct {
 	ID             TargetID
 	Source, Target string
+	// StepRoot is the id its step holds carry (see StepRootID); a step
+	// hold with it on Source belongs to ID.
+	StepRoot TargetID
 }
 
 // LiveRelations returns the relationships the job uses now: for every
@@ -209,7 +212,7 @@ func (j *Job) LiveRelations(ctx context.Context) ([]LiveRelation, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, LiveRelation{ID: j.relationID(rootTID, t), Source: e.Name, Target: t})
+		out = append(out, LiveRelation{ID: j.relationID(rootTID, t), Source: e.Name, Target: t, StepRoot: StepRootID(rootTID, j.TargetRoot)})
 	}
 	return out, nil
 }

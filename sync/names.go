@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -79,6 +80,11 @@ const (
 	stepHoldPrefix     = "zsync_step_T"
 	lastReceivedPrefix = "zsync_last_T"
 	guidInfix          = "_G"
+	// The hold tags a run places now carry a root's id instead of one
+	// relationship's, so that one `zfs hold`/`zfs release` call covers
+	// every dataset of a pool (see StepRootID and RootHoldTags).
+	stepRootPrefix = "zsync_step_R"
+	lastRootPrefix = "zsync_last_R"
 )
 
 // CursorName returns the short name (after '#') of the replication cursor
@@ -101,6 +107,29 @@ func StepHoldTag(tid TargetID) string { return stepHoldPrefix + string(tid) }
 // LastReceivedHoldTag returns the hold tag that keeps the target's newest
 // received snapshot of target tid ("zsync_last_T<tid>").
 func LastReceivedHoldTag(tid TargetID) string { return lastReceivedPrefix + string(tid) }
+
+// StepRootID is the id the step holds of every relationship below one
+// target root carry: derived from the root's id and the target root's name
+// (not the root's id alone, which a target root may inherit from an
+// ancestor that is another job's root). A step hold on a source dataset
+// with it belongs to the relationship that dataset has below that root.
+func StepRootID(rootTID TargetID, targetRoot string) TargetID {
+	if rootTID == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte("step-holds\x00" + string(rootTID) + "\x00" + targetRoot))
+	return TargetID(hex.EncodeToString(h[:])[:targetIDLen])
+}
+
+// RootStepHoldTag returns the step hold tag of the relationships below a
+// target root, with root = StepRootID(...): "zsync_step_R<root>".
+func RootStepHoldTag(root TargetID) string { return stepRootPrefix + string(root) }
+
+// RootLastReceivedHoldTag returns the last-received hold tag of the
+// relationships below a target root whose id (TargetIDProperty) is rootTID:
+// "zsync_last_R<rootTID>". On a snapshot of target dataset X it belongs to
+// the relationship RelationID(rootTID, X), the one that receives into X.
+func RootLastReceivedHoldTag(rootTID TargetID) string { return lastRootPrefix + string(rootTID) }
 
 func bookmarkName(prefix string, tid TargetID, guid uint64) string {
 	return fmt.Sprintf("%s%s%s%016x", prefix, tid, guidInfix, guid)
@@ -139,20 +168,28 @@ func ParseBookmark(short string) (kind AbstractionKind, tid TargetID, guid uint6
 
 // ParseHoldTag parses a hold tag. ok is true only for a well-formed step
 // hold (kind StepHold) or last-received hold (kind LastReceivedHold) tag.
-func ParseHoldTag(tag string) (kind AbstractionKind, tid TargetID, ok bool) {
+// id is the relationship's id for the per-relationship tags
+// (zsync_<kind>_T<id>); root is true for the per-root tags
+// (zsync_<kind>_R<id>), whose id is StepRootID's for a step hold and the
+// target root's id for a last-received hold.
+func ParseHoldTag(tag string) (kind AbstractionKind, id TargetID, root, ok bool) {
 	var rest string
 	switch {
 	case strings.HasPrefix(tag, stepHoldPrefix):
 		kind, rest = StepHold, tag[len(stepHoldPrefix):]
 	case strings.HasPrefix(tag, lastReceivedPrefix):
 		kind, rest = LastReceivedHold, tag[len(lastReceivedPrefix):]
+	case strings.HasPrefix(tag, stepRootPrefix):
+		kind, rest, root = StepHold, tag[len(stepRootPrefix):], true
+	case strings.HasPrefix(tag, lastRootPrefix):
+		kind, rest, root = LastReceivedHold, tag[len(lastRootPrefix):], true
 	default:
-		return 0, "", false
+		return 0, "", false, false
 	}
 	if !isLowerHex(rest, targetIDLen) {
-		return 0, "", false
+		return 0, "", false, false
 	}
-	return kind, TargetID(rest), true
+	return kind, TargetID(rest), root, true
 }
 
 // ClientInfix joins one of zsync's hold tags or bookmark names and the
@@ -176,6 +213,10 @@ func SplitClient(name string) (base, client string, ok bool) {
 		n = len(stepHoldPrefix) + targetIDLen
 	case strings.HasPrefix(name, lastReceivedPrefix):
 		n = len(lastReceivedPrefix) + targetIDLen
+	case strings.HasPrefix(name, stepRootPrefix):
+		n = len(stepRootPrefix) + targetIDLen
+	case strings.HasPrefix(name, lastRootPrefix):
+		n = len(lastRootPrefix) + targetIDLen
 	default:
 		return "", "", false
 	}

@@ -118,24 +118,29 @@ func TestParseBookmark(t *testing.T) {
 
 func TestParseHoldTag(t *testing.T) {
 	for _, c := range []struct {
-		tag  string
-		kind AbstractionKind
-		tid  TargetID
-		ok   bool
+		tag      string
+		kind     AbstractionKind
+		tid      TargetID
+		root, ok bool
 	}{
-		{StepHoldTag(testTID), StepHold, testTID, true},
-		{LastReceivedHoldTag(testTID), LastReceivedHold, testTID, true},
-		{"zsync_step_T0123456789abcdef0", 0, "", false},
-		{"zsync_step_T0123456789ABCDEF", 0, "", false},
-		{"zsync_last_T", 0, "", false},
-		{"zsync_last_0123456789abcdef", 0, "", false},
-		{"zrepl_STEP_J_job", 0, "", false},
-		{"keep", 0, "", false},
-		{CursorName(testTID, 1), 0, "", false},
+		{StepHoldTag(testTID), StepHold, testTID, false, true},
+		{LastReceivedHoldTag(testTID), LastReceivedHold, testTID, false, true},
+		{RootStepHoldTag(testTID), StepHold, testTID, true, true},
+		{RootLastReceivedHoldTag(testTID), LastReceivedHold, testTID, true, true},
+		{"zsync_step_T0123456789abcdef0", 0, "", false, false},
+		{"zsync_step_R0123456789abcdef0", 0, "", false, false},
+		{"zsync_step_T0123456789ABCDEF", 0, "", false, false},
+		{"zsync_last_T", 0, "", false, false},
+		{"zsync_last_R", 0, "", false, false},
+		{"zsync_last_0123456789abcdef", 0, "", false, false},
+		{"zsync_last_X0123456789abcdef", 0, "", false, false},
+		{"zrepl_STEP_J_job", 0, "", false, false},
+		{"keep", 0, "", false, false},
+		{CursorName(testTID, 1), 0, "", false, false},
 	} {
-		kind, tid, ok := ParseHoldTag(c.tag)
-		if kind != c.kind || tid != c.tid || ok != c.ok {
-			t.Errorf("ParseHoldTag(%q) = %v, %q, %v; want %v, %q, %v", c.tag, kind, tid, ok, c.kind, c.tid, c.ok)
+		kind, tid, root, ok := ParseHoldTag(c.tag)
+		if kind != c.kind || tid != c.tid || root != c.root || ok != c.ok {
+			t.Errorf("ParseHoldTag(%q) = %v, %q, %v, %v; want %v, %q, %v, %v", c.tag, kind, tid, root, ok, c.kind, c.tid, c.root, c.ok)
 		}
 	}
 }

@@ -158,7 +158,22 @@ func compareAbstractions(a, b Abstraction) int {
 // judged stale or destroyed; the caller reports them.
 //
 // Both results are sorted (found by dataset, kind, target, createtxg).
+//
+// A per-root last-received hold (zsync_last_R<root id>) on a snapshot of
+// dataset X gets Target RelationID(root id, X). A per-root step hold gets
+// Target StepRootID's id itself: ListAbstractionsWith can tell whose it is.
 func ListAbstractions(entries []zfs.Entry, holds map[string][]string) (found []Abstraction, foreign []string) {
+	return ListAbstractionsWith(entries, holds, nil)
+}
+
+// StepResolver returns the id of the relationship that source dataset has
+// below the target root whose step holds carry root (see StepRootID), or
+// "" when the caller does not know it.
+type StepResolver func(root TargetID, dataset string) TargetID
+
+// ListAbstractionsWith is ListAbstractions with per-root step holds given
+// the Target resolve returns for them (when it returns one).
+func ListAbstractionsWith(entries []zfs.Entry, holds map[string][]string, resolve StepResolver) (found []Abstraction, foreign []string) {
 	snaps := make(map[string]zfs.Entry)
 	for _, e := range entries {
 		switch e.Type {
@@ -188,14 +203,25 @@ func ListAbstractions(entries []zfs.Entry, holds map[string][]string) (found []A
 				continue
 			}
 			if base, _, bound := SplitClient(tag); bound {
-				if _, _, ok := ParseHoldTag(base); ok {
+				if _, _, _, ok := ParseHoldTag(base); ok {
 					continue // a serve client's, in this host's send area
 				}
 			}
-			kind, tid, ok := ParseHoldTag(tag)
+			kind, tid, root, ok := ParseHoldTag(tag)
 			if !ok {
 				foreign = append(foreign, fmt.Sprintf("%s (hold %s)", name, tag))
 				continue
+			}
+			if root {
+				ds, _, _ := zfs.SplitName(name)
+				switch {
+				case kind == LastReceivedHold:
+					tid = RelationID(tid, ds)
+				case resolve != nil:
+					if t := resolve(tid, ds); t != "" {
+						tid = t
+					}
+				}
 			}
 			s := snaps[name]
 			found = append(found, Abstraction{Kind: kind, Name: name, Tag: tag, Target: tid, GUID: s.GUID, CreateTXG: s.CreateTXG})

@@ -19,8 +19,9 @@ import (
 // it.
 var (
 	reLegacyLastHold = regexp.MustCompile(`^zsync_last_T[0-9a-f]{16}$`)
-	reZsyncTag       = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}$`)
-	reZsyncBookmark  = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}_G[0-9a-f]{16}$`)
+	// per relationship (_T<relation id>) or per target root (_R<root id>)
+	reZsyncTag      = regexp.MustCompile(`^zsync_[a-z]+_[TR][0-9a-f]{16}$`)
+	reZsyncBookmark = regexp.MustCompile(`^zsync_[a-z]+_T[0-9a-f]{16}_G[0-9a-f]{16}$`)
 )
 
 // clientInfix joins a zsync name and the client it belongs to on disk.
@@ -36,7 +37,7 @@ func (o owner) suffix() string { return clientInfix + o.client }
 // have zsync's shape.
 func (o owner) diskTag(tag string) (string, error) {
 	if !reZsyncTag.MatchString(tag) {
-		return "", fmt.Errorf("hold tag %q is not one of zsync's (zsync_<kind>_T<target id>)", shortText(tag))
+		return "", fmt.Errorf("hold tag %q is not one of zsync's (zsync_<kind>_T<target id> or zsync_<kind>_R<root id>)", shortText(tag))
 	}
 	d := tag + o.suffix()
 	if err := zfs.ValidateHoldTag(d); err != nil {

@@ -43,8 +43,21 @@ func TestOwnerNames(t *testing.T) {
 			t.Errorf("%s shown as %q %v", n, got, ok)
 		}
 	}
+	// the per-root tags bind the same way
+	for _, root := range []string{"zsync_step_R0123456789abcdef", "zsync_last_R0123456789abcdef"} {
+		d, err := a.diskTag(root)
+		if err != nil || d != root+"_Claptop" {
+			t.Errorf("diskTag(%s) = %q, %v", root, d, err)
+		}
+		if got, ok := a.clientTag(d); !ok || got != root {
+			t.Errorf("own root tag back: %q %v", got, ok)
+		}
+		if got, ok := b.clientTag(d); ok {
+			t.Errorf("another client sees %q as %q", d, got)
+		}
+	}
 	// what a client may not name
-	for _, bad := range []string{"", "admin", "zsync_step_T0123456789ABCDEF", tag + "_Cdesk", "zsync_step_T0123456789abcdef\n", "-zsync_step_T0123456789abcdef"} {
+	for _, bad := range []string{"", "admin", "zsync_step_T0123456789ABCDEF", "zsync_step_X0123456789abcdef", "zsync_step_R0123456789abcde", tag + "_Cdesk", "zsync_step_T0123456789abcdef\n", "-zsync_step_T0123456789abcdef"} {
 		if _, err := a.diskTag(bad); err == nil {
 			t.Errorf("diskTag(%q) accepted", bad)
 		}
