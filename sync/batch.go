@@ -259,3 +259,51 @@ func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 		}
 	}
 }
+
+// batchStepHolds places the step holds of every step of a level's prepared
+// runs in one call per pool, before any of their data moves, and records
+// them in each run's stepHeld so that its steps do not hold them again. A
+// snapshot the run's listing shows held already (a killed run's) counts as
+// held. A call that fails leaves its snapshots to the steps, which hold
+// them one dataset at a time and fail the step if that fails.
+func (j *Job) batchStepHolds(ctx context.Context, src Endpoint, stepRoot TargetID, runs []*datasetRun) {
+	if j.Protection != ProtectionResumability || stepRoot == "" {
+		return
+	}
+	tag := RootStepHoldTag(stepRoot)
+	owner := map[string]*datasetRun{}
+	var snaps []string
+	for _, r := range runs {
+		if r.prep == nil {
+			continue
+		}
+		for _, s := range r.prep.plan.Steps {
+			var want []string
+			if s.From.Type == zfs.Snapshot {
+				want = append(want, s.From.Name)
+			}
+			for _, e := range r.delivers(s) {
+				want = append(want, e.Name)
+			}
+			for _, n := range want {
+				if _, dup := owner[n]; dup || slices.Contains(r.stepHeld, n) {
+					continue
+				}
+				if slices.Contains(r.srcHolds[n], tag) {
+					r.stepHeld = append(r.stepHeld, n)
+					continue
+				}
+				owner[n] = r
+				snaps = append(snaps, n)
+			}
+		}
+	}
+	for _, group := range byPoolNames(snaps) {
+		if err := src.Hold(ctx, tag, group); err != nil {
+			continue
+		}
+		for _, n := range group {
+			owner[n].stepHeld = append(owner[n].stepHeld, n)
+		}
+	}
+}

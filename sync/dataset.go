@@ -43,6 +43,8 @@ type datasetRun struct {
 	// hold. They keep it until the cursor has moved past them, which
 	// reconciliation does after the level's data (see finish).
 	stepHeld []string
+	// prep is what prepare planned, for transfer.
+	prep *prepared
 	// pending is set when steps ran: what finish verifies and reconciles.
 	pending *pendingFinish
 	// lastHeld is set when the level placed the new last-received hold on
@@ -80,12 +82,32 @@ func (d *datasetRun) raw() bool {
 	}
 }
 
+// run replicates the dataset: prepare, then transfer when there are steps.
 func (d *datasetRun) run(ctx context.Context) {
+	if d.prepare(ctx) {
+		d.transfer(ctx)
+	}
+}
+
+// prepared is what prepare planned for transfer.
+type prepared struct {
+	plan                          Plan
+	tid                           TargetID
+	target                        string
+	raw, force, converted, exists bool
+	tinfo                         zfs.Entry
+}
+
+// prepare maps and plans the dataset and readies its target (rotation, an
+// aborted resume, a placeholder's conversion, missing parents). It reports
+// whether there are steps to run; their plan is in d.prep. An up-to-date
+// dataset is reconciled here; a failure fails the dataset.
+func (d *datasetRun) prepare(ctx context.Context) bool {
 	j := d.job
 	target, err := j.Map(d.source)
 	if err != nil {
 		d.fail(err)
-		return
+		return false
 	}
 	d.res.Target = target
 	tid := j.relationID(d.rootTID, target)
@@ -93,7 +115,7 @@ func (d *datasetRun) run(ctx context.Context) {
 	if d.srcInfo.Encrypted() && !raw {
 		if err := d.checkPlainIntoEncrypted(target); err != nil {
 			d.fail(err)
-			return
+			return false
 		}
 	}
 
@@ -108,7 +130,7 @@ func (d *datasetRun) run(ctx context.Context) {
 	tok, tokReason, err := d.decodeToken(ctx, tinfo)
 	if err != nil {
 		d.fail(err)
-		return
+		return false
 	}
 	// The kernel marks a stream raw only when the dataset is encrypted
 	// (send -w of an unencrypted dataset is a plain stream), and so is the
@@ -129,7 +151,7 @@ func (d *datasetRun) run(ctx context.Context) {
 		} else {
 			if err := d.rotate(ctx, tid, target, rotated, tinfo); err != nil {
 				d.fail(err)
-				return
+				return false
 			}
 			d.res.Rotated = rotated
 			exists, recv, tok = false, nil, nil
@@ -143,11 +165,11 @@ func (d *datasetRun) run(ctx context.Context) {
 		d.res.Status = StatusPlanned
 		d.res.Pending = d.source + " has no snapshot yet: the first one is sent in full"
 		j.emit(Event{Dataset: d.source, Target: target, Kind: "dry-run", Message: "nothing to send yet: " + d.res.Pending})
-		return
+		return false
 	}
 	if err != nil {
 		d.fail(err)
-		return
+		return false
 	}
 	if plan.AbortResume && exists && tinfo.ResumeToken != "" {
 		d.res.AbortedResume = plan.AbortReason
@@ -155,14 +177,14 @@ func (d *datasetRun) run(ctx context.Context) {
 		if !j.DryRun {
 			if err := d.dst.AbortReceive(ctx, target); err != nil {
 				d.fail(fmt.Errorf("abort stale partial receive on %s: %w", target, err))
-				return
+				return false
 			}
 		}
 	}
 
 	if j.DryRun {
 		d.dryRun(ctx, plan, raw, target)
-		return
+		return false
 	}
 	if len(plan.Steps) == 0 {
 		d.res.Status = StatusUpToDate
@@ -173,7 +195,7 @@ func (d *datasetRun) run(ctx context.Context) {
 		}
 		d.afterData(ctx, target, tinfo)
 		d.housekeeping(ctx, tid, target, base, false)
-		return
+		return false
 	}
 	force, converted := false, false
 	if exists && IsPlaceholder(tinfo) && len(snapshotsOnly(recv)) == 0 && plan.Steps[0].Full() {
@@ -187,11 +209,11 @@ func (d *datasetRun) run(ctx context.Context) {
 		if plan.Steps[0].ResumeToken == "" && (opts.Raw || tinfo.Encrypted()) {
 			if err := d.checkMovable(target); err != nil {
 				d.failKeepingChildren(err)
-				return
+				return false
 			}
 			if err := d.setAside(ctx, target); err != nil {
 				d.failKeepingChildren(err)
-				return
+				return false
 			}
 			exists, tinfo = false, zfs.Entry{}
 		} else {
@@ -201,9 +223,18 @@ func (d *datasetRun) run(ctx context.Context) {
 	if !exists {
 		if err := d.ensureParents(ctx, target); err != nil {
 			d.fail(err)
-			return
+			return false
 		}
 	}
+	d.prep = &prepared{plan: plan, tid: tid, target: target, raw: raw, force: force, converted: converted, exists: exists, tinfo: tinfo}
+	return true
+}
+
+// transfer runs the steps prepare planned, then leaves the dataset to its
+// level's finish.
+func (d *datasetRun) transfer(ctx context.Context) {
+	p := d.prep
+	plan, tid, target, raw, force, converted, exists, tinfo := p.plan, p.tid, p.target, p.raw, p.force, p.converted, p.exists, p.tinfo
 	var last Step
 	for _, s := range plan.Steps {
 		n, err := d.step(ctx, s, tid, target, raw, force && s.Full())

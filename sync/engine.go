@@ -286,7 +286,19 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	for d := 0; d <= maxDepth; d++ {
 		var wg stdsync.WaitGroup
-		var runs []*datasetRun
+		var prepped, runs []*datasetRun
+		opening := func(w *worker) error {
+			if err := w.open(ctx, j); err != nil {
+				return err
+			}
+			mu.Lock()
+			if w.lazy && !w.counted {
+				w.counted = true
+				opened = append(opened, w)
+			}
+			mu.Unlock()
+			return nil
+		}
 		for _, ds := range levels[d] {
 			res := &Result{Source: ds}
 			mu.Lock()
@@ -298,26 +310,44 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			}
 			onWorker(workers, &wg, func(w *worker) {
 				t0 := time.Now()
-				if err := w.open(ctx, j); err != nil {
+				if err := opening(w); err != nil {
 					res.Status, res.Err = StatusFailed, err
 					return
 				}
-				mu.Lock()
-				if w.lazy && !w.counted {
-					w.counted = true
-					opened = append(opened, w)
-				}
-				mu.Unlock()
 				d := &datasetRun{
 					job: j, src: touching{w.src, srcTouched}, dst: touching{w.dst, dstTouched}, res: res, rootTID: rootTID, stepRoot: stepRoot,
 					source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds],
 					srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
 				}
-				d.run(ctx)
+				ok := d.prepare(ctx)
 				res.Duration = time.Since(t0)
-				if d.pending != nil {
+				if ok {
 					mu.Lock()
-					runs = append(runs, d)
+					prepped = append(prepped, d)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(prepped) == 0 {
+			continue
+		}
+		// the step holds of the whole level, one call per pool; then the
+		// data, on whichever worker is free
+		j.batchStepHolds(ctx, touching{src, srcTouched}, stepRoot, prepped)
+		for _, r := range prepped {
+			onWorker(workers, &wg, func(w *worker) {
+				t0 := time.Now()
+				if err := opening(w); err != nil {
+					r.fail(err)
+					return
+				}
+				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
+				r.transfer(ctx)
+				r.res.Duration += time.Since(t0)
+				if r.pending != nil {
+					mu.Lock()
+					runs = append(runs, r)
 					mu.Unlock()
 				}
 			})

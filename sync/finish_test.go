@@ -416,3 +416,54 @@ func TestStepRootResolves(t *testing.T) {
 		t.Errorf("abstractions:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// The step holds of a level's steps are one call per pool before any data:
+// every step's from and what it delivers, minus what carries the tag
+// already (counted as held), and the steps then hold nothing themselves.
+func TestBatchStepHolds(t *testing.T) {
+	src := &recordEP{}
+	root := TargetID("0123456789abcdef")
+	j := testFinishJob()
+	step := StepRootID(root, "backup")
+	tag := RootStepHoldTag(step)
+	snap := func(ds string, g uint64) zfs.Entry {
+		return zfs.Entry{Name: fmt.Sprintf("%s@s%d", ds, g), Type: zfs.Snapshot, GUID: g, CreateTXG: g * 10}
+	}
+	mk := func(ds string, steps ...Step) *datasetRun {
+		return &datasetRun{job: j, source: ds, rootTID: root, stepRoot: step, res: &Result{Source: ds},
+			srcVersions: []zfs.Entry{snap(ds, 1), snap(ds, 2), snap(ds, 3)},
+			srcHolds:    map[string][]string{"tank/b@s1": {tag}},
+			prep:        &prepared{plan: Plan{Steps: steps}}}
+	}
+	a := mk("tank/a", Step{From: snap("tank/a", 1), To: snap("tank/a", 3), Intermediates: true})
+	b := mk("tank/b", Step{From: snap("tank/b", 1), To: snap("tank/b", 2)}, Step{From: snap("tank/b", 2), To: snap("tank/b", 3)})
+	c := mk("other/c", Step{To: snap("other/c", 1)})
+	j.batchStepHolds(context.Background(), src, step, []*datasetRun{a, b, c})
+	want := []string{
+		"Hold " + tag + " other/c@s1",
+		"Hold " + tag + " tank/a@s1 tank/a@s2 tank/a@s3 tank/b@s2 tank/b@s3",
+	}
+	if !slices.Equal(src.calls, want) {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(src.calls, "\n"), strings.Join(want, "\n"))
+	}
+	for _, r := range []*datasetRun{a, b, c} {
+		slices.Sort(r.stepHeld)
+	}
+	if got := fmt.Sprint(a.stepHeld, b.stepHeld, c.stepHeld); got != "[tank/a@s1 tank/a@s2 tank/a@s3] [tank/b@s1 tank/b@s2 tank/b@s3] [other/c@s1]" {
+		t.Errorf("held: %s", got)
+	}
+	// a failed call marks nothing: the steps hold for themselves
+	src2 := &recordEP{fail: map[string]error{"Hold": errors.New("permission denied")}}
+	d := mk("tank/a", Step{From: snap("tank/a", 1), To: snap("tank/a", 2)})
+	j.batchStepHolds(context.Background(), src2, step, []*datasetRun{d})
+	if len(d.stepHeld) != 0 {
+		t.Errorf("held after a failed call: %v", d.stepHeld)
+	}
+	// not at protection incremental
+	j.Protection = ProtectionIncremental
+	src3 := &recordEP{}
+	j.batchStepHolds(context.Background(), src3, step, []*datasetRun{mk("tank/a", Step{To: snap("tank/a", 1)})})
+	if len(src3.calls) != 0 {
+		t.Errorf("calls at level incremental: %q", src3.calls)
+	}
+}
