@@ -218,6 +218,7 @@ func (e *env) buildJob(cfg *Config, j *jobConfig, dryRun bool, log zerolog.Logge
 	strip := j.Replication.StripComponents
 	root := j.Root
 	job.Map = func(src string) (string, error) { return zsync.TargetName(root, src, strip) }
+	job.MapID = fmt.Sprintf("strip=%d", strip)
 	if err := applyReplication(job, j.Replication); err != nil {
 		return nil, nil, err
 	}
@@ -364,6 +365,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 		}
 		job := &zsync.Job{Name: j.Name, Datasets: filter, TargetRoot: parentDataset(dst), DryRun: dry}
 		job.Map = func(ds string) (string, error) { return zsync.OneOffTarget(src, dst, ds) }
+		job.MapID = "one-off " + src + " " + dst
 		if err := applyReplication(job, j.Replication); err != nil {
 			return err
 		}

@@ -85,13 +85,14 @@ func byVerb(calls []string) string {
 }
 
 // The every-15-minutes run (issue 13): a push of one new snapshot on every
-// dataset costs, as root, at most 7 zfs invocations per dataset (step
-// hold, send, receive, the step holds' release, the last-received hold
-// and the old one's release, the old cursor's destroy) plus 3 per level
-// of the tree (one listing per side to verify and reconcile, one channel
-// program making the cursors) plus a constant; no size estimate without a
-// progress display, no cursor made by itself, and no holds query after
-// the step. The run that finds everything up to date costs a constant.
+// dataset costs, as root, at most 3 zfs invocations per dataset (send,
+// receive, the old cursor's destroy) plus 7 per level of the tree (the
+// level's step holds, one listing per side to verify and reconcile, one
+// channel program making the cursors, the new last-received holds, the
+// release of the step holds and of the old last-received holds) plus a
+// constant; no size estimate without a progress display, no cursor made
+// by itself, no hold or release per dataset, and no holds query after the
+// step. The run that finds everything up to date costs a constant.
 func TestPushCallsPerDataset(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	datasets := []string{"data", "data/a", "data/b", "data/c", "data/c/d"}
@@ -116,13 +117,23 @@ func TestPushCallsPerDataset(t *testing.T) {
 		t.Fatalf("push of one new snapshot: exit %d", code)
 	}
 	t.Logf("one new snapshot on %d datasets: %d zfs calls (%s)\n%s", len(datasets), len(calls), byVerb(calls), strings.Join(calls, "\n"))
-	// per dataset: step hold, send, receive, step hold released,
-	// last-received hold placed and the old one released, old cursor
-	// destroyed; per level of the tree (3) one listing per side to verify
-	// and reconcile, and (as root) one channel program making the new
-	// cursors; and the run's constant
-	if limit := 7*len(datasets) + 3*3 + 6; len(calls) > limit {
+	// per dataset: send, receive, old cursor destroyed; per level of the
+	// tree (3): the step holds, one listing per side, (as root) one
+	// channel program making the new cursors, the new last-received holds,
+	// the release of the step holds and of the old last-received holds;
+	// and the run's constant
+	const levels = 3
+	if limit := 3*len(datasets) + 7*levels + 6; len(calls) > limit {
 		t.Errorf("one new snapshot on %d datasets took %d zfs calls, want at most %d (%s)", len(datasets), len(calls), limit, byVerb(calls))
+	}
+	n := map[string]int{}
+	for _, c := range calls {
+		if f := strings.Fields(c); len(f) > 0 {
+			n[f[0]]++
+		}
+	}
+	if n["hold"] > 2*levels || n["release"] > 2*levels {
+		t.Errorf("%d hold and %d release calls, want at most %d each (one per level for each kind of hold)", n["hold"], n["release"], 2*levels)
 	}
 	for _, c := range calls {
 		if strings.HasPrefix(c, "send ") && strings.Contains(" "+c+" ", " -n ") {

@@ -110,8 +110,14 @@ func (j *Job) StepResolver(rootTID TargetID) StepResolver {
 	return j.resolver(rootTID)
 }
 
+// stepRootID is the id the job's step holds carry below a root with id
+// rootTID.
+func (j *Job) stepRootID(rootTID TargetID) TargetID {
+	return StepRootID(rootTID, j.TargetRoot, j.MapID)
+}
+
 func (j *Job) resolver(rootTID TargetID) StepResolver {
-	step := StepRootID(rootTID, j.TargetRoot)
+	step := j.stepRootID(rootTID)
 	return func(root TargetID, dataset string) TargetID {
 		if root != step || step == "" || j.Map == nil {
 			return ""
@@ -143,30 +149,32 @@ func byPoolNames(names []string) [][]string {
 	return out
 }
 
-// releasedAnyway reports whether a failed `zfs release` of many snapshots
-// released every hold it could: OpenZFS skips a snapshot without the tag,
-// or one that no longer exists, and releases the others; any other failure
-// fails the whole call (nothing is released).
-func releasedAnyway(err error) bool {
+// failedNames returns the snapshots a failed batched `zfs hold` or `zfs
+// release` names as failed, except for the reasons in ignore. known is
+// false when the error names none (a dropped connection, a refusal of the
+// whole request): then nothing of the call can be taken as done. When it
+// names them (a *zfs.HoldError), the others succeeded: zfs holds or
+// releases the snapshots it is given one by one.
+func failedNames(err error, ignore ...error) (failed map[string]bool, known bool) {
 	var he *zfs.HoldError
 	if !errors.As(err, &he) || len(he.Failed) == 0 {
-		return false
+		return nil, false
 	}
-	for _, e := range he.Failed {
-		if !errors.Is(e, zfs.ErrNoSuchHold) && !errors.Is(e, zfs.ErrDatasetNotFound) {
-			return false
+	failed = map[string]bool{}
+	for s, e := range he.Failed {
+		if !slices.ContainsFunc(ignore, func(k error) bool { return errors.Is(e, k) }) {
+			failed[s] = true
 		}
 	}
-	return true
+	return failed, true
 }
 
 // batchLastHolds places the new last-received hold on the target of every
 // run of a level whose target verifies, in one call per pool (all carry the
 // root's tag), and marks each run held so that its finish does not place it
-// again. A call that fails leaves its runs to finish, which holds each one
-// by itself and reports a failure there: OpenZFS places none of a call's
-// holds when one of them exists already, and skips a snapshot that no
-// longer exists, so a failed call tells nothing certain of the others.
+// again. A snapshot the call failed on (or every one, when the failure
+// names none) is left to finish, which holds it by itself and reports a
+// failure there.
 func (j *Job) batchLastHolds(ctx context.Context, dst Endpoint, rootTID TargetID, runs []*datasetRun, listed map[string]*finishListing) {
 	if !j.Protection.Allows(LastReceivedHold) || rootTID == "" {
 		return
@@ -187,11 +195,14 @@ func (j *Job) batchLastHolds(ctx context.Context, dst Endpoint, rootTID TargetID
 	}
 	tag := RootLastReceivedHoldTag(rootTID)
 	for _, group := range byPoolNames(snaps) {
+		failed, known := map[string]bool(nil), true
 		if err := dst.Hold(ctx, tag, group); err != nil {
-			continue
+			failed, known = failedNames(err, zfs.ErrHoldExists)
 		}
 		for _, s := range group {
-			owner[s].lastHeld = true
+			if known && !failed[s] {
+				owner[s].lastHeld = true
+			}
 		}
 	}
 }
@@ -225,7 +236,8 @@ func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string
 }
 
 // flush makes the collected releases, one call per side, tag and pool. A
-// release that fails on the source fails its dataset (its step holds would
+// release that fails on the source (the snapshots the failure names, or
+// all of the call's when it names none) fails its dataset (its step holds would
 // never go: see moveError); on the target it is a warning (the next run
 // releases the old hold). A hold that is gone already is success.
 func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
@@ -238,14 +250,15 @@ func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 			byRun := side.m[tag]
 			for _, group := range byPoolNames(slices.Collect(maps.Keys(byRun))) {
 				err := side.e.Release(ctx, tag, group)
-				if err == nil || releasedAnyway(err) {
+				if err == nil {
 					continue
 				}
-				// nothing of the call was released
+				// a hold that is gone, or a snapshot, is released
+				failed, known := failedNames(err, zfs.ErrNoSuchHold, zfs.ErrDatasetNotFound)
 				seen := map[*datasetRun]bool{}
 				for _, s := range group {
 					d := byRun[s]
-					if d == nil || seen[d] {
+					if d == nil || seen[d] || known && !failed[s] {
 						continue
 					}
 					seen[d] = true
@@ -264,8 +277,9 @@ func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 // runs in one call per pool, before any of their data moves, and records
 // them in each run's stepHeld so that its steps do not hold them again. A
 // snapshot the run's listing shows held already (a killed run's) counts as
-// held. A call that fails leaves its snapshots to the steps, which hold
-// them one dataset at a time and fail the step if that fails.
+// held. What a call fails on (everything, when the failure names nothing)
+// is left to the steps, which hold it one dataset at a time and fail the
+// step if that fails.
 func (j *Job) batchStepHolds(ctx context.Context, src Endpoint, stepRoot TargetID, runs []*datasetRun) {
 	if j.Protection != ProtectionResumability || stepRoot == "" {
 		return
@@ -299,11 +313,14 @@ func (j *Job) batchStepHolds(ctx context.Context, src Endpoint, stepRoot TargetI
 		}
 	}
 	for _, group := range byPoolNames(snaps) {
+		failed, known := map[string]bool(nil), true
 		if err := src.Hold(ctx, tag, group); err != nil {
-			continue
+			failed, known = failedNames(err, zfs.ErrHoldExists)
 		}
 		for _, n := range group {
-			owner[n].stepHeld = append(owner[n].stepHeld, n)
+			if known && !failed[n] {
+				owner[n].stepHeld = append(owner[n].stepHeld, n)
+			}
 		}
 	}
 }

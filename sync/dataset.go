@@ -21,7 +21,7 @@ type datasetRun struct {
 	src, dst Endpoint
 	res      *Result
 	rootTID  TargetID
-	// stepRoot is StepRootID(rootTID, the job's target root): the id the
+	// stepRoot is the job's StepRootID below rootTID: the id the
 	// step holds of all the job's datasets carry, so that one call per
 	// pool places or releases them.
 	stepRoot TargetID

@@ -39,6 +39,10 @@ type Job struct {
 	TargetRoot string
 	// Map returns the target dataset of a selected source dataset.
 	Map func(source string) (string, error)
+	// MapID names Map among the mappings into TargetRoot ("strip=1", a
+	// one-off's source and target): jobs with different mappings into one
+	// root keep their step holds apart (see StepRootID).
+	MapID string
 
 	Initial        InitialPolicy
 	Protection     Protection
@@ -208,7 +212,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		return rep, err
 	}
 	rep.TargetID = rootTID
-	stepRoot := StepRootID(rootTID, j.TargetRoot)
+	stepRoot := j.stepRootID(rootTID)
 
 	quiet := j.quietTargets(cache.Sides["source"], cache.Sides["target"], rootTID, selected, srcInfo, bySource)
 	dstSide, err := j.listSide(ctx, dst, []string{j.TargetRoot}, cache.Sides["target"], false, nil, func(t string) bool { return quiet[t] })

@@ -102,7 +102,7 @@ func addFinishCase(src, dst *recordEP, name string) (*datasetRun, TargetID) {
 	)
 	d := &datasetRun{
 		job: testFinishJob(), src: src, dst: dst, res: &Result{Source: s, Target: t, Status: StatusReplicated}, rootTID: root,
-		stepRoot: StepRootID(root, "backup"),
+		stepRoot: StepRootID(root, "backup", ""),
 		source:   s,
 		srcHolds: map[string][]string{},
 		dstHolds: map[string][]string{t + "@s1": {LastReceivedHoldTag(tid)}},
@@ -389,14 +389,14 @@ func TestStepRootResolves(t *testing.T) {
 	j := testFinishJob()
 	root := TargetID("0123456789abcdef")
 	r := j.resolver(root)
-	step := StepRootID(root, "backup")
+	step := StepRootID(root, "backup", "")
 	if got, want := r(step, "tank/a"), RelationID(root, "backup/a"); got != want {
 		t.Errorf("resolved to %q, want %q", got, want)
 	}
-	if got := r(StepRootID(root, "backup2"), "tank/a"); got != "" {
+	if got := r(StepRootID(root, "backup2", ""), "tank/a"); got != "" {
 		t.Errorf("another root's step hold resolved to %q", got)
 	}
-	holds := map[string][]string{"tank/a@s1": {RootStepHoldTag(step), RootStepHoldTag(StepRootID(root, "other"))}, "backup/a@s1": {RootLastReceivedHoldTag(root)}}
+	holds := map[string][]string{"tank/a@s1": {RootStepHoldTag(step), RootStepHoldTag(StepRootID(root, "other", ""))}, "backup/a@s1": {RootLastReceivedHoldTag(root)}}
 	abs, foreign := ListAbstractionsWith([]zfs.Entry{{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 1}, {Name: "backup/a@s1", Type: zfs.Snapshot, GUID: 1}}, holds, r)
 	if len(foreign) > 0 {
 		t.Fatalf("foreign: %q", foreign)
@@ -408,7 +408,7 @@ func TestStepRootResolves(t *testing.T) {
 	want := []string{
 		"last-received-hold backup/a@s1 " + string(RelationID(root, "backup/a")),
 		"step-hold tank/a@s1 " + string(RelationID(root, "backup/a")),
-		"step-hold tank/a@s1 " + string(StepRootID(root, "other")),
+		"step-hold tank/a@s1 " + string(StepRootID(root, "other", "")),
 	}
 	slices.Sort(got)
 	slices.Sort(want)
@@ -424,7 +424,7 @@ func TestBatchStepHolds(t *testing.T) {
 	src := &recordEP{}
 	root := TargetID("0123456789abcdef")
 	j := testFinishJob()
-	step := StepRootID(root, "backup")
+	step := StepRootID(root, "backup", "")
 	tag := RootStepHoldTag(step)
 	snap := func(ds string, g uint64) zfs.Entry {
 		return zfs.Entry{Name: fmt.Sprintf("%s@s%d", ds, g), Type: zfs.Snapshot, GUID: g, CreateTXG: g * 10}
@@ -465,5 +465,65 @@ func TestBatchStepHolds(t *testing.T) {
 	j.batchStepHolds(context.Background(), src3, step, []*datasetRun{mk("tank/a", Step{To: snap("tank/a", 1)})})
 	if len(src3.calls) != 0 {
 		t.Errorf("calls at level incremental: %q", src3.calls)
+	}
+}
+
+// A batched release that names the snapshots it failed on fails only their
+// datasets (zfs releases the others one by one); one that names none fails
+// all of the call's.
+func TestFlushAttributesFailures(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		err        error
+		wantFailed string
+	}{
+		{"named", &zfs.HoldError{Op: "release", Tag: "t", Failed: map[string]error{
+			"tank/a@s1": errors.New("permission denied"),
+			"tank/b@s2": fmt.Errorf("x: %w", zfs.ErrNoSuchHold),
+		}}, "tank/a"},
+		{"unnamed", errors.New("connection lost"), "tank/a tank/b"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src, dst := &recordEP{}, &recordEP{}
+			a, _ := addFinishCase(src, dst, "a")
+			b, _ := addFinishCase(src, dst, "b")
+			batch := newReleaseBatch()
+			tag := RootStepHoldTag(a.stepRoot)
+			batch.add(a, true, map[string][]string{tag: {"tank/a@s1", "tank/a@s2"}})
+			batch.add(b, true, map[string][]string{tag: {"tank/b@s1", "tank/b@s2"}})
+			src.fail = map[string]error{"Release": c.err}
+			batch.flush(context.Background(), src, dst)
+			var failed []string
+			for _, r := range []*datasetRun{a, b} {
+				if r.res.Status == StatusFailed {
+					failed = append(failed, r.source)
+				}
+			}
+			if got := strings.Join(failed, " "); got != c.wantFailed {
+				t.Errorf("failed %q, want %q", got, c.wantFailed)
+			}
+			if len(src.calls) != 1 {
+				t.Errorf("calls %q, want one release", src.calls)
+			}
+		})
+	}
+}
+
+// Two jobs below one root that map a source dataset differently (another
+// strip, a one-off beside a job) keep their step holds apart.
+func TestStepRootSeparatesMappings(t *testing.T) {
+	root := TargetID("0123456789abcdef")
+	if StepRootID(root, "backup", "strip=0") == StepRootID(root, "backup", "strip=1") {
+		t.Fatal("two mappings share a step root")
+	}
+	a := testFinishJob()
+	a.MapID = "strip=0"
+	b := testFinishJob()
+	b.MapID = "one-off tank/a backup/copy"
+	if got := a.resolver(root)(b.stepRootID(root), "tank/a"); got != "" {
+		t.Errorf("job a resolves job b's step hold to %q", got)
+	}
+	if got := a.resolver(root)(a.stepRootID(root), "tank/a"); got == "" {
+		t.Error("job a does not resolve its own step hold")
 	}
 }

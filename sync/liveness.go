@@ -212,7 +212,7 @@ func (j *Job) LiveRelations(ctx context.Context) ([]LiveRelation, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, LiveRelation{ID: j.relationID(rootTID, t), Source: e.Name, Target: t, StepRoot: StepRootID(rootTID, j.TargetRoot)})
+		out = append(out, LiveRelation{ID: j.relationID(rootTID, t), Source: e.Name, Target: t, StepRoot: j.stepRootID(rootTID)})
 	}
 	return out, nil
 }

@@ -108,16 +108,19 @@ func StepHoldTag(tid TargetID) string { return stepHoldPrefix + string(tid) }
 // received snapshot of target tid ("zsync_last_T<tid>").
 func LastReceivedHoldTag(tid TargetID) string { return lastReceivedPrefix + string(tid) }
 
-// StepRootID is the id the step holds of every relationship below one
-// target root carry: derived from the root's id and the target root's name
-// (not the root's id alone, which a target root may inherit from an
-// ancestor that is another job's root). A step hold on a source dataset
-// with it belongs to the relationship that dataset has below that root.
-func StepRootID(rootTID TargetID, targetRoot string) TargetID {
+// StepRootID is the id the step holds of every relationship of one job
+// below one target root carry: derived from the root's id, the target
+// root's name (the id alone may be inherited from an ancestor that is
+// another job's root) and mapping, which names how the job maps source
+// datasets to targets (Job.MapID: two jobs below one root that map a
+// source dataset to two targets, or a one-off push beside a job, must not
+// share step holds). A step hold with it on a source dataset belongs to
+// the relationship that dataset has under that job's mapping.
+func StepRootID(rootTID TargetID, targetRoot, mapping string) TargetID {
 	if rootTID == "" {
 		return ""
 	}
-	h := sha256.Sum256([]byte("step-holds\x00" + string(rootTID) + "\x00" + targetRoot))
+	h := sha256.Sum256([]byte("step-holds\x00" + string(rootTID) + "\x00" + targetRoot + "\x00" + mapping))
 	return TargetID(hex.EncodeToString(h[:])[:targetIDLen])
 }
 
