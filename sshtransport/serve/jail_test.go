@@ -415,6 +415,27 @@ func TestJailLegacyLastHoldRelease(t *testing.T) {
 	}
 }
 
+// A release of several snapshots falls back to the unbound tag on those in
+// the receive area that lacked the bound one, and reports only what is
+// still failed after that.
+func TestJailLegacyLastHoldReleaseBatch(t *testing.T) {
+	tag := "zsync_last_T" + tidA
+	noHold := fmt.Errorf("x: %w", zfs.ErrNoSuchHold)
+	h := servetest.NewFake()
+	h.ErrQueue = map[string][]error{"Release": {
+		&zfs.HoldError{Op: "release", Tag: tag + "_Claptop", Failed: map[string]error{"backup/laptop/x@s": noHold, "backup/laptop/y@s": noHold}},
+		nil,
+	}}
+	_, err, calls := callRaw(t, h, nil, wire.OpRelease, wire.HoldArgs{Tag: tag, Snaps: []string{"backup/laptop/x@s", "backup/laptop/y@s", "backup/laptop/z@s"}})
+	want := []string{
+		"Release " + tag + "_Claptop [backup/laptop/x@s backup/laptop/y@s backup/laptop/z@s]",
+		"Release " + tag + " [backup/laptop/x@s backup/laptop/y@s]",
+	}
+	if !reflect.DeepEqual(calls, want) || err != nil {
+		t.Errorf("%v, calls %v; want %v and success", err, calls, want)
+	}
+}
+
 // A compound stream (zfs send -I) is received one substream at a time,
 // each with the far side's options: zfs recv applies -o only to the first
 // dataset of a package.

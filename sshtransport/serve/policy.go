@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -381,13 +382,19 @@ func (r releaseRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		snaps, legacy := r.Snaps, r.Tag
 		return doGrant(func(ctx context.Context, h Handler) error {
 			err := h.Release(ctx, tag, snaps)
-			if !errors.Is(err, zfs.ErrNoSuchHold) || len(snaps) != 1 || !p.legacyLastHold(datasetOf(snaps[0]), legacy) {
+			if !errors.Is(err, zfs.ErrNoSuchHold) {
 				return err
 			}
-			if lerr := h.Release(ctx, legacy, snaps); lerr == nil {
-				return nil // a hold from before names were bound to clients
+			// holds from before names were bound to clients, on the
+			// snapshots that lacked the bound tag
+			retry := legacyRetry(err, snaps, func(s string) bool { return p.legacyLastHold(datasetOf(s), legacy) })
+			if len(retry) == 0 {
+				return err
 			}
-			return err
+			if lerr := h.Release(ctx, legacy, retry); lerr != nil {
+				return err
+			}
+			return withoutFailures(err, retry)
 		}), nil
 	}
 	tag, snaps := r.Tag, r.Snaps
@@ -721,4 +728,44 @@ func (p *Policy) filter(entries []zfs.Entry) []zfs.Entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// legacyRetry returns the snapshots of a release that failed on them for
+// want of the tag and for which eligible holds: those a *zfs.HoldError
+// names so, or the one snapshot of a single release.
+func legacyRetry(err error, snaps []string, eligible func(string) bool) []string {
+	var he *zfs.HoldError
+	if !errors.As(err, &he) {
+		if len(snaps) == 1 && eligible(snaps[0]) {
+			return snaps
+		}
+		return nil
+	}
+	var out []string
+	for s, e := range he.Failed {
+		if errors.Is(e, zfs.ErrNoSuchHold) && eligible(s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// withoutFailures returns err without its failures on done (released after
+// all), or nil when nothing else failed.
+func withoutFailures(err error, done []string) error {
+	var he *zfs.HoldError
+	if !errors.As(err, &he) {
+		return nil
+	}
+	rest := map[string]error{}
+	for s, e := range he.Failed {
+		if !slices.Contains(done, s) {
+			rest[s] = e
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	return &zfs.HoldError{Op: he.Op, Tag: he.Tag, Failed: rest}
 }

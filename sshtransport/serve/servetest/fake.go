@@ -29,6 +29,9 @@ type Fake struct {
 	Size     int64
 	Token    zfs.ResumeToken
 	Errs     map[string]error // per method name, returned instead of a result
+	// ErrQueue, per method name, answers the next calls in turn (nil: a
+	// success) before Errs does.
+	ErrQueue map[string][]error
 
 	// Send: SendData is streamed, then SendErr (nil: a clean end).
 	SendData []byte
@@ -84,6 +87,10 @@ func (f *Fake) Calls() []string {
 func (f *Fake) err(method string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if q := f.ErrQueue[method]; len(q) > 0 {
+		f.ErrQueue[method] = q[1:]
+		return q[0]
+	}
 	return f.Errs[method]
 }
 
