@@ -77,26 +77,32 @@
 //
 // # Lifecycle of one step
 //
-// The execution side performs every step of a dataset in this order:
+// The datasets of one depth of the tree (parents before children) are
+// planned first, all of them. Then:
 //
-//  1. create the step holds on from (if a snapshot) and on every snapshot
-//     the step delivers (to, and with -I those in between), in one call
-//     (a snapshot an earlier step of the run held already is not held
-//     again); or at level incremental a tentative cursor of each delivered
-//     snapshot;
-//  2. zfs send | zfs recv -s (zfs send -t when the step resumes a token).
+//  1. the step holds of every step of the depth: on each step's from (if a
+//     snapshot) and on every snapshot it delivers (to, and with -I those
+//     in between), in one call per pool (they all carry the job's step
+//     root tag); what that call fails on, each step holds by itself before
+//     its send; at level incremental each step makes a tentative cursor of
+//     each delivered snapshot instead;
+//  2. each dataset's steps: zfs send | zfs recv -s (zfs send -t when the
+//     step resumes a token).
 //
-// When the data of every dataset of one depth of the tree is done (parents
-// before children), the datasets whose steps all succeeded are finished
-// from one listing per side for all of them:
+// When the data of the depth is done, the datasets whose steps all
+// succeeded are finished from one listing per side for all of them:
 //
 //  3. verify that the target's newest snapshot has the last step's to GUID
 //     (otherwise the dataset fails and its children are skipped);
-//  4. move the cursor: bookmark to as the new cursor, then destroy the old
-//     cursor and the tentative cursors it supersedes (new before old);
-//  5. release the step holds of all the dataset's steps, in one call;
-//  6. move the last-received hold: place it on the received to, then
-//     release it from the older snapshot (new before old).
+//  4. place the new last-received holds on the received to snapshots, one
+//     call per pool, and make the new cursors (one channel program per
+//     pool as root, else one bookmark each);
+//  5. destroy each dataset's old cursor and the tentative cursors it
+//     supersedes (one destroy per dataset: zfs destroys one bookmark per
+//     call);
+//  6. after every dataset of the depth is past 4, release the step holds
+//     and the old last-received holds, one call per pool and tag (a
+//     failure to release step holds fails the datasets it names).
 //
 // Until then the old cursor and hold keep the relationship's base and the
 // step holds keep everything the steps delivered, so a run killed between
