@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -507,5 +509,66 @@ func TestTakenCursorNameKeepsTheOldCursor(t *testing.T) {
 	e.checkInvariants(t, "data")
 	if got, want := zfstest.GUID(t, target+"@s2"), zfstest.GUID(t, ds+"@s2"); got != want {
 		t.Errorf("%s@s2: guid %s, want %s", target, got, want)
+	}
+}
+
+// Holds of the older per-relationship form (zsync_step_T<id>,
+// zsync_last_T<id>), as a zsync from before per-root tags left them, are
+// honoured and then released: the old last-received hold keeps its
+// snapshot until the next new snapshot's hold is placed, a killed step's
+// old step hold goes with the next run, and afterwards every dataset has
+// exactly one cursor and one last-received hold, of the new form.
+func TestOldHoldTagsMigrate(t *testing.T) {
+	e := newPushEnv(t, "")
+	all := []string{"data", "data/child", "data/with space"}
+	if code, _, stderr := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+		t.Fatalf("initial push: exit %d\n%s", code, tail(stderr, 20))
+	}
+	rootTID := zsync.TargetID(strings.TrimSpace(zfstest.Zfs(t, "get", "-H", "-o", "value", zsync.TargetIDProperty, e.dst+"/backup")))
+	// turn the new holds into what an older zsync left
+	for _, ds := range all {
+		tid := zsync.RelationID(rootTID, e.target(ds))
+		for _, h := range holdsOn(t, e.target(ds)) {
+			snap, tag, _ := strings.Cut(h, " ")
+			if !strings.HasPrefix(tag, "zsync_last_R") {
+				t.Fatalf("%s: hold %s after the push, want zsync_last_R...", ds, h)
+			}
+			full := e.target(ds) + "@" + snap
+			zfstest.Zfs(t, "hold", zsync.LastReceivedHoldTag(tid), full)
+			zfstest.Zfs(t, "release", tag, full)
+		}
+		// and a killed step's step hold on the source's only snapshot
+		zfstest.Zfs(t, "hold", zsync.StepHoldTag(tid), e.src+"/"+ds+"@first snap")
+	}
+	// a killed run leaves no listing cache behind
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(e.cfg), "state", "listings")); err != nil {
+		t.Fatal(err)
+	}
+	// a run with nothing new keeps the old last-received holds (they are
+	// live) and releases the old step holds (nothing is in flight)
+	if code, _, stderr := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+		t.Fatalf("push with nothing new: exit %d\n%s", code, tail(stderr, 20))
+	}
+	for _, ds := range all {
+		if got := holdsOn(t, e.src+"/"+ds); len(got) != 0 {
+			t.Errorf("%s: source holds %v after a run with nothing new, want none", ds, got)
+		}
+		if got := holdsOn(t, e.target(ds)); len(got) != 1 || !strings.Contains(got[0], " zsync_last_T") {
+			t.Errorf("%s: target holds %v, want the old last-received hold kept", ds, got)
+		}
+	}
+	for _, ds := range all {
+		zfstest.MustWriteFile(t, e.src+"/"+ds, "f2", 64)
+	}
+	zfstest.Zfs(t, "snapshot", "-r", e.src+"/data@second")
+	if code, _, stderr := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+		t.Fatalf("push of a new snapshot: exit %d\n%s", code, tail(stderr, 20))
+	}
+	e.checkInvariants(t, all...)
+	for _, ds := range all {
+		got := holdsOn(t, e.target(ds))
+		if want := []string{"second " + zsync.RootLastReceivedHoldTag(rootTID)}; !equalStrings(got, want) {
+			t.Errorf("%s: target holds %v, want %v", ds, got, want)
+		}
 	}
 }
