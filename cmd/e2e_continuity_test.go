@@ -529,7 +529,8 @@ func TestOldHoldTagsMigrate(t *testing.T) {
 	for _, ds := range all {
 		tid := zsync.RelationID(rootTID, e.target(ds))
 		for _, h := range holdsOn(t, e.target(ds)) {
-			snap, tag, _ := strings.Cut(h, " ")
+			i := strings.LastIndex(h, " ") // "SNAPSHOT TAG"; snapshot names may hold spaces
+			snap, tag := h[:i], h[i+1:]
 			if !strings.HasPrefix(tag, "zsync_last_R") {
 				t.Fatalf("%s: hold %s after the push, want zsync_last_R...", ds, h)
 			}
