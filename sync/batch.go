@@ -193,18 +193,29 @@ func (j *Job) batchLastHolds(ctx context.Context, dst Endpoint, rootTID TargetID
 		owner[snap.Name] = r
 		snaps = append(snaps, snap.Name)
 	}
-	tag := RootLastReceivedHoldTag(rootTID)
+	for _, s := range holdBatch(ctx, dst, RootLastReceivedHoldTag(rootTID), snaps) {
+		owner[s].lastHeld = true
+	}
+}
+
+// holdBatch places tag on snaps, one call per pool, and returns those that
+// carry it afterwards: all of a call that succeeded, those a failure does
+// not name (zfs holds its arguments one by one; one that had the tag
+// already counts as held), none of a call whose failure names nothing.
+func holdBatch(ctx context.Context, e Endpoint, tag string, snaps []string) []string {
+	var held []string
 	for _, group := range byPoolNames(snaps) {
 		failed, known := map[string]bool(nil), true
-		if err := dst.Hold(ctx, tag, group); err != nil {
+		if err := e.Hold(ctx, tag, group); err != nil {
 			failed, known = failedNames(err, zfs.ErrHoldExists)
 		}
 		for _, s := range group {
 			if known && !failed[s] {
-				owner[s].lastHeld = true
+				held = append(held, s)
 			}
 		}
 	}
+	return held
 }
 
 // releaseBatch collects the releases of a level's finishes: per side, tag
@@ -265,7 +276,7 @@ func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 					if side.source {
 						d.failAfter(fmt.Errorf("the target has %s, but reconcile: release %s: %w (the next run tries again, and this run's step holds stay until then; if this repeats, check that zsync may release on the source, see zfs allow)", d.res.Last.Name, tag, err))
 					} else {
-						d.warn(d.res.Target, fmt.Errorf("reconcile: release old last-received holds: %w", err))
+						d.warn(d.res.Target, fmt.Errorf("reconcile: release old last-received holds %s: %w (they pin older replica snapshots until a later run releases them; if this repeats, check that zsync may release on the target, see zfs allow)", tag, err))
 					}
 				}
 			}
@@ -312,15 +323,7 @@ func (j *Job) batchStepHolds(ctx context.Context, src Endpoint, stepRoot TargetI
 			}
 		}
 	}
-	for _, group := range byPoolNames(snaps) {
-		failed, known := map[string]bool(nil), true
-		if err := src.Hold(ctx, tag, group); err != nil {
-			failed, known = failedNames(err, zfs.ErrHoldExists)
-		}
-		for _, n := range group {
-			if known && !failed[n] {
-				owner[n].stepHeld = append(owner[n].stepHeld, n)
-			}
-		}
+	for _, n := range holdBatch(ctx, src, tag, snaps) {
+		owner[n].stepHeld = append(owner[n].stepHeld, n)
 	}
 }

@@ -113,6 +113,15 @@ func addFinishCase(src, dst *recordEP, name string) (*datasetRun, TargetID) {
 	return d, tid
 }
 
+// twoFinishCases are the datasets tank/a and tank/b of finishCase on one
+// source and one target.
+func twoFinishCases() (src, dst *recordEP, a, b *datasetRun) {
+	src, dst = &recordEP{}, &recordEP{}
+	a, _ = addFinishCase(src, dst, "a")
+	b, _ = addFinishCase(src, dst, "b")
+	return src, dst, a, b
+}
+
 // testFinishJob maps tank/X to backup/X.
 func testFinishJob() *Job {
 	return &Job{TargetRoot: "backup", Map: func(s string) (string, error) { return "backup/" + strings.TrimPrefix(s, "tank/"), nil }}
@@ -245,11 +254,10 @@ func (e *batchEP) CreateBookmarks(_ context.Context, bms []zfs.NewBookmark) (map
 func TestBatchedCursors(t *testing.T) {
 	for _, unavailable := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unavailable=%v", unavailable), func(t *testing.T) {
-			src, dst := &recordEP{}, &recordEP{}
-			a, tidA := addFinishCase(src, dst, "a")
-			b, tidB := addFinishCase(src, dst, "b")
+			src, dst, a, b := twoFinishCases()
+			tidA, tidB := a.pending.tid, b.pending.tid
 			runs := []*datasetRun{a, b}
-			j := &Job{}
+			j := a.job
 			be := &batchEP{recordEP: src, unavailable: unavailable}
 			touched := newTouchSet()
 			listed := j.finishListings(context.Background(), src, dst, runs)
@@ -330,9 +338,7 @@ func TestFinishCursorNameTaken(t *testing.T) {
 func TestLevelBatchesHoldsAndReleases(t *testing.T) {
 	for _, failRelease := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failRelease=%v", failRelease), func(t *testing.T) {
-			src, dst := &recordEP{}, &recordEP{}
-			a, _ := addFinishCase(src, dst, "a")
-			b, _ := addFinishCase(src, dst, "b")
+			src, dst, a, b := twoFinishCases()
 			lastTag, stepTag := RootLastReceivedHoldTag(a.rootTID), RootStepHoldTag(a.stepRoot)
 			for _, r := range []*datasetRun{a, b} {
 				r.dstHolds = map[string][]string{r.pending.target + "@s1": {lastTag}}
@@ -484,9 +490,7 @@ func TestFlushAttributesFailures(t *testing.T) {
 		{"unnamed", errors.New("connection lost"), "tank/a tank/b"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			src, dst := &recordEP{}, &recordEP{}
-			a, _ := addFinishCase(src, dst, "a")
-			b, _ := addFinishCase(src, dst, "b")
+			src, dst, a, b := twoFinishCases()
 			batch := newReleaseBatch()
 			tag := RootStepHoldTag(a.stepRoot)
 			batch.add(a, true, map[string][]string{tag: {"tank/a@s1", "tank/a@s2"}})
@@ -525,5 +529,34 @@ func TestStepRootSeparatesMappings(t *testing.T) {
 	}
 	if got := a.resolver(root)(a.stepRootID(root), "tank/a"); got == "" {
 		t.Error("job a does not resolve its own step hold")
+	}
+}
+
+// A batched hold whose failure names snapshots held the others (and one
+// that had the tag already counts as held); one whose failure names none
+// held nothing that can be counted on.
+func TestHoldBatchFailures(t *testing.T) {
+	snaps := []string{"tank/a@s1", "tank/b@s1", "tank/c@s1"}
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"ok", nil, "[tank/a@s1 tank/b@s1 tank/c@s1]"},
+		{"named", &zfs.HoldError{Op: "hold", Tag: "t", Failed: map[string]error{
+			"tank/a@s1": errors.New("permission denied"),
+			"tank/b@s1": fmt.Errorf("x: %w", zfs.ErrHoldExists),
+		}}, "[tank/b@s1 tank/c@s1]"},
+		{"unnamed", errors.New("connection lost"), "[]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ep := &recordEP{fail: map[string]error{"Hold": c.err}}
+			if got := fmt.Sprint(holdBatch(context.Background(), ep, "t", snaps)); got != c.want {
+				t.Errorf("held %s, want %s", got, c.want)
+			}
+			if len(ep.calls) != 1 {
+				t.Errorf("calls %q, want one", ep.calls)
+			}
+		})
 	}
 }
