@@ -212,6 +212,9 @@ func (c *Config) applyDefaults() {
 				rm.ConnectTimeout = Duration{defaultConnectTimeout, true}
 			}
 			setDefault(&rm.IdleTimeout, defaultIdleTimeout)
+			if rm.MaxStreams == 0 {
+				rm.MaxStreams = 1
+			}
 		}
 		if j.Type == "push" || j.Type == "pull" {
 			// the thresholds of `zsync check` (see thresholds)
@@ -298,6 +301,9 @@ func (c *Config) validate() []problem {
 			}
 			if _, err := sshtransport.ParseProxyJump(r.ProxyJump); err != nil {
 				bad(rp+".proxy_jump", err)
+			}
+			if r.MaxStreams < 1 || r.MaxStreams > sshtransport.MaxStreams {
+				bad(rp+".max_streams", fmt.Errorf("invalid max_streams %d: want 1 to %d", r.MaxStreams, sshtransport.MaxStreams))
 			}
 		}
 		s := j.Snapshot

@@ -36,6 +36,7 @@ root = "backup/laptop"
   command = "/usr/local/bin/zsync serve --stdio"
   connect_timeout = "1m"
   idle_timeout = "2h"
+  max_streams = 4
   [job.snapshot]
   prefix = "auto-"
   interval = "1h30m"
@@ -270,7 +271,7 @@ func TestConfigCheckPrintsEffectiveDefaults(t *testing.T) {
 	for _, want := range []string{
 		`state_dir = "/var/lib/zsync"`,
 		`host_key_policy = "strict"`, `command = "zsync serve --stdio"`,
-		`connect_timeout = "15s"`, `idle_timeout = "30m"`,
+		`connect_timeout = "15s"`, `idle_timeout = "30m"`, `max_streams = 1`,
 		`prefix = "zsync_"`, `hook_timeout = "30s"`,
 		`initial = "most_recent"`, `protection = "resumability"`, `raw = "auto"`, `on_diverged = "fail"`,
 		`concurrency = 1`, `bandwidth_limit = "50MiB"`, `compression = "none"`,

@@ -109,6 +109,8 @@ func TestConfigErrorsExit2(t *testing.T) {
 		"unknown rule key": {base + "  interval = \"1h\"\n  [job.prune]\n  source = [{ gird = \"1x1h\" }]\n", ":8: job[0].prune.source[0].gird: unknown key (did you mean grid?)"},
 		"bad policy":       {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  host_key_policy = \"yolo\"\n", ":8: job[0].remote.host_key_policy"},
 		"bad proxy_jump":   {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  proxy_jump = \"bastion:99999\"\n", ":8: job[0].remote.proxy_jump"},
+		"too many streams": {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  max_streams = 17\n", ":8: job[0].remote.max_streams: invalid max_streams 17: want 1 to 16"},
+		"no streams":       {"[[job]]\nname = \"a\"\ntype = \"push\"\ndatasets = [\"tank/a\"]\nroot = \"b/r\"\n  [job.remote]\n  host = \"h\"\n  max_streams = -1\n", ":8: job[0].remote.max_streams: invalid max_streams -1"},
 		"duplicate job":    {base + "  interval = \"1h\"\n" + base + "  interval = \"1h\"\n", "duplicate job name"},
 		"bad job name":     {"[[job]]\nname = \"a b\"\ntype = \"snap\"\ndatasets = [\"tank/a\"]\n", ":2: job[0].name"},
 		"toml syntax":      {"[[job]\nname = 1\n", "zsync.toml:2: expected end of table array"},

@@ -47,6 +47,7 @@ type remoteConfig struct {
 	Command        string   `toml:"command"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
+	MaxStreams     int      `toml:"max_streams"`
 }
 
 type snapshotConfig struct {

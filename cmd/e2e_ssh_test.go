@@ -278,6 +278,56 @@ func TestSSHPushPull(t *testing.T) {
 	checkPushedAndPulled(t, src, dst, "one", "two")
 }
 
+// max_streams = 3 through the real sshd and the forced command: every
+// endpoint's streams are striped over three SSH channels (each its own far
+// serve, the two joined ones relaying to the first), full and incremental,
+// push and pull, zstd on the wire; the data arrives whole and no far serve
+// outlives the run.
+func TestSSHStripedPushPull(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	for _, ds := range []string{"data", "data/child"} {
+		zfstest.MustCreate(t, src+"/"+ds)
+		// several MiB: 1 MiB data frames spread over all three channels
+		zfstest.MustWriteFile(t, src+"/"+ds, "f1", 5<<10)
+	}
+	zfstest.Zfs(t, "snapshot", "-r", src+"/data@one")
+	zfstest.MustCreate(t, dst+"/laptop")
+	c := newSSHClient(t, "laptop", serveClient("laptop", dst+"/laptop", []string{src + "/data<"}, ""))
+	more := c.remote("  max_streams = 3") + "  [job.replication]\n  compression = \"zstd\"\n"
+	cfg := writeConfig(t, replicationJob("up", "push", src+"/data<", dst+"/laptop", more)+
+		replicationJob("down", "pull", src+"/data<", dst+"/pulled", more))
+
+	run := func(what string, args ...string) string {
+		t.Helper()
+		code, _, errOut := zsyncRun(t, append([]string{"--config", cfg, "--log-level", "debug"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s", what, code, errOut)
+		}
+		if !strings.Contains(errOut, "streams striped over several SSH channels") || strings.Contains(errOut, "max_streams = 3") {
+			t.Errorf("%s: the streams were not striped:\n%s", what, errOut)
+		}
+		return errOut
+	}
+	run("striped push", "push", "up")
+	run("striped pull", "pull", "down")
+	checkPushedAndPulled(t, src, dst, "one")
+
+	for _, ds := range []string{"data", "data/child"} {
+		zfstest.MustWriteFile(t, src+"/"+ds, "f2", 3<<10)
+	}
+	zfstest.Zfs(t, "snapshot", "-r", src+"/data@two")
+	if out := run("striped incremental push", "push", "up"); !strings.Contains(out, "@one..") {
+		t.Errorf("the second push was not incremental from @one:\n%s", out)
+	}
+	if out := run("striped incremental pull", "pull", "down"); !strings.Contains(out, "@one..") {
+		t.Errorf("the second pull was not incremental from @one:\n%s", out)
+	}
+	checkPushedAndPulled(t, src, dst, "one", "two")
+	if pids := waitNone(func() []int { return c.farServePIDs(t) }); len(pids) != 0 {
+		t.Errorf("far zsync serve processes still running 60s after the runs: %v", pids)
+	}
+}
+
 // The forced command's policy refuses, with a clear message and without
 // changing anything on the far side: receiving outside receive_root,
 // sending a dataset not in the send list, and destroying under append_only.

@@ -2,7 +2,9 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	stdsync "sync"
@@ -27,6 +29,8 @@ type farSide struct {
 	mu      stdsync.Mutex
 	conn    *sshtransport.Conn
 	clients []*sshtransport.Client
+	// warnOnce keeps a failed max_streams to one warning per run
+	warnOnce stdsync.Once
 }
 
 // defaultIdleTimeout closes the far side's connection when a call has
@@ -76,11 +80,38 @@ func (f *farSide) open(ctx context.Context) (zsync.Endpoint, error) {
 			rw.Close()
 			return nil, fmt.Errorf("%s: %w", f.remote.Host, err)
 		}
+		if n := f.remote.MaxStreams; n > 1 {
+			f.stripe(ctx, conn, cl, n)
+		}
 	}
 	f.mu.Lock()
 	f.clients = append(f.clients, cl)
 	f.mu.Unlock()
 	return cl, nil
+}
+
+// stripe spreads the streams of cl over n channels of conn (max_streams):
+// one SSH channel carries about 2 MiB per round trip whatever the link. A
+// far side that cannot stripe (an older zsync) costs a warning, not the
+// run: the streams then go over cl's one channel.
+func (f *farSide) stripe(ctx context.Context, conn *sshtransport.Conn, cl *sshtransport.Client, n int) {
+	err := cl.Stripe(ctx, n, func(ctx context.Context) (io.ReadWriteCloser, error) {
+		return conn.Exec(ctx, f.remote.Command)
+	})
+	switch {
+	case err == nil:
+		f.e.log.Debug().Str("host", f.remote.Host).Int("streams", n).Msg("streams striped over several SSH channels")
+	case errors.Is(err, sshtransport.ErrStripingUnsupported):
+		f.warnOnce.Do(func() {
+			f.e.log.Warn().Str("host", f.remote.Host).Err(err).
+				Msgf("max_streams = %d: the far zsync cannot stripe streams (upgrade it); each stream uses one SSH channel", n)
+		})
+	default:
+		f.warnOnce.Do(func() {
+			f.e.log.Warn().Str("host", f.remote.Host).Err(err).
+				Msgf("max_streams = %d: striping failed; each stream uses one SSH channel", n)
+		})
+	}
 }
 
 func (f *farSide) dial(ctx context.Context) (*sshtransport.Conn, error) {

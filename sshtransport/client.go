@@ -75,6 +75,9 @@ type Client struct {
 	peer PeerInfo
 	lim  *Limiter
 	sem  chan struct{} // one slot: the request or stream that owns the connection
+	// links are the other channels of a striped connection (stripe.go),
+	// set once by Stripe before any stream.
+	links []*clientLink
 	// streaming is set while a Send stream owns the connection.
 	streaming atomic.Bool
 
@@ -180,7 +183,15 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) closeRW() error {
-	c.closing.Do(func() { c.closeErr = c.rw.Close() })
+	c.closing.Do(func() {
+		c.closeErr = c.rw.Close()
+		c.mu.Lock()
+		links := c.links
+		c.mu.Unlock()
+		for _, l := range links {
+			_ = l.rw.Close()
+		}
+	})
 	return c.closeErr
 }
 
@@ -652,6 +663,7 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 		got    *frameResult
 		srcErr error
 		sent   int64
+		seq    int // the stream's frames, numbered for striping
 		buf    = wire.NewDataBuf()
 	)
 	for got == nil {
@@ -667,9 +679,10 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 			if werr := c.lim.wait(ctx, len(fr)-wire.FrameHeaderLen); werr != nil {
 				return c.ioError(ctx, wire.OpReceive, werr)
 			}
-			if werr := wire.WriteFramed(c.rw, t, fr); werr != nil {
+			if werr := wire.WriteFramed(c.streamOut(seq), t, fr); werr != nil {
 				return c.writeFailed(ctx, werr, final)
 			}
+			seq++
 			sent += int64(n)
 		}
 		if errors.Is(err, io.EOF) {
@@ -694,7 +707,7 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 	if err != nil {
 		return fmt.Errorf("%s: encoding the end frame: %w", wire.OpReceive, err)
 	}
-	if err := wire.WriteFrame(c.rw, wire.FrameEnd, p); err != nil && got == nil {
+	if err := wire.WriteFrame(c.streamOut(seq), wire.FrameEnd, p); err != nil && got == nil {
 		return c.writeFailed(ctx, err, final)
 	}
 	c.passiveReads(false) // now zsync waits for the far side's answer

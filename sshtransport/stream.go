@@ -83,6 +83,7 @@ type sendStream struct {
 	reading bool // a Read or WriteTo is in progress
 	pending []byte
 	got     int64 // stream bytes received
+	seq     int   // frames read, numbered for striping
 	err     error // sticky: io.EOF, the far error, or a connection error
 	done    bool  // the stream is over and the connection released
 }
@@ -90,11 +91,12 @@ type sendStream struct {
 // next reads the next frame of the stream into s.pending, or ends the
 // stream.
 func (s *sendStream) next() {
-	t, p, err := wire.ReadFrame(s.c.br, s.rbuf)
+	t, p, err := wire.ReadFrame(s.c.streamIn(s.seq), s.rbuf)
 	if err != nil {
 		s.fail(err)
 		return
 	}
+	s.seq++
 	switch t {
 	case wire.FrameData, wire.FrameZData:
 		if err := s.c.lim.wait(s.ctx, len(p)); err != nil {

@@ -96,6 +96,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o Option
 	growPipe(out)
 	ww := &watchedWriter{w: out}
 	s := &server{ctx: ctx, opCtx: opCtx, inputGone: inputGone, h: h, o: o, br: bufio.NewReaderSize(in, 64<<10), w: ww, out: ww}
+	defer s.closeLinks()
 	if _, err := out.Write(wire.HandshakeLine(wire.BannerPrefix, o.SoftwareVersion)); err != nil {
 		return fmt.Errorf("writing the banner: %w", err)
 	}
@@ -161,7 +162,11 @@ type server struct {
 	out       *watchedWriter // w, watched for a client that stopped reading
 	frames    chan inFrame
 	held      *inFrame // a frame read ahead, handed back to the main loop
-	bufs      sync.Pool
+	// stripe is a striping session between stripe_open and stripe_ready;
+	// links are the joined channels once it is ready (stripe.go).
+	stripe *stripeSession
+	links  []*stripeLink
+	bufs   sync.Pool
 }
 
 // inFrame is a frame read by the reader goroutine. buf, when set, is the
@@ -234,15 +239,19 @@ func (s *server) recycle(f inFrame) {
 }
 
 // next returns the next frame from the client.
-func (s *server) next() inFrame {
-	if f := s.held; f != nil {
+func (s *server) next() inFrame { return s.nextOn(s.frames) }
+
+// nextOn returns the next frame from ch, the primary's frames or a striped
+// channel's.
+func (s *server) nextOn(ch chan inFrame) inFrame {
+	if f := s.held; f != nil && ch == s.frames {
 		s.held = nil
 		return *f
 	}
 	idle, stop := s.idleTimer()
 	defer stop()
 	select {
-	case f := <-s.frames:
+	case f := <-ch:
 		return f
 	case <-s.ctx.Done():
 		return inFrame{err: s.ctx.Err()}
@@ -300,7 +309,9 @@ func (s *server) loop() error {
 		s.recycle(f)
 		switch f.t {
 		case wire.FrameRequest:
-			if err := s.handle(f.p); err != nil {
+			if err := s.handle(f.p); errors.Is(err, errRelayDone) {
+				return nil
+			} else if err != nil {
 				return err
 			}
 		case wire.FrameCancel:
@@ -356,6 +367,9 @@ func (s *server) handle(payload []byte) error {
 	var req wire.Request
 	if err := wire.DecodeStrict(payload, &req); err != nil {
 		return s.fatal(fmt.Errorf("decoding a request: %w", err))
+	}
+	if handled, err := s.handleStripe(req); handled {
+		return err
 	}
 	decode, ok := requests[req.Op]
 	if !ok {

@@ -55,16 +55,18 @@ func (s *server) send(g sendGrant, logged map[string]any) error {
 	var (
 		buf             = wire.NewDataBuf()
 		total           int64
+		seq             int // the stream's frames, numbered for striping
 		sendErr, netErr error
 	)
 	for {
 		n, rerr := wire.FillChunk(sctx, rc, buf[wire.FrameHeaderLen:])
 		if n > 0 {
 			t, fr := enc.Frame(buf[:wire.FrameHeaderLen+n])
-			if err := wire.WriteFramed(s.w, t, fr); err != nil {
+			if err := wire.WriteFramed(s.streamOut(seq), t, fr); err != nil {
 				netErr = err
 				break
 			}
+			seq++
 			total += int64(n)
 		}
 		if rerr != nil {
@@ -97,7 +99,7 @@ func (s *server) send(g sendGrant, logged map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("encoding the end frame: %w", err)
 	}
-	if err := wire.WriteFrame(s.w, wire.FrameEnd, p); err != nil {
+	if err := wire.WriteFrame(s.streamOut(seq), wire.FrameEnd, p); err != nil {
 		return fmt.Errorf("writing the end frame: %w", err)
 	}
 	return nil
@@ -132,6 +134,7 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 		finished  bool  // the handler returned and recvErr is its result
 		responded bool
 		fatal     error
+		seq       int // the stream's frames, numbered for striping
 	)
 	finish := func() {
 		if !finished {
@@ -149,8 +152,9 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 			}
 			responded = true
 		}
-		if finished || s.held != nil {
-			f = s.next()
+		in := s.streamIn(seq)
+		if finished || (s.held != nil && in == s.frames) {
+			f = s.nextOn(in)
 		} else {
 			idle, stop := s.idleTimer()
 			select {
@@ -158,7 +162,7 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 				finished = true
 				stop()
 				continue
-			case f = <-s.frames:
+			case f = <-in:
 			case <-s.ctx.Done():
 				f = inFrame{err: s.ctx.Err()}
 			case <-idle:
@@ -174,6 +178,7 @@ func (s *server) receive(g recvGrant, logged map[string]any) error {
 			pw.CloseWithError(fmt.Errorf("%w: %w", wire.ErrStreamAborted, fatal))
 			break
 		}
+		seq++
 		switch f.t {
 		case wire.FrameData, wire.FrameZData:
 			if finished {

@@ -1,0 +1,112 @@
+package sshtransport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/zsync-dev/zsync/sshtransport/wire"
+)
+
+// ErrStripingUnsupported is wrapped by Stripe's error when the far side
+// cannot stripe (an older zsync, or a system without the local sockets it
+// needs); the client still works over its one channel.
+var ErrStripingUnsupported = errors.New("the far side cannot stripe streams")
+
+// clientLink is one more channel of a striped connection.
+type clientLink struct {
+	rw io.ReadWriteCloser
+	br *bufio.Reader
+}
+
+// Stripe makes every later stream of the client (Send and Receive) travel
+// over n channels in all instead of one: the client's own and n-1 more
+// sessions that open starts (each running the far `zsync serve`, as the
+// first one does). One SSH channel has about 2 MiB in flight whatever the
+// link, which bounds a stream to 2 MiB per round trip; n channels carry n
+// times that. Requests and responses stay on the first channel.
+//
+// On failure the client goes on with its one channel (unless the
+// connection itself broke: then it is unusable, as after any failed
+// call): ErrStripingUnsupported (wrapped) when the far side cannot
+// stripe, the failure of opening or joining a channel otherwise. Stripe
+// must be called before any stream and at most once.
+func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (io.ReadWriteCloser, error)) error {
+	if c.links != nil {
+		return errors.New("sshtransport: the connection is already striped")
+	}
+	args := wire.StripeOpenArgs{Streams: n}
+	if err := args.Validate(); err != nil {
+		return err
+	}
+	var sess wire.StripeOpenResult
+	if err := c.call(ctx, wire.OpStripeOpen, args, &sess); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return fmt.Errorf("%w: %w", ErrStripingUnsupported, err)
+		}
+		return err
+	}
+	if err := sess.Validate(); err != nil {
+		c.breakConn(err)
+		return err
+	}
+	var links []*clientLink
+	fail := func(err error) error {
+		for _, l := range links {
+			_ = l.rw.Close()
+		}
+		return err
+	}
+	for i := 1; i < n; i++ {
+		rw, err := open(ctx)
+		if err != nil {
+			return fail(fmt.Errorf("striping: opening channel %d of %d: %w", i+1, n, err))
+		}
+		// the joining channel is a client of its own until it joined:
+		// handshake, one request, then raw frames
+		jc, err := NewClient(ctx, rw, ClientOptions{SoftwareVersion: c.opts.SoftwareVersion, HandshakeTimeout: c.opts.HandshakeTimeout})
+		if err != nil {
+			return fail(fmt.Errorf("striping: channel %d of %d: %w", i+1, n, err))
+		}
+		links = append(links, &clientLink{rw: jc.rw, br: jc.br})
+		join := wire.StripeJoinArgs{Session: sess.Session, Token: sess.Token, Index: i}
+		if err := jc.call(ctx, wire.OpStripeJoin, join, nil); err != nil {
+			return fail(fmt.Errorf("striping: channel %d of %d: %w", i+1, n, err))
+		}
+	}
+	if err := c.call(ctx, wire.OpStripeReady, wire.StripeReadyArgs{}, nil); err != nil {
+		return fail(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.broken != nil {
+		return fail(ErrClosed)
+	}
+	c.links = links
+	return nil
+}
+
+// Streams returns how many channels the client's streams travel over.
+func (c *Client) Streams() int { return len(c.links) + 1 }
+
+// streamOut is where frame seq of a stream goes.
+func (c *Client) streamOut(seq int) io.Writer {
+	if k := seq % (len(c.links) + 1); k > 0 {
+		return c.links[k-1].rw
+	}
+	return c.rw
+}
+
+// streamIn is where frame seq of a stream comes from.
+func (c *Client) streamIn(seq int) io.Reader {
+	if k := seq % (len(c.links) + 1); k > 0 {
+		return c.links[k-1].br
+	}
+	return c.br
+}
+
+// MaxStreams is the most channels Stripe spreads a connection's streams
+// over.
+const MaxStreams = wire.MaxStripes

@@ -1,0 +1,281 @@
+package sshtransport
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zsync-dev/zsync/sshtransport/serve"
+	"github.com/zsync-dev/zsync/sshtransport/serve/servetest"
+	"github.com/zsync-dev/zsync/sshtransport/wire"
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// joinOpener starts a far Serve per channel the client opens, as an SSH
+// forced command does for every session. The far servers' results are
+// checked at cleanup: each must end without an error once the client closes.
+func joinOpener(t *testing.T, h serve.Handler, so serve.Options) func(context.Context) (io.ReadWriteCloser, error) {
+	t.Helper()
+	var ends []chan error
+	t.Cleanup(func() {
+		for i, e := range ends {
+			select {
+			case err := <-e:
+				if err != nil {
+					t.Errorf("joined serve %d: %v", i+1, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("joined serve %d did not return after the client closed", i+1)
+			}
+		}
+	})
+	return func(context.Context) (io.ReadWriteCloser, error) {
+		a, b := net.Pipe()
+		end := make(chan error, 1)
+		ends = append(ends, end)
+		go func() {
+			end <- serve.Serve(context.Background(), b, b, h, so)
+			_ = b.Close()
+		}()
+		return a, nil
+	}
+}
+
+func stripedSession(t *testing.T, h *servetest.Fake, co ClientOptions, n int) *wireSession {
+	t.Helper()
+	s := newSession(t, h, serve.Options{}, co)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.c.Stripe(ctx, n, joinOpener(t, h, serve.Options{})); err != nil {
+		t.Fatalf("Stripe: %v", err)
+	}
+	if s.c.Streams() != n {
+		t.Fatalf("Streams() = %d, want %d", s.c.Streams(), n)
+	}
+	// runs before joinOpener's check: closing the client ends every
+	// channel, so the joined servers end too
+	t.Cleanup(func() { _ = s.c.Close() })
+	return s
+}
+
+// TestStripedStreams: sends and receives over 3 channels arrive whole and
+// in order, with and without compression, and the connection stays in step
+// for requests, a cancelled send and a receive the far side ends early.
+func TestStripedStreams(t *testing.T) {
+	for _, comp := range compressions() {
+		t.Run("compress="+comp, func(t *testing.T) {
+			h := servetest.NewFake()
+			h.SendData = testData(7<<20 + 4321)
+			s := stripedSession(t, h, ClientOptions{Compression: comp}, 3)
+			ctx := context.Background()
+			for i := 0; i < 2; i++ {
+				rc, err := s.c.Send(ctx, mustSend(t, testSend))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []byte
+				if i == 0 {
+					got, err = io.ReadAll(rc)
+				} else {
+					var buf bytes.Buffer
+					_, err = io.Copy(&buf, rc)
+					got = buf.Bytes()
+				}
+				if err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+				if sha256.Sum256(got) != sha256.Sum256(h.SendData) {
+					t.Fatalf("send %d: got %d bytes, want %d (or content differs)", i, len(got), len(h.SendData))
+				}
+				if err := rc.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, size := range []int{6<<20 + 77, 0, 1 << 20, 2 << 20} {
+				data := testData(size)
+				if err := s.c.Receive(ctx, zfs.RecvOptions{Target: "backup/data"}, bytes.NewReader(data)); err != nil {
+					t.Fatalf("receive of %d bytes: %v", size, err)
+				}
+				if !bytes.Equal(h.RecvData, data) {
+					t.Fatalf("receive of %d bytes: got %d bytes (or content differs)", size, len(h.RecvData))
+				}
+			}
+			if _, err := s.c.Holds(ctx, []string{"tank/a@b"}); err != nil {
+				t.Fatalf("a request after striped streams: %v", err)
+			}
+		})
+	}
+}
+
+func TestStripedSendClosedBeforeTheEnd(t *testing.T) {
+	h := servetest.NewFake()
+	h.SendEndless = true
+	s := stripedSession(t, h, ClientOptions{}, 4)
+	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(rc, make([]byte, 5<<20+3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-h.SendCtxDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the far send was not stopped")
+	}
+	h.SendEndless = false
+	h.SendData = testData(3 << 20)
+	rc, err = s.c.Send(context.Background(), mustSend(t, testSend))
+	if err != nil {
+		t.Fatalf("a send after a cancelled one: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil || !bytes.Equal(got, h.SendData) {
+		t.Fatalf("a send after a cancelled one: %d bytes, %v", len(got), err)
+	}
+}
+
+func TestStripedReceiveFarEndsEarly(t *testing.T) {
+	h := servetest.NewFake()
+	h.RecvLimit = 1 << 20
+	h.RecvResult = zfsFailure(zfs.ErrDestinationModified, "cannot receive incremental stream: destination backup/data has been modified\nsince most recent snapshot\n", "zfs", "recv", "backup/data")
+	s := stripedSession(t, h, ClientOptions{}, 3)
+	src := &countingReader{r: &servetest.EndlessReader{Ctx: context.Background()}}
+	err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/data"}, io.LimitReader(src, 1<<40))
+	if !errors.Is(err, zfs.ErrDestinationModified) {
+		t.Fatalf("err = %v", err)
+	}
+	if src.n > 64<<20 {
+		t.Errorf("the client read %d bytes of its source after the far side gave up", src.n)
+	}
+	h.RecvLimit, h.RecvResult = 0, nil
+	data := testData(4<<20 + 1)
+	if err := s.c.Receive(context.Background(), zfs.RecvOptions{Target: "backup/data"}, bytes.NewReader(data)); err != nil {
+		t.Fatalf("a receive after an early end: %v", err)
+	}
+	if !bytes.Equal(h.RecvData, data) {
+		t.Fatal("a receive after an early end: content differs")
+	}
+}
+
+// TestStripeJoinRefusals: a channel that does not bring the session's
+// token, runs for another client, or brings an index out of range is
+// refused; the session ends at once, and the client carries on over its one
+// channel.
+func TestStripeJoinRefusals(t *testing.T) {
+	pol := &serve.Policy{Client: "laptop", Send: func(string) bool { return true }}
+	other := &serve.Policy{Client: "intruder", Send: func(string) bool { return true }}
+	cases := []struct {
+		name  string
+		so    serve.Options
+		edit  func(*wire.StripeJoinArgs)
+		wants string
+	}{
+		{"wrong token", serve.Options{Policy: pol}, func(a *wire.StripeJoinArgs) {
+			b := []byte(a.Token)
+			b[0] ^= 1
+			a.Token = string(b)
+		}, "wrong token"},
+		{"another client", serve.Options{Policy: other}, func(*wire.StripeJoinArgs) {}, "another client"},
+		{"unrestricted joiner", serve.Options{}, func(*wire.StripeJoinArgs) {}, "another client"},
+		{"index out of range", serve.Options{Policy: pol}, func(a *wire.StripeJoinArgs) { a.Index = 3 }, "out of range"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := servetest.NewFake()
+			h.SendData = testData(3<<20 + 5)
+			s := newSession(t, h, serve.Options{Policy: pol}, ClientOptions{})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var sess wire.StripeOpenResult
+			if err := s.c.call(ctx, wire.OpStripeOpen, wire.StripeOpenArgs{Streams: 3}, &sess); err != nil {
+				t.Fatal(err)
+			}
+			a := wire.StripeJoinArgs{Session: sess.Session, Token: sess.Token, Index: 1}
+			tc.edit(&a)
+			rw, _ := joinOpener(t, h, tc.so)(ctx)
+			jc, err := NewClient(ctx, rw, ClientOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer jc.Close()
+			if err := jc.call(ctx, wire.OpStripeJoin, a, nil); err == nil || !strings.Contains(err.Error(), tc.wants) {
+				t.Fatalf("join: %v, want %q", err, tc.wants)
+			}
+			// the session is over: the right token does not join any more
+			rw2, _ := joinOpener(t, h, serve.Options{Policy: pol})(ctx)
+			jc2, err := NewClient(ctx, rw2, ClientOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer jc2.Close()
+			if err := jc2.call(ctx, wire.OpStripeJoin, wire.StripeJoinArgs{Session: sess.Session, Token: sess.Token, Index: 2}, nil); err == nil {
+				t.Fatal("a channel joined after a refusal")
+			}
+			if err := s.c.call(ctx, wire.OpStripeReady, wire.StripeReadyArgs{}, nil); err == nil || !strings.Contains(err.Error(), tc.wants) {
+				t.Errorf("stripe_ready: %v, want %q", err, tc.wants)
+			}
+			rc, err := s.c.Send(ctx, mustSend(t, testSend))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			_ = rc.Close()
+			if err != nil || !bytes.Equal(got, h.SendData) {
+				t.Fatalf("send over one channel after a refused join: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
+
+func TestStripeUnknownSession(t *testing.T) {
+	h := servetest.NewFake()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rw, _ := joinOpener(t, h, serve.Options{})(ctx)
+	jc, err := NewClient(ctx, rw, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jc.Close()
+	a := wire.StripeJoinArgs{Session: strings.Repeat("ab", wire.StripeSessionLen), Token: strings.Repeat("cd", wire.StripeTokenLen), Index: 1}
+	if err := jc.call(ctx, wire.OpStripeJoin, a, nil); err == nil || !strings.Contains(err.Error(), "no session") {
+		t.Errorf("an unknown session: %v", err)
+	}
+}
+
+func TestStripeOpenFailsFallsBack(t *testing.T) {
+	h := servetest.NewFake()
+	h.SendData = testData(2 << 20)
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
+	opened := 0
+	err := s.c.Stripe(context.Background(), 3, func(context.Context) (io.ReadWriteCloser, error) {
+		opened++
+		return nil, errors.New("administratively prohibited: open failed")
+	})
+	if err == nil || !strings.Contains(err.Error(), "administratively prohibited") || opened != 1 {
+		t.Fatalf("Stripe = %v after %d opens", err, opened)
+	}
+	if s.c.Streams() != 1 {
+		t.Fatalf("Streams() = %d after a failed Stripe", s.c.Streams())
+	}
+	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil || !bytes.Equal(got, h.SendData) {
+		t.Fatalf("send after a failed Stripe: %d bytes, %v", len(got), err)
+	}
+}
