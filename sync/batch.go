@@ -223,10 +223,22 @@ func holdBatch(ctx context.Context, e Endpoint, tag string, snaps []string) []st
 type releaseBatch struct {
 	mu       stdsync.Mutex
 	src, dst map[string]map[string]*datasetRun
+	// bookmarks are the source's stale bookmarks (old cursors) -> the run
+	// they are for
+	bookmarks map[string]*datasetRun
 }
 
 func newReleaseBatch() *releaseBatch {
-	return &releaseBatch{src: map[string]map[string]*datasetRun{}, dst: map[string]map[string]*datasetRun{}}
+	return &releaseBatch{src: map[string]map[string]*datasetRun{}, dst: map[string]map[string]*datasetRun{}, bookmarks: map[string]*datasetRun{}}
+}
+
+// addBookmarks collects stale bookmarks of d's source.
+func (b *releaseBatch) addBookmarks(d *datasetRun, bookmarks []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, bm := range bookmarks {
+		b.bookmarks[bm] = d
+	}
 }
 
 func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string) {
@@ -246,7 +258,9 @@ func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string
 	}
 }
 
-// flush makes the collected releases, one call per side, tag and pool. A
+// flush makes the collected releases, one call per side, tag and pool,
+// then destroys the stale bookmarks in one call (zfs destroys them one at
+// a time, several at once: see zfs.CLI.DestroyBookmarks). A
 // release that fails on the source (the snapshots the failure names, or
 // all of the call's when it names none) fails its dataset (its step holds would
 // never go: see moveError); on the target it is a warning (the next run
@@ -280,6 +294,36 @@ func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 					}
 				}
 			}
+		}
+	}
+	b.destroyBookmarks(ctx, src)
+}
+
+// destroyBookmarks destroys the collected stale bookmarks in one call.
+// When it fails, each dataset's are tried again on their own (a bookmark
+// that is gone counts as destroyed), so that the warning goes to the
+// datasets whose bookmarks stay: a stale cursor only costs space in the
+// bookmark list until a later run destroys it.
+func (b *releaseBatch) destroyBookmarks(ctx context.Context, src Endpoint) {
+	if len(b.bookmarks) == 0 {
+		return
+	}
+	all := slices.Sorted(maps.Keys(b.bookmarks))
+	if err := src.DestroyBookmarks(ctx, all); err == nil {
+		return
+	}
+	byRun := map[*datasetRun][]string{}
+	var runs []*datasetRun
+	for _, bm := range all {
+		d := b.bookmarks[bm]
+		if byRun[d] == nil {
+			runs = append(runs, d)
+		}
+		byRun[d] = append(byRun[d], bm)
+	}
+	for _, d := range runs {
+		if err := src.DestroyBookmarks(ctx, byRun[d]); err != nil {
+			d.warn(d.res.Target, fmt.Errorf("reconcile: destroy stale bookmarks: %w", err))
 		}
 	}
 }

@@ -998,7 +998,10 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 			}
 		}
 	}
-	if len(bookmarks) > 0 {
+	if fresh && d.batch != nil {
+		// with the level's releases, in one call
+		d.batch.addBookmarks(d, bookmarks)
+	} else if len(bookmarks) > 0 {
 		if err := d.src.DestroyBookmarks(ctx, bookmarks); err != nil {
 			return fmt.Errorf("reconcile: destroy stale bookmarks: %w", err)
 		}

@@ -18,7 +18,9 @@ type recordEP struct {
 	Endpoint
 	items []zfs.Entry
 	fail  map[string]error
-	guids map[string]string // for Get of guid
+	// failArg fails any call that names one of its keys
+	failArg map[string]error
+	guids   map[string]string // for Get of guid
 	lists int
 	calls []string
 }
@@ -55,6 +57,11 @@ func (e *recordEP) Holds(_ context.Context, snaps []string) (map[string][]string
 
 func (e *recordEP) do(method string, args ...string) error {
 	e.calls = append(e.calls, method+" "+strings.Join(args, " "))
+	for _, a := range args {
+		if err := e.failArg[a]; err != nil {
+			return err
+		}
+	}
 	return e.fail[method]
 }
 
@@ -382,6 +389,60 @@ func TestLevelBatchesHoldsAndReleases(t *testing.T) {
 			for _, r := range runs {
 				failed := r.res.Status == StatusFailed && strings.Contains(fmt.Sprint(r.res.Err), "permission denied")
 				if failed != failRelease || (!failRelease && (r.res.Status != StatusReplicated || len(r.res.Warnings) > 0)) {
+					t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
+				}
+			}
+		})
+	}
+}
+
+// A level's old cursors go in one DestroyBookmarks call, after every new
+// cursor was made; when it fails, each dataset's are tried on their own and
+// only a dataset whose old cursor stays gets the warning.
+func TestLevelDestroysOldCursorsOnce(t *testing.T) {
+	for _, failB := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failB=%v", failB), func(t *testing.T) {
+			src, dst, a, b := twoFinishCases()
+			oldA := "tank/a#" + CursorName(RelationID(a.rootTID, "backup/a"), 1)
+			oldB := "tank/b#" + CursorName(RelationID(b.rootTID, "backup/b"), 1)
+			if failB {
+				src.failArg = map[string]error{oldB: errors.New("permission denied")}
+			}
+			runs := []*datasetRun{a, b}
+			j := a.job
+			listed := j.finishListings(context.Background(), src, dst, runs)
+			batch := newReleaseBatch()
+			for _, r := range runs {
+				r.batch = batch
+				r.finish(context.Background(), listed[r.source])
+			}
+			batch.flush(context.Background(), src, dst)
+			var destroys []string
+			lastNew, firstDestroy := -1, -1
+			for i, c := range src.calls {
+				switch {
+				case strings.HasPrefix(c, "DestroyBookmarks "):
+					destroys = append(destroys, c)
+					if firstDestroy < 0 {
+						firstDestroy = i
+					}
+				case strings.HasPrefix(c, "Bookmark "):
+					lastNew = i
+				}
+			}
+			want := []string{"DestroyBookmarks " + oldA + " " + oldB}
+			if failB {
+				want = append(want, "DestroyBookmarks "+oldA, "DestroyBookmarks "+oldB)
+			}
+			if !slices.Equal(destroys, want) {
+				t.Errorf("destroys:\n%s\nwant:\n%s", strings.Join(destroys, "\n"), strings.Join(want, "\n"))
+			}
+			if firstDestroy < lastNew {
+				t.Errorf("an old cursor destroyed before every new one was made: %q", src.calls)
+			}
+			for _, r := range runs {
+				warned := len(r.res.Warnings) == 1 && strings.Contains(r.res.Warnings[0], "permission denied")
+				if r.res.Status != StatusReplicated || warned != (failB && r == b) || (!warned && len(r.res.Warnings) > 0) {
 					t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
 				}
 			}

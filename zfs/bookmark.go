@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 )
 
 func bookmarkArgs(src, bookmark string) ([]string, error) {
@@ -38,26 +39,45 @@ func (c *CLI) Bookmark(ctx context.Context, snapOrBookmark, bookmark string) err
 
 var reBookmarkMissing = regexp.MustCompile(`(?m)^bookmark '([^'\n]+)' does not exist\.?$`)
 
+// destroyBookmarkProcs bounds the concurrent `zfs destroy` calls of one
+// DestroyBookmarks.
+const destroyBookmarkProcs = 8
+
 // DestroyBookmarks destroys bookmarks (full names). zfs destroys one
-// bookmark per call, so this runs one call per bookmark, in order, and
-// stops at the first failure. Bookmarks that do not exist are skipped
-// (idempotent).
+// bookmark per call, and each call waits for a transaction group to sync:
+// so the calls run up to eight at a time, and calls that run together
+// share their transaction groups. Every bookmark is tried; the error joins
+// each failure, in the order of bookmarks, each naming its bookmark.
+// Bookmarks that do not exist are skipped (idempotent).
 func (c *CLI) DestroyBookmarks(ctx context.Context, bookmarks []string) error {
 	if err := validateNames("bookmark", bookmarks, ValidateBookmark); err != nil {
 		return err
 	}
-	for _, b := range bookmarks {
-		_, err := c.run(ctx, "destroy", b)
-		if err == nil {
-			continue
-		}
-		var ce *Error
-		if errors.As(err, &ce) && ce.ExitCode > 0 {
-			if m := reBookmarkMissing.FindStringSubmatch(ce.Stderr); m != nil && m[1] == b {
-				continue
-			}
-		}
-		return fmt.Errorf("zfs destroy %s: %w", b, classify(err, []string{b}))
+	errs := make([]error, len(bookmarks))
+	sem := make(chan struct{}, destroyBookmarkProcs)
+	var wg sync.WaitGroup
+	for i, b := range bookmarks {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = c.destroyBookmark(ctx, b)
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *CLI) destroyBookmark(ctx context.Context, b string) error {
+	_, err := c.run(ctx, "destroy", b)
+	if err == nil {
+		return nil
+	}
+	var ce *Error
+	if errors.As(err, &ce) && ce.ExitCode > 0 {
+		if m := reBookmarkMissing.FindStringSubmatch(ce.Stderr); m != nil && m[1] == b {
+			return nil
+		}
+	}
+	return fmt.Errorf("zfs destroy %s: %w", b, classify(err, []string{b}))
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestDestroySnapshotsRetriesWithoutFailedOnes(t *testing.T) {
@@ -122,6 +124,80 @@ func TestDestroyBookmarksIdempotent(t *testing.T) {
 	f.Expect([]string{"zfs", "destroy", "tank/a#other"}, fail(t, "bookmark_missing.txt"))
 	if err := c.DestroyBookmarks(context.Background(), []string{"tank/a#other"}); err == nil {
 		t.Error("unrelated message taken as success")
+	}
+}
+
+// TestDestroyBookmarksConcurrent: one zfs destroy per bookmark, up to
+// destroyBookmarkProcs at a time; every bookmark is tried, and the error
+// names each one that failed.
+func TestDestroyBookmarksConcurrent(t *testing.T) {
+	c, f := newFake(t)
+	var (
+		mu             sync.Mutex
+		running, peak  int
+		names, release = []string{}, make(chan struct{})
+	)
+	for i := 0; i < 20; i++ {
+		names = append(names, fmt.Sprintf("tank/d%02d#zsync_cursor_x", i))
+	}
+	f.Fallback = func(cmd Cmd) (FakeResponse, bool) {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		if running == destroyBookmarkProcs {
+			select {
+			case <-release:
+			default:
+				close(release)
+			}
+		}
+		mu.Unlock()
+		// the first calls wait until eight run at once (or a while: a
+		// sequential implementation fails on peak below)
+		select {
+		case <-release:
+		case <-time.After(2 * time.Second):
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+		switch cmd.Argv[len(cmd.Argv)-1] {
+		case names[3]:
+			return FakeResponse{Stderr: "cannot destroy bookmark: permission denied\n", ExitCode: 1}, true
+		case names[17]:
+			return FakeResponse{Stderr: "cannot destroy bookmark: dataset does not exist\n", ExitCode: 1}, true
+		}
+		return FakeResponse{}, true
+	}
+	err := c.DestroyBookmarks(context.Background(), names)
+	if err == nil || !strings.Contains(err.Error(), names[3]) || !strings.Contains(err.Error(), names[17]) {
+		t.Fatalf("err = %v, want both failures named", err)
+	}
+	if strings.Index(err.Error(), names[3]) > strings.Index(err.Error(), names[17]) {
+		t.Errorf("failures out of order: %v", err)
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Errorf("err = %v, want a *zfs.Error inside", err)
+	}
+	got := argvOf(f.Calls())
+	if len(got) != len(names) {
+		t.Fatalf("%d calls, want %d", len(got), len(names))
+	}
+	seen := map[string]bool{}
+	for _, a := range got {
+		if len(a) != 3 || a[1] != "destroy" {
+			t.Fatalf("call %q", a)
+		}
+		seen[a[2]] = true
+	}
+	for _, n := range names {
+		if !seen[n] {
+			t.Errorf("%s was not destroyed", n)
+		}
+	}
+	if peak != destroyBookmarkProcs {
+		t.Errorf("at most %d calls ran at once, want %d", peak, destroyBookmarkProcs)
 	}
 }
 
