@@ -29,8 +29,21 @@ type farSide struct {
 	mu      stdsync.Mutex
 	conn    *sshtransport.Conn
 	clients []*sshtransport.Client
+	// streams is max_streams within the session budget (see sshSessions)
+	streams int
 	// warnOnce keeps a failed max_streams to one warning per run
 	warnOnce stdsync.Once
+}
+
+// sshSessions is OpenSSH's default MaxSessions: the sessions one
+// connection may have open at a time. A job opens one per worker
+// (concurrency), times max_streams; beyond it sshd refuses sessions, and a
+// refused first session would fail datasets, so zsync stays within it.
+const sshSessions = 10
+
+// streamsWithin returns max_streams cut to the session budget.
+func streamsWithin(maxStreams, concurrency int) int {
+	return max(1, min(maxStreams, sshSessions/max(1, concurrency)))
 }
 
 // defaultIdleTimeout closes the far side's connection when a call has
@@ -41,6 +54,13 @@ const defaultIdleTimeout = 30 * time.Minute
 
 func (e *env) newFarSide(j *jobConfig) *farSide {
 	f := &farSide{e: e, remote: j.Remote}
+	if j.Remote != nil && j.Remote.MaxStreams > 1 {
+		f.streams = streamsWithin(j.Remote.MaxStreams, j.Replication.Concurrency)
+		if f.streams < j.Remote.MaxStreams {
+			e.log.Warn().Str("job", j.Name).Msgf("max_streams = %d with concurrency = %d would open %d SSH sessions on one connection, more than sshd's default MaxSessions (%d): each stream uses %d channels",
+				j.Remote.MaxStreams, j.Replication.Concurrency, j.Remote.MaxStreams*j.Replication.Concurrency, sshSessions, f.streams)
+		}
+	}
 	f.copts.IdleTimeout = defaultIdleTimeout
 	if j.Remote != nil && j.Remote.IdleTimeout.IsSet() {
 		f.copts.IdleTimeout = j.Remote.IdleTimeout.Duration
@@ -80,8 +100,11 @@ func (f *farSide) open(ctx context.Context) (zsync.Endpoint, error) {
 			rw.Close()
 			return nil, fmt.Errorf("%s: %w", f.remote.Host, err)
 		}
-		if n := f.remote.MaxStreams; n > 1 {
-			f.stripe(ctx, conn, cl, n)
+		if f.streams > 1 {
+			if err := f.stripe(ctx, conn, cl, f.streams); err != nil {
+				cl.Close()
+				return nil, err
+			}
 		}
 	}
 	f.mu.Lock()
@@ -93,14 +116,17 @@ func (f *farSide) open(ctx context.Context) (zsync.Endpoint, error) {
 // stripe spreads the streams of cl over n channels of conn (max_streams):
 // one SSH channel carries about 2 MiB per round trip whatever the link. A
 // far side that cannot stripe (an older zsync) costs a warning, not the
-// run: the streams then go over cl's one channel.
-func (f *farSide) stripe(ctx context.Context, conn *sshtransport.Conn, cl *sshtransport.Client, n int) {
+// run: the streams then go over cl's one channel. It returns an error only
+// when cl broke meanwhile.
+func (f *farSide) stripe(ctx context.Context, conn *sshtransport.Conn, cl *sshtransport.Client, n int) error {
 	err := cl.Stripe(ctx, n, func(ctx context.Context) (io.ReadWriteCloser, error) {
 		return conn.Exec(ctx, f.remote.Command)
 	})
 	switch {
 	case err == nil:
 		f.e.log.Debug().Str("host", f.remote.Host).Int("streams", n).Msg("streams striped over several SSH channels")
+	case errors.Is(err, sshtransport.ErrClosed):
+		return fmt.Errorf("%s: striping over %d channels (max_streams): %w", f.remote.Host, n, err)
 	case errors.Is(err, sshtransport.ErrStripingUnsupported):
 		f.warnOnce.Do(func() {
 			f.e.log.Warn().Str("host", f.remote.Host).Err(err).
@@ -112,6 +138,7 @@ func (f *farSide) stripe(ctx context.Context, conn *sshtransport.Conn, cl *sshtr
 				Msgf("max_streams = %d: striping failed; each stream uses one SSH channel", n)
 		})
 	}
+	return nil
 }
 
 func (f *farSide) dial(ctx context.Context) (*sshtransport.Conn, error) {

@@ -188,9 +188,7 @@ func (c *Client) closeRW() error {
 		c.mu.Lock()
 		links := c.links
 		c.mu.Unlock()
-		for _, l := range links {
-			_ = l.rw.Close()
-		}
+		closeLinks(links)
 	})
 	return c.closeErr
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/zsync-dev/zsync/sshtransport/wire"
 )
@@ -28,9 +29,9 @@ type clientLink struct {
 // link, which bounds a stream to 2 MiB per round trip; n channels carry n
 // times that. Requests and responses stay on the first channel.
 //
-// On failure the client goes on with its one channel (unless the
-// connection itself broke: then it is unusable, as after any failed
-// call): ErrStripingUnsupported (wrapped) when the far side cannot
+// On failure the client goes on with its one channel, unless the
+// connection itself broke (the error then wraps ErrClosed, and the client
+// is unusable, as after any failed call): ErrStripingUnsupported (wrapped) when the far side cannot
 // stripe, the failure of opening or joining a channel otherwise. Stripe
 // must be called before any stream and at most once.
 func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (io.ReadWriteCloser, error)) error {
@@ -54,8 +55,9 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 	}
 	var links []*clientLink
 	fail := func(err error) error {
-		for _, l := range links {
-			_ = l.rw.Close()
+		closeLinks(links)
+		if uerr := c.usable(); uerr != nil {
+			return fmt.Errorf("%w (%w)", err, uerr)
 		}
 		return err
 	}
@@ -66,7 +68,10 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 		}
 		// the joining channel is a client of its own until it joined:
 		// handshake, one request, then raw frames
-		jc, err := NewClient(ctx, rw, ClientOptions{SoftwareVersion: c.opts.SoftwareVersion, HandshakeTimeout: c.opts.HandshakeTimeout})
+		// with the client's idle timeout: a far side that stops
+		// feeding or draining this channel mid-stream is caught here
+		jc, err := NewClient(ctx, rw, ClientOptions{SoftwareVersion: c.opts.SoftwareVersion,
+			HandshakeTimeout: c.opts.HandshakeTimeout, IdleTimeout: c.opts.IdleTimeout})
 		if err != nil {
 			return fail(fmt.Errorf("striping: channel %d of %d: %w", i+1, n, err))
 		}
@@ -86,6 +91,20 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 	}
 	c.links = links
 	return nil
+}
+
+// closeLinks closes channels at once (closing an SSH session waits for the
+// far command's exit).
+func closeLinks(links []*clientLink) {
+	var wg sync.WaitGroup
+	for _, l := range links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.rw.Close()
+		}()
+	}
+	wg.Wait()
 }
 
 // Streams returns how many channels the client's streams travel over.

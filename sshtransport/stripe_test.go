@@ -279,3 +279,121 @@ func TestStripeOpenFailsFallsBack(t *testing.T) {
 		t.Fatalf("send after a failed Stripe: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestStripedIdleTimeout: a far send that hangs mid-stream is caught by the
+// client's idle timeout whichever channel the next frame is due on.
+func TestStripedIdleTimeout(t *testing.T) {
+	h := servetest.NewFake()
+	h.SendData = testData(3<<20 + 5) // frames 0..3: the stall is on channel 1
+	h.SendStall = true
+	s := stripedSession(t, h, ClientOptions{IdleTimeout: 500 * time.Millisecond}, 3)
+	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(rc)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrIdleTimeout) {
+			t.Fatalf("err = %v, want the idle timeout", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled striped send was not caught by the idle timeout")
+	}
+}
+
+// TestStripeJoinStrangersTurnedAway: a connection to the session's socket
+// that does not speak the join is turned away alone: the client's own
+// channels still join, and once all joined nothing more can.
+func TestStripeJoinStrangersTurnedAway(t *testing.T) {
+	h := servetest.NewFake()
+	h.SendData = testData(4<<20 + 3)
+	s := newSession(t, h, serve.Options{}, ClientOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var sess wire.StripeOpenResult
+	if err := s.c.call(ctx, wire.OpStripeOpen, wire.StripeOpenArgs{Streams: 3}, &sess); err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := net.Dial("unix", "@zsync-stripe-"+sess.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = stranger.Write([]byte("GET / HTTP/1.0\n"))
+	ans, _ := io.ReadAll(stranger)
+	stranger.Close()
+	if !strings.HasPrefix(string(ans), "refused: malformed join") {
+		t.Errorf("the stranger got %q", ans)
+	}
+	open := joinOpener(t, h, serve.Options{})
+	var links []*clientLink
+	for i := 1; i < 3; i++ {
+		rw, _ := open(ctx)
+		jc, err := NewClient(ctx, rw, ClientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := jc.call(ctx, wire.OpStripeJoin, wire.StripeJoinArgs{Session: sess.Session, Token: sess.Token, Index: i}, nil); err != nil {
+			t.Fatalf("channel %d after a stranger: %v", i, err)
+		}
+		links = append(links, &clientLink{rw: jc.rw, br: jc.br})
+	}
+	if _, err := net.Dial("unix", "@zsync-stripe-"+sess.Session); err == nil {
+		t.Error("the session's socket still listens after every channel joined")
+	}
+	if err := s.c.call(ctx, wire.OpStripeReady, wire.StripeReadyArgs{}, nil); err != nil {
+		t.Fatalf("stripe_ready: %v", err)
+	}
+	s.c.links = links
+	t.Cleanup(func() { _ = s.c.Close() })
+	rc, err := s.c.Send(ctx, mustSend(t, testSend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil || !bytes.Equal(got, h.SendData) {
+		t.Fatalf("striped send: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestStripedChannelLostBetweenStreams: a joined channel that goes away
+// between streams does not cripple the primary: its requests still work.
+func TestStripedChannelLostBetweenStreams(t *testing.T) {
+	h := servetest.NewFake()
+	so := serve.Options{}
+	s := newSession(t, h, so, ClientOptions{})
+	ctx := context.Background()
+	var joined []net.Conn
+	err := s.c.Stripe(ctx, 2, func(context.Context) (io.ReadWriteCloser, error) {
+		a, b := net.Pipe()
+		joined = append(joined, b)
+		go func() {
+			_ = serve.Serve(context.Background(), b, b, h, so)
+			_ = b.Close()
+		}()
+		return a, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.c.Close() })
+	joined[0].Close() // the far end of channel 1 dies
+	time.Sleep(200 * time.Millisecond)
+	if _, err := s.c.Holds(ctx, []string{"tank/a@b"}); err != nil {
+		t.Fatalf("a request after a striped channel was lost: %v", err)
+	}
+	// the far handler's context is intact: a List that waits on it is
+	// still waiting when the client gives up (it used to end at once with
+	// "context canceled")
+	h.Block = true
+	lctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer cancel()
+	if _, err := s.c.List(lctx, []string{"tank"}, zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("List after a striped channel was lost: %v, want the client's own deadline", err)
+	}
+}

@@ -47,6 +47,7 @@ type stripeSession struct {
 	closed  bool
 	refused chan struct{} // closed at the first refused channel
 	why     string        // why it was refused
+	ready   bool          // stripe_ready took the channels
 }
 
 // stripeLink is a joined channel, as the primary sees it.
@@ -145,8 +146,9 @@ func (s *server) stripeOpen(a wire.StripeOpenArgs) (wire.StripeOpenResult, error
 	ss.ln = ln
 	s.stripe = ss
 	go ss.accept()
-	// never wait forever for channels that do not come
-	time.AfterFunc(stripeJoinTimeout, func() { _ = ln.Close() })
+	// a session that is not ready in time is abandoned: its listener and
+	// the channels that joined close (they end their far serves)
+	time.AfterFunc(stripeJoinTimeout+5*time.Second, func() { ss.abandon() })
 	return wire.StripeOpenResult{Session: ss.session, Token: hex.EncodeToString(tok)}, nil
 }
 
@@ -165,33 +167,43 @@ func (ss *stripeSession) accept() {
 // with a line that says why.
 func (ss *stripeSession) admit(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(stripeJoinTimeout))
-	// a refused channel ends the session: nothing joins after a wrong
-	// token, and stripe_ready says why at once
-	refuse := func(why string) {
-		ss.mu.Lock()
-		if ss.why == "" {
-			ss.why = why
-			close(ss.refused)
-		}
-		ss.closed = true
-		ss.mu.Unlock()
-		_ = ss.ln.Close()
+	// Anyone on the host can reach the socket (its name shows in
+	// /proc/net/unix): a peer of another user, or one that does not
+	// speak, is turned away alone. A channel of this user that brings a
+	// wrong token or joins wrongly ends the session: nothing joins after
+	// it, and stripe_ready says why at once (unless every channel had
+	// joined already).
+	turnAway := func(why string) {
 		_, _ = io.WriteString(c, "refused: "+why+"\n")
 		c.Close()
 	}
+	refuse := func(why string) {
+		ss.mu.Lock()
+		ended := ss.why == "" && ss.count < ss.streams-1
+		if ended {
+			ss.why = why
+			close(ss.refused)
+			ss.closed = true
+		}
+		ss.mu.Unlock()
+		if ended {
+			_ = ss.ln.Close()
+		}
+		turnAway(why)
+	}
 	if err := checkPeerUser(c); err != nil {
-		refuse(err.Error())
+		turnAway(err.Error())
 		return
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
 	line, err := readJoinLine(br)
 	if err != nil {
-		refuse(err.Error())
+		turnAway(err.Error())
 		return
 	}
 	var j joinLine
 	if err := wire.DecodeStrict(line, &j); err != nil {
-		refuse("malformed join")
+		turnAway("malformed join")
 		return
 	}
 	tok, err := hex.DecodeString(j.Token)
@@ -207,7 +219,7 @@ func (ss *stripeSession) admit(c net.Conn) {
 	switch {
 	case ss.closed:
 		ss.mu.Unlock()
-		refuse("the session is closed")
+		turnAway("the session is closed")
 		return
 	case j.Index < 1 || j.Index >= ss.streams || ss.links[j.Index-1] != nil:
 		ss.mu.Unlock()
@@ -216,17 +228,33 @@ func (ss *stripeSession) admit(c net.Conn) {
 	}
 	ss.links[j.Index-1] = &stripeLink{conn: c, br: br, w: c}
 	ss.count++
-	if ss.count == ss.streams-1 {
+	complete := ss.count == ss.streams-1
+	if complete {
 		close(ss.all)
+		ss.closed = true // nothing more joins
 	}
 	ss.mu.Unlock()
+	if complete {
+		_ = ss.ln.Close()
+	}
 	_ = c.SetDeadline(time.Time{})
 	if _, err := io.WriteString(c, "ok\n"); err != nil {
 		c.Close() // the joiner is gone: stripe_ready's reads will fail
 	}
 }
 
-func readJoinLine(br *bufio.Reader) ([]byte, error) {
+// byteReader reads one byte at a time, with no buffer.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var p [1]byte
+	if _, err := io.ReadFull(b.r, p[:]); err != nil {
+		return 0, err
+	}
+	return p[0], nil
+}
+
+func readJoinLine(br io.ByteReader) ([]byte, error) {
 	var line []byte
 	for {
 		b, err := br.ReadByte()
@@ -247,6 +275,7 @@ func readJoinLine(br *bufio.Reader) ([]byte, error) {
 func (ss *stripeSession) close(keep bool) {
 	ss.mu.Lock()
 	ss.closed = true
+	ss.ready = ss.ready || keep
 	ss.mu.Unlock()
 	_ = ss.ln.Close()
 	if keep {
@@ -256,6 +285,16 @@ func (ss *stripeSession) close(keep bool) {
 		if l != nil {
 			l.conn.Close()
 		}
+	}
+}
+
+// abandon closes a session that stripe_ready did not take.
+func (ss *stripeSession) abandon() {
+	ss.mu.Lock()
+	ready := ss.ready
+	ss.mu.Unlock()
+	if !ready {
+		ss.close(false)
 	}
 }
 
@@ -285,32 +324,40 @@ func (s *server) stripeReady() error {
 		return s.ctx.Err()
 	}
 	ss.close(true)
-	for _, l := range ss.links {
+	for i, l := range ss.links {
 		l.w = &alsoWatched{w: l.conn, ww: s.out}
 		l.frames = make(chan inFrame)
-		go s.linkReadLoop(l)
+		go s.linkReadLoop(l, i+1)
 	}
 	s.links = ss.links
 	return nil
 }
 
-// linkReadLoop is readLoop for a joined channel.
-func (s *server) linkReadLoop(l *stripeLink) {
+// linkReadLoop is readLoop for a joined channel. Frames come only inside a
+// receive stream; a channel that fails or closes answers every later read
+// with its error, so the next stream that needs it fails (and Serve with
+// it), while requests on the primary go on: between streams, a lost
+// channel is nobody's loss yet.
+func (s *server) linkReadLoop(l *stripeLink, index int) {
 	for {
 		buf := s.getBuf()
 		t, p, err := wire.ReadFrame(l.br, *buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("a striped channel closed: %w", io.ErrUnexpectedEOF)
+				err = io.ErrUnexpectedEOF
 			}
-			s.inputGone()
+			err = fmt.Errorf("striped channel %d lost: %w", index, err)
+			for {
+				select {
+				case l.frames <- inFrame{err: err}:
+				case <-s.ctx.Done():
+					return
+				}
+			}
 		}
 		select {
 		case l.frames <- inFrame{t: t, p: p, err: err, buf: buf}:
 		case <-s.ctx.Done():
-			return
-		}
-		if err != nil {
 			return
 		}
 	}
@@ -382,9 +429,9 @@ func (s *server) stripeJoin(a wire.StripeJoinArgs) (net.Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("striping: joining session %s: %w", a.Session, err)
 	}
-	// read the answer byte by byte: what follows it is frames
-	br := bufio.NewReaderSize(c, 1)
-	ans, err := readJoinLine(br)
+	// the answer is read byte by byte, so that nothing after it is taken
+	// from the connection the relay reads
+	ans, err := readJoinLine(byteReader{c})
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("striping: joining session %s: %w", a.Session, err)
@@ -419,14 +466,7 @@ func (s *server) relay(c net.Conn) error {
 		}
 		if f.err != nil {
 			if errors.Is(f.err, io.EOF) {
-				if uc, ok := c.(interface{ CloseWrite() error }); ok {
-					_ = uc.CloseWrite()
-				}
-				select {
-				case <-toClient:
-				case <-time.After(5 * time.Second):
-				}
-				return nil
+				return nil // the client closed the channel: nobody reads on
 			}
 			return fmt.Errorf("striped channel: %w", f.err)
 		}

@@ -39,7 +39,10 @@ type Fake struct {
 	// SendEndless makes Send stream forever until its context ends.
 	SendEndless bool
 	// SendBlock makes the Send stream's Read block until its context ends.
-	SendBlock   bool
+	SendBlock bool
+	// SendStall makes the Send stream block after SendData (a far zfs
+	// send that hangs mid-stream) until its context ends.
+	SendStall   bool
 	SendCtxDone chan struct{} // receives when a send's context ended
 
 	// Receive: what it read, and the reader's error.
@@ -184,6 +187,8 @@ func (f *Fake) Send(ctx context.Context, s zfs.ValidatedSend) (io.ReadCloser, er
 		return &EndlessReader{Ctx: ctx}, nil
 	case f.SendBlock:
 		return &blockingReader{ctx: ctx}, nil
+	case f.SendStall:
+		return io.NopCloser(io.MultiReader(bytes.NewReader(f.SendData), &blockingReader{ctx: ctx})), nil
 	}
 	return &FailingReader{R: bytes.NewReader(f.SendData), Err: f.SendErr}, nil
 }
