@@ -21,8 +21,8 @@ type recordEP struct {
 	// failArg fails any call that names one of its keys
 	failArg map[string]error
 	guids   map[string]string // for Get of guid
-	lists int
-	calls []string
+	lists   int
+	calls   []string
 }
 
 func (e *recordEP) Get(_ context.Context, names []string, props []string) (map[string]map[string]string, error) {
