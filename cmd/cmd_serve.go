@@ -43,7 +43,7 @@ func serveCommand(e *env) *cli.Command {
 					return usageErrorf("no [[serve.client]] named %q in %s", name, cfg.Path)
 				}
 				pol = &serve.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend,
-					AllowProperties: cl.AllowProperties, MaxHolds: cl.MaxHolds}
+					AllowProperties: cl.AllowProperties, MaxHolds: cl.MaxHolds, MaxStreams: cl.MaxStreams}
 				if len(cl.Send) > 0 {
 					f, err := zfs.ParseFilter(cl.Send)
 					if err != nil {

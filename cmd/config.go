@@ -231,6 +231,9 @@ func (c *Config) applyDefaults() {
 		if cl := &c.Serve.Clients[i]; cl.MaxHolds == 0 {
 			cl.MaxHolds = serve.DefaultMaxHolds
 		}
+		if cl := &c.Serve.Clients[i]; cl.MaxStreams == 0 {
+			cl.MaxStreams = serve.DefaultMaxStreams
+		}
 	}
 }
 
@@ -403,6 +406,9 @@ func (c *Config) validate() []problem {
 		}
 		if cl.MaxHolds < 0 {
 			bad(p+".max_holds", fmt.Errorf("must not be negative, got %d", cl.MaxHolds))
+		}
+		if cl.MaxStreams < 1 || cl.MaxStreams > sshtransport.MaxStreams {
+			bad(p+".max_streams", fmt.Errorf("invalid max_streams %d: want 1 to %d", cl.MaxStreams, sshtransport.MaxStreams))
 		}
 		for k, other := range c.Serve.Clients[:i] {
 			if cl.ReceiveRoot == "" || other.ReceiveRoot == "" {

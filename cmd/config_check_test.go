@@ -85,6 +85,7 @@ append_only = false
 prune_send = true
 allow_properties = ["checksum", "com.example:owner"]
 max_holds = 500
+max_streams = 2
 `
 
 // edgeConfig has the values whose printing went wrong: zeros that mean
@@ -276,7 +277,7 @@ func TestConfigCheckPrintsEffectiveDefaults(t *testing.T) {
 		`initial = "most_recent"`, `protection = "resumability"`, `raw = "auto"`, `on_diverged = "fail"`,
 		`concurrency = 1`, `bandwidth_limit = "50MiB"`, `compression = "none"`,
 		`lag_warning = "30m"`, `lag_critical = "1h"`, `snapshot_age_warning = "30m"`, `snapshot_age_critical = "1h"`,
-		"[serve]\n  idle_timeout = \"30m\"", `max_holds = 100000`,
+		"[serve]\n  idle_timeout = \"30m\"", `max_holds = 100000`, `max_streams = 4`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the normalised config lacks %s:\n%s", want, out)

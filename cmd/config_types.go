@@ -120,6 +120,10 @@ type serveClientConfig struct {
 	// so many tags on one snapshot count as many (0: serve.DefaultMaxHolds,
 	// 100000).
 	MaxHolds int `toml:"max_holds"`
+	// MaxStreams caps the SSH channels the client may stripe a stream
+	// over (its max_streams is cut to it; 1: no striping; 0:
+	// serve.DefaultMaxStreams, 4).
+	MaxStreams int `toml:"max_streams"`
 }
 
 // farSideProperties are decided by `zsync serve` for every restricted

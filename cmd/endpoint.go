@@ -124,7 +124,12 @@ func (f *farSide) stripe(ctx context.Context, conn *sshtransport.Conn, cl *sshtr
 	})
 	switch {
 	case err == nil:
-		f.e.log.Debug().Str("host", f.remote.Host).Int("streams", n).Msg("streams striped over several SSH channels")
+		if got := cl.Streams(); got < n {
+			f.warnOnce.Do(func() {
+				f.e.log.Warn().Str("host", f.remote.Host).Msgf("max_streams = %d: the far host grants this client %d channels (max_streams of its [[serve.client]])", n, got)
+			})
+		}
+		f.e.log.Debug().Str("host", f.remote.Host).Int("streams", cl.Streams()).Msg("streams striped over several SSH channels")
 	case errors.Is(err, sshtransport.ErrClosed):
 		return fmt.Errorf("%s: striping over %d channels (max_streams): %w", f.remote.Host, n, err)
 	case errors.Is(err, sshtransport.ErrStripingUnsupported):

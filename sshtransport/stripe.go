@@ -49,10 +49,11 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 		}
 		return err
 	}
-	if err := sess.Validate(); err != nil {
+	if err := sess.Validate(n); err != nil {
 		c.breakConn(err)
-		return err
+		return fmt.Errorf("%w (%w)", err, ErrClosed)
 	}
+	n = sess.Streams // the far host may grant fewer
 	var links []*clientLink
 	fail := func(err error) error {
 		closeLinks(links)
@@ -107,7 +108,8 @@ func closeLinks(links []*clientLink) {
 	wg.Wait()
 }
 
-// Streams returns how many channels the client's streams travel over.
+// Streams returns how many channels the client's streams travel over
+// (fewer than Stripe asked when the far host caps it for this client).
 func (c *Client) Streams() int { return len(c.links) + 1 }
 
 // streamOut is where frame seq of a stream goes.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -395,5 +396,40 @@ func TestStripedChannelLostBetweenStreams(t *testing.T) {
 	defer cancel()
 	if _, err := s.c.List(lctx, []string{"tank"}, zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem}}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("List after a striped channel was lost: %v, want the client's own deadline", err)
+	}
+}
+
+// TestStripeCappedByPolicy: the far host grants a restricted client at
+// most its max_streams channels, and refuses striping at 1; the client
+// then carries on over its one channel.
+func TestStripeCappedByPolicy(t *testing.T) {
+	for _, c := range []struct{ cap, want int }{{2, 2}, {0, serve.DefaultMaxStreams}, {1, 1}} {
+		t.Run(fmt.Sprintf("cap=%d", c.cap), func(t *testing.T) {
+			h := servetest.NewFake()
+			h.SendData = testData(5<<20 + 1)
+			so := serve.Options{Policy: &serve.Policy{Client: "laptop", MaxStreams: c.cap, Send: func(string) bool { return true }}}
+			s := newSession(t, h, so, ClientOptions{})
+			err := s.c.Stripe(context.Background(), 6, joinOpener(t, h, so))
+			t.Cleanup(func() { _ = s.c.Close() })
+			if c.want == 1 {
+				if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "max_streams") {
+					t.Fatalf("Stripe = %v, want a refusal naming max_streams", err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if s.c.Streams() != c.want {
+				t.Fatalf("Streams() = %d, want %d", s.c.Streams(), c.want)
+			}
+			rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			_ = rc.Close()
+			if err != nil || !bytes.Equal(got, h.SendData) {
+				t.Fatalf("send: %d bytes, %v", len(got), err)
+			}
+		})
 	}
 }

@@ -61,6 +61,20 @@ type Policy struct {
 	// (snapshot, tag), so many tags on one snapshot count as many. A hold
 	// that would pass it is refused. 0 means DefaultMaxHolds.
 	MaxHolds int
+	// MaxStreams caps the SSH channels the client may stripe one
+	// connection's streams over (each runs a serve process here); 1
+	// refuses striping. 0 means DefaultMaxStreams.
+	MaxStreams int
+}
+
+// DefaultMaxStreams is a client's stripe cap when Policy.MaxStreams is 0.
+const DefaultMaxStreams = 4
+
+func (p *Policy) maxStreams() int {
+	if p.MaxStreams == 0 {
+		return DefaultMaxStreams
+	}
+	return p.MaxStreams
 }
 
 // DefaultMaxHolds is a client's hold cap when Policy.MaxHolds is 0. An -I

@@ -127,6 +127,14 @@ func (s *server) stripeOpen(a wire.StripeOpenArgs) (wire.StripeOpenResult, error
 	if s.stripe != nil || s.links != nil {
 		return wire.StripeOpenResult{}, errors.New("this connection is already striped")
 	}
+	if p := s.o.Policy; p != nil {
+		limit := p.maxStreams()
+		if limit < 2 {
+			return wire.StripeOpenResult{}, p.forbid(fmt.Sprintf("stripe streams over %d channels", a.Streams),
+				"max_streams of its [[serve.client]] on this host is 1")
+		}
+		a.Streams = min(a.Streams, limit)
+	}
 	sess := make([]byte, wire.StripeSessionLen)
 	tok := make([]byte, wire.StripeTokenLen)
 	if _, err := rand.Read(sess); err != nil {
@@ -149,7 +157,7 @@ func (s *server) stripeOpen(a wire.StripeOpenArgs) (wire.StripeOpenResult, error
 	// a session that is not ready in time is abandoned: its listener and
 	// the channels that joined close (they end their far serves)
 	time.AfterFunc(stripeJoinTimeout+5*time.Second, func() { ss.abandon() })
-	return wire.StripeOpenResult{Session: ss.session, Token: hex.EncodeToString(tok)}, nil
+	return wire.StripeOpenResult{Session: ss.session, Token: hex.EncodeToString(tok), Streams: a.Streams}, nil
 }
 
 // accept takes joining servers until the listener closes.

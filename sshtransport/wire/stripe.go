@@ -11,11 +11,12 @@ import (
 //
 //  1. On its first connection (the primary) the client asks stripe_open
 //     with the number of channels it wants in all (StripeOpenArgs.Streams,
-//     the primary included). The server answers a session id and a secret
-//     token (StripeOpenResult) and waits for the others to join.
-//  2. The client opens Streams-1 more sessions running the same command (an
+//     the primary included). The server answers a session id, a secret
+//     token and the number of channels it grants, 2 or more and at most
+//     the number asked (StripeOpenResult), and waits for the others.
+//  2. The client opens granted-1 more sessions running the same command (an
 //     SSH forced command runs for each) and sends stripe_join on each, with
-//     the session id, the token and the channel's index (1..Streams-1). The
+//     the session id, the token and the channel's index (1..granted-1). The
 //     joining server hands the channel to the primary server over a local
 //     socket that only a process of the same user can reach, and answers
 //     ok once the primary accepted it; from then on it relays frames
@@ -23,7 +24,7 @@ import (
 //  3. The client asks stripe_ready on the primary; once it answered ok,
 //     every stream of the connection (send and receive) is striped: the
 //     stream's frames after the ok response (data frames and the end
-//     frame), numbered from 0, travel frame i on channel i mod Streams
+//     frame), numbered from 0, travel frame i on channel i mod granted
 //     (channel 0 is the primary). Everything else (requests, responses,
 //     cancel, error frames) stays on the primary.
 //
@@ -50,10 +51,13 @@ type (
 	StripeOpenArgs struct {
 		Streams int `json:"streams"`
 	}
-	// StripeOpenResult names the session the other channels join.
+	// StripeOpenResult names the session the other channels join, and
+	// how many channels the server grants in all (at most Streams; the
+	// far host may cap it per client).
 	StripeOpenResult struct {
 		Session string `json:"session"`
 		Token   string `json:"token"`
+		Streams int    `json:"streams"`
 	}
 	// StripeJoinArgs joins this channel to a session as channel Index.
 	StripeJoinArgs struct {
@@ -73,8 +77,19 @@ func (a StripeOpenArgs) Validate() error {
 	return nil
 }
 
-// Validate checks the session result's shape.
-func (r StripeOpenResult) Validate() error {
+// Validate checks the session result's shape, for a request of asked
+// channels.
+func (r StripeOpenResult) Validate(asked int) error {
+	if err := r.validateSecrets(); err != nil {
+		return err
+	}
+	if r.Streams < 2 || r.Streams > asked {
+		return fmt.Errorf("%w: %d stripe channels granted, %d asked", ErrProtocol, r.Streams, asked)
+	}
+	return nil
+}
+
+func (r StripeOpenResult) validateSecrets() error {
 	if err := validateHex("session", r.Session, StripeSessionLen); err != nil {
 		return err
 	}
@@ -83,7 +98,7 @@ func (r StripeOpenResult) Validate() error {
 
 // Validate checks the secrets' shapes and the index.
 func (a StripeJoinArgs) Validate() error {
-	if err := (StripeOpenResult{Session: a.Session, Token: a.Token}).Validate(); err != nil {
+	if err := (StripeOpenResult{Session: a.Session, Token: a.Token}).validateSecrets(); err != nil {
 		return err
 	}
 	if a.Index < 1 || a.Index >= MaxStripes {
