@@ -130,7 +130,8 @@ func (j *Job) resolver(rootTID TargetID) StepResolver {
 	}
 }
 
-// holdChunk is how many snapshots one batched hold or release names.
+// holdChunk is how many snapshots one batched hold or release names, and
+// how many bookmarks one batched destroy does.
 const holdChunk = 256
 
 // byPoolNames groups snapshot names by pool, in pool order, in chunks of
@@ -259,8 +260,11 @@ func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string
 }
 
 // flush makes the collected releases, one call per side, tag and pool,
-// then destroys the stale bookmarks in one call (zfs destroys them one at
-// a time, several at once: see zfs.CLI.DestroyBookmarks). A
+// then destroys the stale bookmarks, one call per pool (zfs destroys them
+// one at a time, several at once: see zfs.CLI.DestroyBookmarks). Every
+// bookmark collected is the old cursor of a dataset whose new cursor and
+// last-received hold exist, so it goes even when the release of that
+// dataset's step holds fails below. A
 // release that fails on the source (the snapshots the failure names, or
 // all of the call's when it names none) fails its dataset (its step holds would
 // never go: see moveError); on the target it is a warning (the next run
@@ -299,31 +303,38 @@ func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 	b.destroyBookmarks(ctx, src)
 }
 
-// destroyBookmarks destroys the collected stale bookmarks in one call.
-// When it fails, each dataset's are tried again on their own (a bookmark
-// that is gone counts as destroyed), so that the warning goes to the
-// datasets whose bookmarks stay: a stale cursor only costs space in the
-// bookmark list until a later run destroys it.
+// destroyBookmarks destroys the collected stale bookmarks, one call per
+// pool and chunk of holdChunk (each zfs destroy waits for a transaction
+// group; a bounded call stays well within the idle timeout). When a call
+// fails, the datasets of that chunk are tried again on their own (a
+// bookmark that is gone counts as destroyed), so that the warning goes to
+// the datasets whose bookmarks stay: a stale cursor only costs space in
+// the bookmark list until a later run destroys it. A cancelled run tries
+// nothing more.
 func (b *releaseBatch) destroyBookmarks(ctx context.Context, src Endpoint) {
-	if len(b.bookmarks) == 0 {
-		return
-	}
-	all := slices.Sorted(maps.Keys(b.bookmarks))
-	if err := src.DestroyBookmarks(ctx, all); err == nil {
-		return
-	}
-	byRun := map[*datasetRun][]string{}
-	var runs []*datasetRun
-	for _, bm := range all {
-		d := b.bookmarks[bm]
-		if byRun[d] == nil {
-			runs = append(runs, d)
+	for _, chunk := range byPoolNames(slices.Collect(maps.Keys(b.bookmarks))) {
+		if ctx.Err() != nil {
+			return
 		}
-		byRun[d] = append(byRun[d], bm)
-	}
-	for _, d := range runs {
-		if err := src.DestroyBookmarks(ctx, byRun[d]); err != nil {
-			d.warn(d.res.Target, fmt.Errorf("reconcile: destroy stale bookmarks: %w", err))
+		if err := src.DestroyBookmarks(ctx, chunk); err == nil {
+			continue
+		}
+		byRun := map[*datasetRun][]string{}
+		var runs []*datasetRun
+		for _, bm := range chunk {
+			d := b.bookmarks[bm]
+			if byRun[d] == nil {
+				runs = append(runs, d)
+			}
+			byRun[d] = append(byRun[d], bm)
+		}
+		for _, d := range runs {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := src.DestroyBookmarks(ctx, byRun[d]); err != nil {
+				d.warn(d.res.Target, fmt.Errorf("reconcile: destroy stale bookmarks: %w", err))
+			}
 		}
 	}
 }

@@ -621,3 +621,32 @@ func TestHoldBatchFailures(t *testing.T) {
 		})
 	}
 }
+
+// A level's stale bookmarks go in one destroy per pool and chunk of
+// holdChunk; a cancelled run destroys nothing more.
+func TestBatchedBookmarkDestroysChunked(t *testing.T) {
+	d, src, dst, _ := finishCase(t)
+	batch := newReleaseBatch()
+	var names []string
+	for i := 0; i < holdChunk+44; i++ {
+		names = append(names, fmt.Sprintf("tank/a#zsync_cursor_%03d", i))
+	}
+	batch.addBookmarks(d, append(names, "other/x#zsync_cursor_1", "other/y#zsync_cursor_2"))
+	batch.flush(context.Background(), src, dst)
+	var sizes []int
+	for _, c := range src.calls {
+		if strings.HasPrefix(c, "DestroyBookmarks ") {
+			sizes = append(sizes, len(strings.Fields(c))-1)
+		}
+	}
+	if !slices.Equal(sizes, []int{2, holdChunk, 44}) {
+		t.Errorf("destroy calls of %v bookmarks, want [2 %d 44]", sizes, holdChunk)
+	}
+	src.calls = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	batch.flush(ctx, src, dst)
+	if len(src.calls) != 0 {
+		t.Errorf("a cancelled run still called %q", src.calls)
+	}
+}

@@ -58,6 +58,11 @@ func (c *CLI) DestroyBookmarks(ctx context.Context, bookmarks []string) error {
 	var wg sync.WaitGroup
 	for i, b := range bookmarks {
 		sem <- struct{}{}
+		if err := ctx.Err(); err != nil {
+			<-sem
+			errs[i] = fmt.Errorf("zfs destroy %s: %w", b, err)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
