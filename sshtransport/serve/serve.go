@@ -55,7 +55,9 @@ type Options struct {
 	// Log, when set, is called once per request after it was handled (or
 	// refused), with the operation, its arguments and its error; and once
 	// for the client's hello (op "hello", its protocol and software
-	// version).
+	// version); and for every channel refused at a striping session's
+	// socket (op "stripe_join"), from another goroutine: it must be safe
+	// for concurrent use.
 	Log func(op string, args map[string]any, err error)
 	// IdleTimeout, when positive, ends Serve when the client sends nothing
 	// for that long while the server waits on it: for its next request,

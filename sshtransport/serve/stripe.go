@@ -48,6 +48,8 @@ type stripeSession struct {
 	refused chan struct{} // closed at the first refused channel
 	why     string        // why it was refused
 	ready   bool          // stripe_ready took the channels
+	// log is the server's Options.Log (refusals are logged there)
+	log func(op string, args map[string]any, err error)
 }
 
 // stripeLink is a joined channel, as the primary sees it.
@@ -145,7 +147,7 @@ func (s *server) stripeOpen(a wire.StripeOpenArgs) (wire.StripeOpenResult, error
 	}
 	ss := &stripeSession{
 		session: hex.EncodeToString(sess), token: tok, streams: a.Streams, identity: s.identity(),
-		links: make([]*stripeLink, a.Streams-1), all: make(chan struct{}), refused: make(chan struct{}),
+		links: make([]*stripeLink, a.Streams-1), all: make(chan struct{}), refused: make(chan struct{}), log: s.log,
 	}
 	ln, err := listenStripe(ss.session)
 	if err != nil {
@@ -182,6 +184,7 @@ func (ss *stripeSession) admit(c net.Conn) {
 	// it, and stripe_ready says why at once (unless every channel had
 	// joined already).
 	turnAway := func(why string) {
+		ss.log(wire.OpStripeJoin, map[string]any{"session": ss.session, "refused": why}, errors.New("striping: a channel was refused: "+why))
 		_, _ = io.WriteString(c, "refused: "+why+"\n")
 		c.Close()
 	}
