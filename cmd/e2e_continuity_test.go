@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -572,4 +573,118 @@ func TestOldHoldTagsMigrate(t *testing.T) {
 			t.Errorf("%s: target holds %v, want %v", ds, got, want)
 		}
 	}
+}
+
+// Two jobs map one source dataset into one target root under different
+// names (strip_components 0 and 1), and both are killed mid-step: each
+// keeps its own step holds (their tags differ by mapping), so finishing one
+// never releases what protects the other's resume; then both converge, each
+// with exactly its own cursor and last-received hold, and the replicas
+// equal the source.
+func TestTwoMappingsKilledMidStep(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 192), zfstest.NewPool(t, 192)
+	zfstest.MustCreate(t, src+"/big")
+	zfstest.MustWriteFile(t, src+"/big", "base", 64)
+	zfstest.MustSnapshot(t, src+"/big@s1")
+	job := func(name, strip string) string {
+		return fmt.Sprintf("\n[[job]]\nname = %q\ntype = \"push\"\ndatasets = [\"%s/big\"]\nroot = \"%s/backup\"\n  [job.replication]\n  bandwidth_limit = \"1MiB\"\n  strip_components = %s\n", name, src, dst, strip)
+	}
+	cfg := writeConfig(t, job("full", "0")+job("short", "1"))
+	targets := map[string]string{"full": dst + "/backup/" + src + "/big", "short": dst + "/backup/big"}
+	for _, j := range []string{"full", "short"} {
+		if code, _, errOut := zsyncRun(t, "--config", cfg, "push", j); code != 0 {
+			t.Fatalf("initial push %s: exit %d\n%s", j, code, errOut)
+		}
+	}
+	zfstest.MustWriteFile(t, src+"/big", "more", 4096)
+	zfstest.MustSnapshot(t, src+"/big@s2")
+
+	stepHolds := func() []string {
+		var out []string
+		for _, h := range holdsOn(t, src+"/big") {
+			if strings.Contains(h, "zsync_step_") {
+				out = append(out, h)
+			}
+		}
+		return out
+	}
+	for _, j := range []string{"full", "short"} {
+		// the other job's killed zfs recv must be gone, or its bytes
+		// would count for this one
+		if pids := waitNone(func() []int { return pgrepInts("^zfs recv") }); len(pids) > 0 {
+			t.Fatalf("zfs recv still running: %v", pids)
+		}
+		killWhenReceived(t, startZsync(t, "--config", cfg, "push", j), 1<<20)
+		if tok := zfstest.Get(t, targets[j], "receive_resume_token"); tok == "-" || tok == "" {
+			t.Fatalf("%s: no resume token after the kill", j)
+		}
+	}
+	// s1 (the base) and s2 carry a step hold of each job: two tags
+	tags := map[string]bool{}
+	for _, h := range stepHolds() {
+		tags[h[strings.IndexByte(h, ' ')+1:]] = true
+	}
+	if len(tags) != 2 {
+		t.Fatalf("step holds after both kills %v: want the two jobs' own tags", stepHolds())
+	}
+
+	if code, _, errOut := zsyncRun(t, "--config", cfg, "push", "full"); code != 0 || !strings.Contains(errOut, "resum") {
+		t.Fatalf("resuming full: exit %d\n%s", code, errOut)
+	}
+	// full finished: the step holds of short's interrupted step remain
+	left := stepHolds()
+	if len(left) == 0 {
+		t.Fatalf("finishing one job released the step holds of the other's interrupted step")
+	}
+	for _, h := range left {
+		if !tags[h[strings.IndexByte(h, ' ')+1:]] {
+			t.Errorf("unexpected step hold %s", h)
+		}
+	}
+	if code, _, errOut := zsyncRun(t, "--config", cfg, "push", "short"); code != 0 || !strings.Contains(errOut, "resum") {
+		t.Fatalf("resuming short: exit %d\n%s", code, errOut)
+	}
+	if left := stepHolds(); len(left) != 0 {
+		t.Errorf("step holds left after both converged: %v", left)
+	}
+	var cursors []string
+	for _, b := range bookmarksOf(t, src+"/big") {
+		if strings.HasPrefix(b, "zsync_cursor_") {
+			cursors = append(cursors, b)
+		}
+	}
+	if len(cursors) != 2 || cursors[0][:len("zsync_cursor_T")+16] == cursors[1][:len("zsync_cursor_T")+16] {
+		t.Errorf("cursors %v: want one per job", cursors)
+	}
+	want := treeSum(t, zfstest.Mountpoint(t, src+"/big"))
+	for j, tgt := range targets {
+		if s := snapshotsOf(t, tgt); !equalStrings(s, []string{"s1", "s2"}) {
+			t.Errorf("%s: target snapshots %v", j, s)
+		}
+		var last []string
+		for _, h := range holdsOn(t, tgt) {
+			if strings.Contains(h, "zsync_last_") {
+				last = append(last, h)
+			}
+		}
+		if len(last) != 1 || !strings.HasPrefix(last[0], "s2 ") {
+			t.Errorf("%s: last-received holds %v, want one on s2", j, last)
+		}
+		if got := treeSum(t, mountReplica(t, tgt)); got != want {
+			t.Errorf("%s: replica differs from the source", j)
+		}
+		unmount(t, tgt)
+	}
+}
+
+// pgrepInts lists the pids of processes whose command line matches re.
+func pgrepInts(re string) []int {
+	out, _ := exec.Command("pgrep", "-f", re).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
