@@ -661,9 +661,12 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 		got    *frameResult
 		srcErr error
 		sent   int64
-		seq    int // the stream's frames, numbered for striping
 		buf    = wire.NewDataBuf()
+		out    = c.streamOut()
 	)
+	// every return before out.close below broke the connection (ioError),
+	// which ends any write still in flight
+	defer out.Close()
 	for got == nil {
 		select {
 		case f := <-final:
@@ -677,10 +680,9 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 			if werr := c.lim.wait(ctx, len(fr)-wire.FrameHeaderLen); werr != nil {
 				return c.ioError(ctx, wire.OpReceive, werr)
 			}
-			if werr := wire.WriteFramed(c.streamOut(seq), t, fr); werr != nil {
+			if werr := out.WriteFramed(t, fr); werr != nil {
 				return c.writeFailed(ctx, werr, final)
 			}
-			seq++
 			sent += int64(n)
 		}
 		if errors.Is(err, io.EOF) {
@@ -705,8 +707,17 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 	if err != nil {
 		return fmt.Errorf("%s: encoding the end frame: %w", wire.OpReceive, err)
 	}
-	if err := wire.WriteFrame(c.streamOut(seq), wire.FrameEnd, p); err != nil && got == nil {
+	err = out.WriteFrame(wire.FrameEnd, p)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && got == nil {
 		return c.writeFailed(ctx, err, final)
+	}
+	if err != nil {
+		// the far side answered already, but a channel's frames may have
+		// been cut: nothing more goes over this connection
+		c.breakConn(fmt.Errorf("%s: writing the end of the stream: %w", wire.OpReceive, err))
 	}
 	c.passiveReads(false) // now zsync waits for the far side's answer
 	if got == nil {

@@ -112,12 +112,14 @@ func closeLinks(links []*clientLink) {
 // (fewer than Stripe asked when the far host caps it for this client).
 func (c *Client) Streams() int { return len(c.links) + 1 }
 
-// streamOut is where frame seq of a stream goes.
-func (c *Client) streamOut(seq int) io.Writer {
-	if k := seq % (len(c.links) + 1); k > 0 {
-		return c.links[k-1].rw
+// streamOut returns the writer of one stream's frames: straight to the
+// connection, or round robin over a striped connection's channels.
+func (c *Client) streamOut() *wire.StripeWriter {
+	ws := []io.Writer{c.rw}
+	for _, l := range c.links {
+		ws = append(ws, l.rw)
 	}
-	return c.rw
+	return wire.NewStripeWriter(ws)
 }
 
 // streamIn is where frame seq of a stream comes from.

@@ -55,18 +55,20 @@ func (s *server) send(g sendGrant, logged map[string]any) error {
 	var (
 		buf             = wire.NewDataBuf()
 		total           int64
-		seq             int // the stream's frames, numbered for striping
+		out             = s.streamOut()
 		sendErr, netErr error
 	)
+	// a return below with frames in flight is an error Serve returns: the
+	// connection ends, and with it any write still blocked
+	defer out.Close()
 	for {
 		n, rerr := wire.FillChunk(sctx, rc, buf[wire.FrameHeaderLen:])
 		if n > 0 {
 			t, fr := enc.Frame(buf[:wire.FrameHeaderLen+n])
-			if err := wire.WriteFramed(s.streamOut(seq), t, fr); err != nil {
+			if err := out.WriteFramed(t, fr); err != nil {
 				netErr = err
 				break
 			}
-			seq++
 			total += int64(n)
 		}
 		if rerr != nil {
@@ -99,7 +101,11 @@ func (s *server) send(g sendGrant, logged map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("encoding the end frame: %w", err)
 	}
-	if err := wire.WriteFrame(s.streamOut(seq), wire.FrameEnd, p); err != nil {
+	err = out.WriteFrame(wire.FrameEnd, p)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("writing the end frame: %w", err)
 	}
 	return nil

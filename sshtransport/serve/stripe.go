@@ -384,12 +384,14 @@ func (s *server) closeLinks() {
 	}
 }
 
-// streamOut is where frame seq of a stream goes.
-func (s *server) streamOut(seq int) io.Writer {
-	if k := seq % (len(s.links) + 1); k > 0 {
-		return s.links[k-1].w
+// streamOut returns the writer of one stream's frames: straight to the
+// connection, or round robin over a striped connection's channels.
+func (s *server) streamOut() *wire.StripeWriter {
+	ws := []io.Writer{s.w}
+	for _, l := range s.links {
+		ws = append(ws, l.w)
 	}
-	return s.w
+	return wire.NewStripeWriter(ws)
 }
 
 // streamIn is where frame seq of a stream comes from.
