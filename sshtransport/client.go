@@ -664,9 +664,9 @@ func (c *Client) receive(ctx context.Context, args wire.ReceiveArgs, stream io.R
 		buf    = wire.NewDataBuf()
 		out    = c.streamOut()
 	)
-	// every return before out.close below broke the connection (ioError),
-	// which ends any write still in flight
-	defer out.Close()
+	// a return before out.Close below gives up on the connection (ioError
+	// broke it): nothing waits for the writes still in flight
+	defer out.Abandon()
 	for got == nil {
 		select {
 		case f := <-final:

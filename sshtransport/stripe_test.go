@@ -433,3 +433,69 @@ func TestStripeCappedByPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestStripedServeStuckWrite: a client that stops reading a striped send
+// ends the far Serve within its idle timeout, as unstriped, also when the
+// other channel drained on (each channel's writer has its own clock).
+func TestStripedServeStuckWrite(t *testing.T) {
+	for _, ahead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("linkAhead=%v", ahead), func(t *testing.T) {
+			h := servetest.NewFake()
+			h.SendEndless = true
+			s := newSession(t, h, serve.Options{IdleTimeout: 300 * time.Millisecond}, ClientOptions{})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.c.Stripe(ctx, 2, joinOpener(t, h, serve.Options{})); err != nil {
+				t.Fatal(err)
+			}
+			rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ahead {
+				// the joined channel has more buffering downstream (relay,
+				// sshd, window): it is drained, the primary is not read
+				go func() { _, _ = io.Copy(io.Discard, s.c.links[0].br) }()
+			} else if _, err := io.ReadFull(rc, make([]byte, 3<<20)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-s.serveErr:
+				if !errors.Is(err, serve.ErrClientIdle) {
+					t.Errorf("Serve: %v, want ErrClientIdle", err)
+				}
+				s.serveErr <- err
+			case <-time.After(8 * time.Second):
+				t.Error("a striped Serve stayed blocked writing to a client that does not read")
+			}
+			_ = s.c.Close()
+		})
+	}
+}
+
+// TestStripedLinkFailsPrimaryStuck: a joined channel fails while the write
+// on the primary is stuck: Serve does not wait for it, it returns.
+func TestStripedLinkFailsPrimaryStuck(t *testing.T) {
+	h := servetest.NewFake()
+	h.SendEndless = true
+	s := newSession(t, h, serve.Options{IdleTimeout: 300 * time.Millisecond}, ClientOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.c.Stripe(ctx, 2, joinOpener(t, h, serve.Options{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.c.Send(context.Background(), mustSend(t, testSend)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.c.links[0].rw.Close() // channel 1 is gone; the primary is not read
+	select {
+	case err := <-s.serveErr:
+		if err == nil {
+			t.Error("Serve returned no error")
+		}
+		s.serveErr <- err
+	case <-time.After(6 * time.Second):
+		t.Error("Serve stayed blocked")
+	}
+	_ = s.c.Close()
+}

@@ -122,7 +122,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, h Handler, o Option
 		case err := <-done:
 			return err
 		case <-tick.C:
-			if d := s.out.stuck(); d > o.IdleTimeout {
+			if d := s.stuck(); d > o.IdleTimeout {
 				cancel()
 				return fmt.Errorf("%w: it has not read what serve wrote for %s (idle_timeout of [serve] on this host)", ErrClientIdle, d.Round(time.Second))
 			}
@@ -140,6 +140,18 @@ func (w *watchedWriter) Write(p []byte) (int, error) {
 	w.since.Store(time.Now().UnixNano())
 	defer w.since.Store(0)
 	return w.w.Write(p)
+}
+
+// stuck returns how long the longest pending write to the client has
+// been waiting, on its channel or, once striped, on any of them.
+func (s *server) stuck() time.Duration {
+	d := s.out.stuck()
+	if ws := s.watched.Load(); ws != nil {
+		for _, w := range *ws {
+			d = max(d, w.stuck())
+		}
+	}
+	return d
 }
 
 // stuck returns how long the pending write has been waiting (0: none).
@@ -168,7 +180,10 @@ type server struct {
 	// links are the joined channels once it is ready (stripe.go).
 	stripe *stripeSession
 	links  []*stripeLink
-	bufs   sync.Pool
+	// watched are the links' writers, for the stuck-write check (each
+	// channel has its own writer goroutine, so each its own clock)
+	watched atomic.Pointer[[]*watchedWriter]
+	bufs    sync.Pool
 }
 
 // inFrame is a frame read by the reader goroutine. buf, when set, is the

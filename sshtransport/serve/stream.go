@@ -58,9 +58,9 @@ func (s *server) send(g sendGrant, logged map[string]any) error {
 		out             = s.streamOut()
 		sendErr, netErr error
 	)
-	// a return below with frames in flight is an error Serve returns: the
-	// connection ends, and with it any write still blocked
-	defer out.Close()
+	// a return before out.Close below is an error Serve returns: nothing
+	// waits for the writes still in flight (they end with the connection)
+	defer out.Abandon()
 	for {
 		n, rerr := wire.FillChunk(sctx, rc, buf[wire.FrameHeaderLen:])
 		if n > 0 {

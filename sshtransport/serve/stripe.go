@@ -335,11 +335,15 @@ func (s *server) stripeReady() error {
 		return s.ctx.Err()
 	}
 	ss.close(true)
+	var watched []*watchedWriter
 	for i, l := range ss.links {
-		l.w = &alsoWatched{w: l.conn, ww: s.out}
+		w := &watchedWriter{w: l.conn}
+		watched = append(watched, w)
+		l.w = w
 		l.frames = make(chan inFrame)
 		go s.linkReadLoop(l, i+1)
 	}
+	s.watched.Store(&watched)
 	s.links = ss.links
 	return nil
 }
@@ -402,19 +406,6 @@ func (s *server) streamIn(seq int) chan inFrame {
 	return s.frames
 }
 
-// alsoWatched is a writer whose pending writes count for Serve's check of
-// a client that stopped reading, as the primary's do.
-type alsoWatched struct {
-	w  io.Writer
-	ww *watchedWriter
-}
-
-func (a *alsoWatched) Write(p []byte) (int, error) {
-	a.ww.since.Store(time.Now().UnixNano())
-	defer a.ww.since.Store(0)
-	return a.w.Write(p)
-}
-
 // stripeJoin hands this server's channel to the primary server of a
 // session and returns the connection to it.
 func (s *server) stripeJoin(a wire.StripeJoinArgs) (net.Conn, error) {
@@ -472,8 +463,11 @@ func (s *server) relay(c net.Conn) error {
 		var f inFrame
 		select {
 		case f = <-s.frames:
-		case err := <-toClient:
-			return relayEnd("the primary server", err)
+		case <-toClient:
+			// the primary ended, or the client stopped reading this
+			// channel: either way the session is over, and what went
+			// wrong is the primary's to report
+			return nil
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}

@@ -117,6 +117,22 @@ func (s *StripeWriter) WriteFrame(t FrameType, payload []byte) error {
 	return s.WriteFramed(t, buf)
 }
 
+// Abandon ends the writer without waiting: frames still queued are
+// dropped, and a write still blocked ends when its connection does (the
+// caller is giving up on the connection). After Close it does nothing.
+func (s *StripeWriter) Abandon() {
+	if s.qs == nil {
+		s.direct = nil
+		return
+	}
+	s.fail(io.ErrClosedPipe)
+	qs := s.qs
+	s.qs = nil
+	for _, q := range qs {
+		close(q)
+	}
+}
+
 // Close waits until every queued frame was written (or a write failed;
 // the caller breaks the connection to end writes that never return) and
 // returns the first write error. Later calls return nil at once, and
