@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -611,7 +610,7 @@ func TestTwoMappingsKilledMidStep(t *testing.T) {
 	for _, j := range []string{"full", "short"} {
 		// the other job's killed zfs recv must be gone, or its bytes
 		// would count for this one
-		if pids := waitNone(func() []int { return pgrepInts("^zfs recv") }); len(pids) > 0 {
+		if pids := waitNone(func() []int { return pgrep("^zfs recv") }); len(pids) > 0 {
 			t.Fatalf("zfs recv still running: %v", pids)
 		}
 		killWhenReceived(t, startZsync(t, "--config", cfg, "push", j), 1<<20)
@@ -675,16 +674,4 @@ func TestTwoMappingsKilledMidStep(t *testing.T) {
 		}
 		unmount(t, tgt)
 	}
-}
-
-// pgrepInts lists the pids of processes whose command line matches re.
-func pgrepInts(re string) []int {
-	out, _ := exec.Command("pgrep", "-f", re).Output()
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

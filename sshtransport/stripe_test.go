@@ -135,15 +135,7 @@ func TestStripedSendClosedBeforeTheEnd(t *testing.T) {
 	}
 	h.SendEndless = false
 	h.SendData = testData(3 << 20)
-	rc, err = s.c.Send(context.Background(), mustSend(t, testSend))
-	if err != nil {
-		t.Fatalf("a send after a cancelled one: %v", err)
-	}
-	got, err := io.ReadAll(rc)
-	_ = rc.Close()
-	if err != nil || !bytes.Equal(got, h.SendData) {
-		t.Fatalf("a send after a cancelled one: %d bytes, %v", len(got), err)
-	}
+	wantSend(t, s.c, context.Background(), h.SendData, "a send after a cancelled one")
 }
 
 func TestStripedReceiveFarEndsEarly(t *testing.T) {
@@ -230,15 +222,7 @@ func TestStripeJoinRefusals(t *testing.T) {
 			if err := s.c.call(ctx, wire.OpStripeReady, wire.StripeReadyArgs{}, nil); err == nil || !strings.Contains(err.Error(), tc.wants) {
 				t.Errorf("stripe_ready: %v, want %q", err, tc.wants)
 			}
-			rc, err := s.c.Send(ctx, mustSend(t, testSend))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			_ = rc.Close()
-			if err != nil || !bytes.Equal(got, h.SendData) {
-				t.Fatalf("send over one channel after a refused join: %d bytes, %v", len(got), err)
-			}
+			wantSend(t, s.c, ctx, h.SendData, "send over one channel after a refused join")
 		})
 	}
 }
@@ -274,15 +258,7 @@ func TestStripeOpenFailsFallsBack(t *testing.T) {
 	if s.c.Streams() != 1 {
 		t.Fatalf("Streams() = %d after a failed Stripe", s.c.Streams())
 	}
-	rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	_ = rc.Close()
-	if err != nil || !bytes.Equal(got, h.SendData) {
-		t.Fatalf("send after a failed Stripe: %d bytes, %v", len(got), err)
-	}
+	wantSend(t, s.c, context.Background(), h.SendData, "send after a failed Stripe")
 }
 
 // TestStripedIdleTimeout: a far send that hangs mid-stream is caught by the
@@ -355,15 +331,7 @@ func TestStripeJoinStrangersTurnedAway(t *testing.T) {
 	}
 	s.c.links = links
 	t.Cleanup(func() { _ = s.c.Close() })
-	rc, err := s.c.Send(ctx, mustSend(t, testSend))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	_ = rc.Close()
-	if err != nil || !bytes.Equal(got, h.SendData) {
-		t.Fatalf("striped send: %d bytes, %v", len(got), err)
-	}
+	wantSend(t, s.c, ctx, h.SendData, "striped send")
 }
 
 // TestStripedChannelLostBetweenStreams: a joined channel that goes away
@@ -425,15 +393,7 @@ func TestStripeCappedByPolicy(t *testing.T) {
 			if s.c.Streams() != c.want {
 				t.Fatalf("Streams() = %d, want %d", s.c.Streams(), c.want)
 			}
-			rc, err := s.c.Send(context.Background(), mustSend(t, testSend))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			_ = rc.Close()
-			if err != nil || !bytes.Equal(got, h.SendData) {
-				t.Fatalf("send: %d bytes, %v", len(got), err)
-			}
+			wantSend(t, s.c, context.Background(), h.SendData, "send")
 		})
 	}
 }
@@ -502,4 +462,18 @@ func TestStripedLinkFailsPrimaryStuck(t *testing.T) {
 		t.Error("Serve stayed blocked")
 	}
 	_ = s.c.Close()
+}
+
+// wantSend runs one send on c and fails the test unless it yields want.
+func wantSend(t *testing.T, c *Client, ctx context.Context, want []byte, what string) {
+	t.Helper()
+	rc, err := c.Send(ctx, mustSend(t, testSend))
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes of %d, %v", what, len(got), len(want), err)
+	}
 }
