@@ -156,7 +156,7 @@ func TestDestroyBookmarksConcurrent(t *testing.T) {
 		// sequential implementation fails on peak below)
 		select {
 		case <-release:
-		case <-time.After(2 * time.Second):
+		case <-time.After(10 * time.Second):
 		}
 		mu.Lock()
 		running--

@@ -92,7 +92,7 @@ func TestStripeWriterError(t *testing.T) {
 	ws := []*gatedWriter{{}, {err: boom}}
 	sw := NewStripeWriter([]io.Writer{ws[0], ws[1]})
 	var err error
-	for i := 0; i < 100 && err == nil; i++ {
+	for deadline := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(deadline); {
 		err = sw.WriteFramed(FrameData, make([]byte, FrameHeaderLen+10))
 		time.Sleep(time.Millisecond)
 	}
