@@ -57,8 +57,8 @@ func (e *env) newFarSide(j *jobConfig) *farSide {
 	if j.Remote != nil && j.Remote.MaxStreams > 1 {
 		f.streams = streamsWithin(j.Remote.MaxStreams, j.Replication.Concurrency)
 		if f.streams < j.Remote.MaxStreams {
-			e.log.Warn().Str("job", j.Name).Msgf("max_streams = %d with concurrency = %d would open %d SSH sessions on one connection, more than sshd's default MaxSessions (%d): each stream uses %d channels",
-				j.Remote.MaxStreams, j.Replication.Concurrency, j.Remote.MaxStreams*j.Replication.Concurrency, sshSessions, f.streams)
+			e.log.Warn().Str("job", j.Name).Msgf("max_streams = %d with concurrency = %d would open %d SSH sessions on one connection, more than sshd's default MaxSessions (%d): each stream uses %d channels (set max_streams = %d in [job.remote] to say so)",
+				j.Remote.MaxStreams, j.Replication.Concurrency, j.Remote.MaxStreams*j.Replication.Concurrency, sshSessions, f.streams, f.streams)
 		}
 	}
 	f.copts.IdleTimeout = defaultIdleTimeout
@@ -126,12 +126,12 @@ func (f *farSide) stripe(ctx context.Context, conn *sshtransport.Conn, cl *sshtr
 	case err == nil:
 		if got := cl.Streams(); got < n {
 			f.warnOnce.Do(func() {
-				f.e.log.Warn().Str("host", f.remote.Host).Msgf("max_streams = %d: the far host grants this client %d channels (max_streams of its [[serve.client]])", n, got)
+				f.e.log.Warn().Str("host", f.remote.Host).Msgf("max_streams = %d: the far host grants this client %d channels (raise max_streams in its [[serve.client]] there, or lower this job's)", n, got)
 			})
 		}
 		f.e.log.Debug().Str("host", f.remote.Host).Int("streams", cl.Streams()).Msg("streams striped over several SSH channels")
 	case errors.Is(err, sshtransport.ErrClosed):
-		return fmt.Errorf("%s: striping over %d channels (max_streams): %w", f.remote.Host, n, err)
+		return fmt.Errorf("%s: the connection broke while striping over %d channels (max_streams; the next run tries again, max_streams = 1 does without): %w", f.remote.Host, n, err)
 	case errors.Is(err, sshtransport.ErrStripingUnsupported):
 		f.warnOnce.Do(func() {
 			f.e.log.Warn().Str("host", f.remote.Host).Err(err).
