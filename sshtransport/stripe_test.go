@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +25,13 @@ import (
 // checked at cleanup: each must end without an error once the client closes.
 func joinOpener(t *testing.T, h serve.Handler, so serve.Options) func(context.Context) (io.ReadWriteCloser, error) {
 	t.Helper()
-	var ends []chan error
+	var (
+		mu   sync.Mutex // Stripe calls the opener from several goroutines
+		ends []chan error
+	)
 	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
 		for i, e := range ends {
 			select {
 			case err := <-e:
@@ -39,7 +46,9 @@ func joinOpener(t *testing.T, h serve.Handler, so serve.Options) func(context.Co
 	return func(context.Context) (io.ReadWriteCloser, error) {
 		a, b := net.Pipe()
 		end := make(chan error, 1)
+		mu.Lock()
 		ends = append(ends, end)
+		mu.Unlock()
 		go func() {
 			end <- serve.Serve(context.Background(), b, b, h, so)
 			_ = b.Close()
@@ -247,13 +256,14 @@ func TestStripeOpenFailsFallsBack(t *testing.T) {
 	h := servetest.NewFake()
 	h.SendData = testData(2 << 20)
 	s := newSession(t, h, serve.Options{}, ClientOptions{})
-	opened := 0
+	var opened atomic.Int32
 	err := s.c.Stripe(context.Background(), 3, func(context.Context) (io.ReadWriteCloser, error) {
-		opened++
+		opened.Add(1)
 		return nil, errors.New("administratively prohibited: open failed")
 	})
-	if err == nil || !strings.Contains(err.Error(), "administratively prohibited") || opened != 1 {
-		t.Fatalf("Stripe = %v after %d opens", err, opened)
+	// both channels are tried at once; the first by index is reported
+	if err == nil || !strings.Contains(err.Error(), "channel 2 of 3: administratively prohibited") || opened.Load() != 2 {
+		t.Fatalf("Stripe = %v after %d opens", err, opened.Load())
 	}
 	if s.c.Streams() != 1 {
 		t.Fatalf("Streams() = %d after a failed Stripe", s.c.Streams())

@@ -1,0 +1,104 @@
+package sshtransport
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestReadAheadOrderAndEnd: bytes come out in order through a ring much
+// smaller than the stream and smaller than the writer's pieces, and the
+// far end's close comes after the last byte.
+func TestReadAheadOrderAndEnd(t *testing.T) {
+	a, b := net.Pipe()
+	r := newReadAhead(a, 1000)
+	defer r.Close()
+	data := testData(1<<20 + 17)
+	go func() {
+		for p := data; len(p) > 0; {
+			k := min(len(p), 4093)
+			if _, err := b.Write(p[:k]); err != nil {
+				return
+			}
+			p = p[k:]
+		}
+		b.Close()
+	}()
+	var got bytes.Buffer
+	buf := make([]byte, 777)
+	for {
+		n, err := r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("read: %v", err)
+			}
+			break
+		}
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("read %d bytes, not the %d written, in order", got.Len(), len(data))
+	}
+}
+
+// TestReadAheadReadsAhead: the far side's bytes are taken off the
+// connection, up to the ring's size, while nobody reads; beyond that the
+// far side waits.
+func TestReadAheadReadsAhead(t *testing.T) {
+	a, b := net.Pipe() // unbuffered: a write returns only once read
+	r := newReadAhead(a, 1<<16)
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() { _, err := b.Write(testData(1 << 16)); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a ring's worth was not read ahead")
+	}
+	go func() { _, err := b.Write([]byte{1}); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("a byte beyond the ring was taken (%v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := io.ReadFull(r, make([]byte, 1<<16)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadAheadClose: Close closes the connection, ends a blocked Read and
+// the goroutine, and Writes go straight through.
+func TestReadAheadClose(t *testing.T) {
+	a, b := net.Pipe()
+	r := newReadAhead(a, 1024)
+	go func() { _, _ = io.Copy(io.Discard, b) }()
+	if _, err := r.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { _, err := r.Read(make([]byte, 8)); got <- err }()
+	time.Sleep(20 * time.Millisecond)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("a Read blocked at Close returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a blocked Read outlived Close")
+	}
+	if _, err := b.Write([]byte{1}); err == nil {
+		t.Fatal("the connection is open after Close")
+	}
+}
