@@ -281,6 +281,9 @@ func benchClient(args []string) error {
 		}); err != nil {
 			return fmt.Errorf("striping over %d channels: %w", *streams, err)
 		}
+		if got := c.Streams(); got != *streams {
+			return fmt.Errorf("striping over %d channels: the far side granted %d", *streams, got)
+		}
 	}
 	setup := time.Since(start)
 
