@@ -29,6 +29,7 @@ func (c *Config) lint() []problem {
 		l.noSnapshots(&l.jobs[i])
 		l.hooksOfPull(&l.jobs[i])
 		l.ownTarget(&l.jobs[i])
+		l.sessionBudget(&l.jobs[i])
 	}
 	for a := range l.jobs {
 		for b := a + 1; b < len(l.jobs); b++ {
@@ -128,6 +129,22 @@ func hostName(h string) string {
 		return "this host"
 	}
 	return strings.TrimSuffix(h, ":22")
+}
+
+// sessionBudget warns when concurrency x max_streams exceeds the SSH
+// sessions zsync opens on one connection (sshSessions): each run would cut
+// max_streams and say so, so the file should say what runs.
+func (l *linter) sessionBudget(v *lintJob) {
+	r := v.j.Remote
+	if r == nil || r.MaxStreams <= 1 {
+		return
+	}
+	c := max(1, v.j.Replication.Concurrency)
+	if got := streamsWithin(r.MaxStreams, c); got < r.MaxStreams {
+		l.warn(v.key+".remote.max_streams", "max_streams = %d with concurrency = %d would open %d SSH sessions on one connection, "+
+			"more than sshd's default MaxSessions (%d): each run uses %d channels per stream instead; set max_streams = %d (or lower concurrency)",
+			r.MaxStreams, c, r.MaxStreams*c, sshSessions, got, got)
+	}
 }
 
 // paths warns about relative paths: they resolve against the directory

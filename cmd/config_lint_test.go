@@ -109,6 +109,12 @@ func TestConfigCheckLint(t *testing.T) {
 			"[[serve.client]]\nname = \"laptop\"\nreceive_root = \"backup\"\nappend_only = true\n", 0,
 			[]string{`:13: job[0].prune.target: warning: serve client "laptop" is append_only and receives below backup: where it is this job's far side, it refuses every target prune`,
 				`:11: job[0].replication.on_diverged: warning: serve client "laptop" is append_only`}},
+
+		// the run would cut it to 10 / concurrency and warn each time
+		{"max_streams beyond the session budget", job("p", "push", "tank/a<", "b/a", every15m+remoteB+
+			"  max_streams = 4\n  [job.replication]\n  concurrency = 3\n"), 0,
+			[]string{`:10: job[0].remote.max_streams: warning: max_streams = 4 with concurrency = 3 would open 12 SSH sessions on one connection, ` +
+				`more than sshd's default MaxSessions (10): each run uses 3 channels per stream instead; set max_streams = 3`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -154,6 +160,8 @@ func TestConfigCheckLintQuiet(t *testing.T) {
 		"append_only, local push": job("h", "push", "tank/h<", "backup/laptop", every15m+"  [job.prune]\n  target = [{ last_n = 10 }]\n") +
 			"[[serve.client]]\nname = \"laptop\"\nreceive_root = \"backup\"\nappend_only = true\n",
 		"send-only client": "[[serve.client]]\nname = \"x\"\nsend = [\"tank<\"]\n",
+		"max_streams within the session budget": job("p", "push", "tank/a<", "b/a", every15m+remoteB+
+			"  max_streams = 5\n  [job.replication]\n  concurrency = 2\n"),
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
