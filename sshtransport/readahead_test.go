@@ -102,3 +102,36 @@ func TestReadAheadClose(t *testing.T) {
 		t.Fatal("the connection is open after Close")
 	}
 }
+
+// abortPipe is a pipe end that records the idle timeout's abort.
+type abortPipe struct {
+	net.Conn
+	aborted chan error
+}
+
+func (p *abortPipe) abort(err error) { p.aborted <- err }
+
+// TestReadAheadPassesAbort: the idle timeout of a read-ahead channel still
+// tears down the SSH connection (ExecSession.abort), not only the session,
+// or a Write waiting for window space on a hung far side never returns.
+func TestReadAheadPassesAbort(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	p := &abortPipe{Conn: a, aborted: make(chan error, 1)}
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	c := newIdleConnClock(newReadAhead(p, 1024), time.Minute, clk.now)
+	go func() { _, _ = c.Write([]byte("blocked: nobody reads b")) }()
+	waitBusy(c)
+	clk.advance(time.Minute)
+	if !c.check() {
+		t.Fatal("the idle timeout did not fire")
+	}
+	select {
+	case err := <-p.aborted:
+		if !errors.Is(err, ErrIdleTimeout) {
+			t.Fatalf("abort(%v), want the idle timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle timeout fired but the session's abort was never called")
+	}
+}

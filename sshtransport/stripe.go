@@ -68,14 +68,21 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 	// after another they cost n-1 times that before the first byte moves
 	// (measured at 50 ms RTT: 0.65 s per channel). The far side takes the
 	// joins in any order; the first failure by index is the one reported.
+	// A failure stops the others' handshakes and joins (not their opens:
+	// a session keeps the context it opened with).
 	links = make([]*clientLink, n-1)
 	errs := make([]error, n-1)
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			links[i-1], errs[i-1] = c.joinChannel(ctx, open, sess, i, n)
+			links[i-1], errs[i-1] = c.joinChannel(ctx, jctx, open, sess, i, n)
+			if errs[i-1] != nil {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()
@@ -86,10 +93,14 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 		}
 	}
 	links = opened
+	var first error // the first failure by index that is not a sibling's cancel
 	for _, err := range errs {
-		if err != nil {
-			return fail(err)
+		if err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+			first = err
 		}
+	}
+	if first != nil {
+		return fail(first)
 	}
 	if err := c.call(ctx, wire.OpStripeReady, wire.StripeReadyArgs{}, nil); err != nil {
 		return fail(err)
@@ -103,11 +114,14 @@ func (c *Client) Stripe(ctx context.Context, n int, open func(context.Context) (
 	return nil
 }
 
-// joinChannel opens channel i of n with open and joins it to the far
-// session sess. On failure it returns the channel it opened, if any, so
-// that the caller closes it.
-func (c *Client) joinChannel(ctx context.Context, open func(context.Context) (io.ReadWriteCloser, error),
+// joinChannel opens channel i of n with open (under ctx, which the session
+// keeps) and joins it to the far session sess (under jctx). On failure it
+// returns the channel it opened, if any, so that the caller closes it.
+func (c *Client) joinChannel(ctx, jctx context.Context, open func(context.Context) (io.ReadWriteCloser, error),
 	sess wire.StripeOpenResult, i, n int) (*clientLink, error) {
+	if err := jctx.Err(); err != nil {
+		return nil, fmt.Errorf("striping: channel %d of %d: %w", i+1, n, err)
+	}
 	rw, err := open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("striping: opening channel %d of %d: %w", i+1, n, err)
@@ -116,14 +130,14 @@ func (c *Client) joinChannel(ctx context.Context, open func(context.Context) (io
 	// handshake, one request, then raw frames
 	// with the client's idle timeout: a far side that stops
 	// feeding or draining this channel mid-stream is caught here
-	jc, err := NewClient(ctx, newReadAhead(rw, linkReadAhead), ClientOptions{SoftwareVersion: c.opts.SoftwareVersion,
+	jc, err := NewClient(jctx, newReadAhead(rw, linkReadAhead), ClientOptions{SoftwareVersion: c.opts.SoftwareVersion,
 		HandshakeTimeout: c.opts.HandshakeTimeout, IdleTimeout: c.opts.IdleTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("striping: channel %d of %d: %w", i+1, n, err) // NewClient closed rw
 	}
 	l := &clientLink{rw: jc.rw, br: jc.br}
 	join := wire.StripeJoinArgs{Session: sess.Session, Token: sess.Token, Index: i}
-	if err := jc.call(ctx, wire.OpStripeJoin, join, nil); err != nil {
+	if err := jc.call(jctx, wire.OpStripeJoin, join, nil); err != nil {
 		return l, fmt.Errorf("striping: channel %d of %d: %w", i+1, n, err)
 	}
 	return l, nil
