@@ -105,13 +105,20 @@ func finalErrorLine(t *testing.T, stderr string) errorLine {
 // idle_timeout the run gives up with a clear far_side_idle error instead of
 // hanging with its lock, and the next run completes the transfer.
 func TestSSHIdleTimeoutOnAHungReceiver(t *testing.T) {
+	t.Run("one channel", func(t *testing.T) { idleTimeoutOnAHungReceiver(t, 1) })
+	// striped: the client's write blocks on another channel's window, and
+	// the idle timeout must still tear the whole connection down
+	t.Run("three channels", func(t *testing.T) { idleTimeoutOnAHungReceiver(t, 3) })
+}
+
+func idleTimeoutOnAHungReceiver(t *testing.T, streams int) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	zfstest.MustCreate(t, src+"/big")
 	zfstest.MustWriteFile(t, src+"/big", "f", 8<<10)
 	zfstest.MustSnapshot(t, src+"/big@one")
 	zfstest.MustCreate(t, dst+"/laptop")
 	c := newSSHClient(t, "hang", serveClient("hang", dst+"/laptop", nil, ""))
-	cfg := writeConfig(t, replicationJob("big", "push", src+"/big", dst+"/laptop", c.remote(`  idle_timeout = "5s"`)+
+	cfg := writeConfig(t, replicationJob("big", "push", src+"/big", dst+"/laptop", c.remote(fmt.Sprintf("  idle_timeout = \"5s\"\n  max_streams = %d", streams))+
 		"  [job.replication]\n  bandwidth_limit = \"1MiB\"\n"))
 	target := dst + "/laptop/" + src + "/big"
 
@@ -136,7 +143,9 @@ func TestSSHIdleTimeoutOnAHungReceiver(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	}()
+	start := time.Now()
 	r := mustFailWithin(t, done, 120*time.Second, "its far zfs recv hung (idle_timeout 5s)")
+	t.Logf("the run failed %v after the far zfs recv stopped", time.Since(start).Round(time.Second))
 	line := finalErrorLine(t, r.stderr)
 	if line.Kind != "far_side_idle" || !strings.Contains(line.Message, "nothing moved to or from it for 5s") {
 		t.Errorf("error_kind %q, message %q; want far_side_idle saying nothing moved for 5s", line.Kind, line.Message)
