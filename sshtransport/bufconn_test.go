@@ -21,15 +21,7 @@ func TestBufferedConnPassesDataAndDeadlines(t *testing.T) {
 	// than the buffer.
 	want := make([]byte, 3*connReadBuffer+12345)
 	rand.New(rand.NewSource(1)).Read(want)
-	go func() {
-		for rest := want; len(rest) > 0; {
-			n := min(len(rest), 70000)
-			if _, err := a.Write(rest[:n]); err != nil {
-				return
-			}
-			rest = rest[n:]
-		}
-	}()
+	go func() { _ = writeInPieces(a, want, 70000) }()
 	var got bytes.Buffer
 	sizes := []int{4, 4096, connReadBuffer + 1}
 	for got.Len() < len(want) {

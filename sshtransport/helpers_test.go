@@ -3,6 +3,7 @@ package sshtransport
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -86,4 +87,17 @@ func newSession(t testing.TB, h *servetest.Fake, so serve.Options, co ClientOpti
 		}
 	})
 	return s
+}
+
+// writeInPieces writes data to w in pieces of at most piece bytes and
+// returns at the first error, for a peer goroutine of a read test.
+func writeInPieces(w io.Writer, data []byte, piece int) error {
+	for len(data) > 0 {
+		k := min(len(data), piece)
+		if _, err := w.Write(data[:k]); err != nil {
+			return err
+		}
+		data = data[k:]
+	}
+	return nil
 }

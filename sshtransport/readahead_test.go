@@ -18,13 +18,7 @@ func TestReadAheadOrderAndEnd(t *testing.T) {
 	defer r.Close()
 	data := testData(1<<20 + 17)
 	go func() {
-		for p := data; len(p) > 0; {
-			k := min(len(p), 4093)
-			if _, err := b.Write(p[:k]); err != nil {
-				return
-			}
-			p = p[k:]
-		}
+		_ = writeInPieces(b, data, 4093)
 		b.Close()
 	}()
 	var got bytes.Buffer
@@ -86,6 +80,8 @@ func TestReadAheadClose(t *testing.T) {
 	}
 	got := make(chan error, 1)
 	go func() { _, err := r.Read(make([]byte, 8)); got <- err }()
+	// let the Read block first (it usually has by then; a Read that starts
+	// after Close must fail too, so the test holds either way)
 	time.Sleep(20 * time.Millisecond)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
