@@ -261,8 +261,10 @@ func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string
 
 // flush makes the collected releases, one call per side, tag and pool,
 // then destroys the stale bookmarks, one call per pool (zfs destroys them
-// one at a time, several at once: see zfs.CLI.DestroyBookmarks). Every
-// bookmark collected is the old cursor of a dataset whose new cursor and
+// one at a time, several at once: see zfs.CLI.DestroyBookmarks). The target
+// side's releases run meanwhile (another host or endpoint: each side's
+// calls stay one after another, as an Endpoint needs). Every bookmark
+// collected is the old cursor of a dataset whose new cursor and
 // last-received hold exist, so it goes even when the release of that
 // dataset's step holds fails below. A
 // release that fails on the source (the snapshots the failure names, or
@@ -270,37 +272,45 @@ func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string
 // never go: see moveError); on the target it is a warning (the next run
 // releases the old hold). A hold that is gone already is success.
 func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
-	for _, side := range []struct {
-		e      Endpoint
-		source bool
-		m      map[string]map[string]*datasetRun
-	}{{src, true, b.src}, {dst, false, b.dst}} {
-		for _, tag := range slices.Sorted(maps.Keys(side.m)) {
-			byRun := side.m[tag]
-			for _, group := range byPoolNames(slices.Collect(maps.Keys(byRun))) {
-				err := side.e.Release(ctx, tag, group)
-				if err == nil {
+	var wg stdsync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.release(ctx, dst, false, b.dst)
+	}()
+	b.release(ctx, src, true, b.src)
+	b.destroyBookmarks(ctx, src)
+	wg.Wait()
+}
+
+// release makes the releases of one side (see flush).
+func (b *releaseBatch) release(ctx context.Context, e Endpoint, source bool, m map[string]map[string]*datasetRun) {
+	for _, tag := range slices.Sorted(maps.Keys(m)) {
+		byRun := m[tag]
+		for _, group := range byPoolNames(slices.Collect(maps.Keys(byRun))) {
+			err := e.Release(ctx, tag, group)
+			if err == nil {
+				continue
+			}
+			// a hold that is gone, or a snapshot, is released
+			failed, known := failedNames(err, zfs.ErrNoSuchHold, zfs.ErrDatasetNotFound)
+			seen := map[*datasetRun]bool{}
+			for _, s := range group {
+				d := byRun[s]
+				if d == nil || seen[d] || known && !failed[s] {
 					continue
 				}
-				// a hold that is gone, or a snapshot, is released
-				failed, known := failedNames(err, zfs.ErrNoSuchHold, zfs.ErrDatasetNotFound)
-				seen := map[*datasetRun]bool{}
-				for _, s := range group {
-					d := byRun[s]
-					if d == nil || seen[d] || known && !failed[s] {
-						continue
-					}
-					seen[d] = true
-					if side.source {
-						d.failAfter(fmt.Errorf("the target has %s, but reconcile: release %s: %w (the next run tries again, and this run's step holds stay until then; if this repeats, check that zsync may release on the source, see zfs allow)", d.res.Last.Name, tag, err))
-					} else {
-						d.warn(d.res.Target, fmt.Errorf("reconcile: release old last-received holds %s: %w (they pin older replica snapshots until a later run releases them; if this repeats, check that zsync may release on the target, see zfs allow)", tag, err))
-					}
+				seen[d] = true
+				b.mu.Lock()
+				if source {
+					d.failAfter(fmt.Errorf("the target has %s, but reconcile: release %s: %w (the next run tries again, and this run's step holds stay until then; if this repeats, check that zsync may release on the source, see zfs allow)", d.res.Last.Name, tag, err))
+				} else {
+					d.warn(d.res.Target, fmt.Errorf("reconcile: release old last-received holds %s: %w (they pin older replica snapshots until a later run releases them; if this repeats, check that zsync may release on the target, see zfs allow)", tag, err))
 				}
+				b.mu.Unlock()
 			}
 		}
 	}
-	b.destroyBookmarks(ctx, src)
 }
 
 // destroyBookmarks destroys the collected stale bookmarks, one call per
@@ -333,7 +343,9 @@ func (b *releaseBatch) destroyBookmarks(ctx context.Context, src Endpoint) {
 				return
 			}
 			if err := src.DestroyBookmarks(ctx, byRun[d]); err != nil {
+				b.mu.Lock()
 				d.warn(d.res.Target, fmt.Errorf("reconcile: destroy stale bookmarks: %w", err))
+				b.mu.Unlock()
 			}
 		}
 	}

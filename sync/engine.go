@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	stdsync "sync"
 	"time"
@@ -430,36 +432,50 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 const finishChunk = 256
 
 // finishListings lists, after a level's data, the sources of runs (their
-// snapshots and bookmarks) and their targets (snapshots) in one call per
-// side, and returns what each run's finish needs by source dataset. When
-// a side's listing fails (a dataset destroyed meanwhile makes the whole
-// call fail), it returns nothing: each finish lists its own dataset.
+// snapshots and bookmarks) in one call, and returns what each run's finish
+// needs by source dataset. A target whose steps were plain incrementals
+// into the replica the run listed at its start is not listed again: its new
+// snapshot is looked up by name (targetsByName), which costs a few
+// milliseconds where listing all of a replica's snapshots costs many per
+// snapshot. The other targets are listed in one call. When a side's listing
+// fails (a dataset destroyed meanwhile makes the whole call fail), it
+// returns nothing: each finish lists its own dataset.
 func (j *Job) finishListings(ctx context.Context, src, dst Endpoint, runs []*datasetRun) map[string]*finishListing {
 	bySrc, byDst := map[string][]zfs.Entry{}, map[string][]zfs.Entry{}
 	for chunk := range slices.Chunk(runs, finishChunk) {
-		sources := make([]string, 0, len(chunk))
-		targets := make([]string, 0, len(chunk))
-		for _, r := range chunk {
-			sources = append(sources, r.source)
-			targets = append(targets, r.pending.target)
-		}
-		ses, err := src.List(ctx, sources, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
-		if err != nil {
-			return nil
-		}
-		tes, err := dst.List(ctx, targets, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
-		if err != nil {
-			return nil
-		}
-		for _, e := range ses {
-			if !e.IsDataset() {
-				bySrc[e.Dataset()] = append(bySrc[e.Dataset()], e)
+		// the two sides at once (each side's calls one after another)
+		var srcErr error
+		var wg stdsync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sources := make([]string, 0, len(chunk))
+			for _, r := range chunk {
+				sources = append(sources, r.source)
+			}
+			var ses []zfs.Entry
+			ses, srcErr = src.List(ctx, sources, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot, zfs.Bookmark}})
+			for _, e := range ses {
+				if !e.IsDataset() {
+					bySrc[e.Dataset()] = append(bySrc[e.Dataset()], e)
+				}
+			}
+		}()
+		named, rest := targetsByName(ctx, dst, chunk)
+		maps.Copy(byDst, named)
+		var dstErr error
+		if len(rest) > 0 {
+			var tes []zfs.Entry
+			tes, dstErr = dst.List(ctx, rest, zfs.ListOptions{Depth: 1, Types: []zfs.Type{zfs.Snapshot}})
+			for _, e := range tes {
+				if e.Type == zfs.Snapshot {
+					byDst[e.Dataset()] = append(byDst[e.Dataset()], e)
+				}
 			}
 		}
-		for _, e := range tes {
-			if e.Type == zfs.Snapshot {
-				byDst[e.Dataset()] = append(byDst[e.Dataset()], e)
-			}
+		wg.Wait()
+		if srcErr != nil || dstErr != nil {
+			return nil
 		}
 	}
 	out := make(map[string]*finishListing, len(runs))
@@ -467,6 +483,89 @@ func (j *Job) finishListings(ctx context.Context, src, dst Endpoint, runs []*dat
 		out[r.source] = &finishListing{src: bySrc[r.source], dst: byDst[r.pending.target]}
 	}
 	return out
+}
+
+// targetsByName returns the target snapshots of the runs whose steps were
+// all incrementals received into the replica as the run's first listing
+// found it (not created, rotated, converted or received with force): that
+// listing, with the step's new snapshot looked up by name in one call for
+// all of them. It is what a listing would show but for what a step does not
+// touch: snapshots received between (-I) carry none of zsync's holds and
+// play no part in the finish. The targets of the other runs, and of those
+// whose new snapshot the lookup does not find with the step's guid, are
+// returned in rest, to be listed. The received snapshot is the newest on
+// the target (an incremental receive without force needs its from to be
+// the newest, and the new one is made after the listing), so the finish's
+// verification stands; a snapshot someone makes on the replica after the
+// receive is found by the next run's listing.
+func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named map[string][]zfs.Entry, rest []string) {
+	named = map[string][]zfs.Entry{}
+	want := map[string]*datasetRun{}
+	var names []string
+	for _, r := range runs {
+		if n := r.lookupName(); n != "" {
+			want[n] = r
+			names = append(names, n)
+		} else {
+			rest = append(rest, r.pending.target)
+		}
+	}
+	if len(names) == 0 {
+		return named, rest
+	}
+	got, err := dst.Get(ctx, names, []string{"guid", "createtxg", "creation", "userrefs"})
+	for _, n := range names {
+		r := want[n]
+		e, ok := zfs.Entry{Name: n, Type: zfs.Snapshot}, err == nil
+		if ok {
+			e, ok = snapshotFromProps(n, got[n])
+		}
+		if !ok || e.GUID != r.pending.to.GUID {
+			rest = append(rest, r.pending.target)
+			continue
+		}
+		r.mu.Lock()
+		before := snapshotsOnly(r.byTarget[r.pending.target])
+		r.mu.Unlock()
+		es := slices.DeleteFunc(before, func(b zfs.Entry) bool { return b.Name == n })
+		named[r.pending.target] = append(es, e)
+	}
+	return named, rest
+}
+
+// lookupName is the name of the target snapshot whose lookup stands for a
+// listing of d's target after its steps (see targetsByName), or "".
+func (d *datasetRun) lookupName() string {
+	p, pr := d.pending, d.prep
+	if p == nil || pr == nil || !pr.exists || pr.force || pr.converted || d.res.Rotated != "" || p.to.GUID == 0 || p.to.Short() == "" {
+		return ""
+	}
+	for _, s := range pr.plan.Steps {
+		if s.Full() {
+			return ""
+		}
+	}
+	return p.target + "@" + p.to.Short()
+}
+
+// snapshotFromProps makes the entry of snapshot name from its zfs get
+// values (guid, createtxg, creation, userrefs), reporting whether they
+// were all there and numbers.
+func snapshotFromProps(name string, p map[string]string) (zfs.Entry, bool) {
+	e := zfs.Entry{Name: name, Type: zfs.Snapshot}
+	var err error
+	num := func(k string) uint64 {
+		v, perr := strconv.ParseUint(p[k], 10, 64)
+		if perr != nil {
+			err = perr
+		}
+		return v
+	}
+	e.GUID, e.CreateTXG, e.UserRefs = num("guid"), num("createtxg"), num("userrefs")
+	if c := num("creation"); c != 0 {
+		e.Creation = time.Unix(int64(c), 0).UTC()
+	}
+	return e, err == nil && e.GUID != 0
 }
 
 // quietTargets returns the targets of the selected source datasets whose

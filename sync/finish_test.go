@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	stdsync "sync"
 	"testing"
+	"time"
 
 	"github.com/zsync-dev/zsync/zfs"
 )
@@ -21,15 +23,23 @@ type recordEP struct {
 	// failArg fails any call that names one of its keys
 	failArg map[string]error
 	guids   map[string]string // for Get of guid
-	lists   int
-	calls   []string
+	// props are the values Get returns of each name (besides guids)
+	props map[string]map[string]string
+	// listed are the roots of every List, in order
+	listed [][]string
+	lists  int
+	calls  []string
 }
 
 func (e *recordEP) Get(_ context.Context, names []string, props []string) (map[string]map[string]string, error) {
 	e.calls = append(e.calls, "Get "+strings.Join(names, " "))
+	if err := e.fail["Get"]; err != nil {
+		return nil, err
+	}
 	out := map[string]map[string]string{}
 	for _, n := range names {
 		out[n] = map[string]string{}
+		maps.Copy(out[n], e.props[n])
 		if g, ok := e.guids[n]; ok {
 			out[n]["guid"] = g
 		}
@@ -39,6 +49,7 @@ func (e *recordEP) Get(_ context.Context, names []string, props []string) (map[s
 
 func (e *recordEP) List(_ context.Context, roots []string, o zfs.ListOptions) ([]zfs.Entry, error) {
 	e.lists++
+	e.listed = append(e.listed, roots)
 	if err := e.fail["List"]; err != nil {
 		return nil, err
 	}
@@ -236,6 +247,88 @@ func TestFinishListings(t *testing.T) {
 	src.fail = map[string]error{"List": zfs.ErrDatasetNotFound}
 	if got := (&Job{}).finishListings(context.Background(), src, dst, []*datasetRun{d, d2}); got != nil {
 		t.Errorf("a failed listing gave %v, want nil (each finish lists its own)", got)
+	}
+}
+
+// A target whose step was an incremental into the replica the run listed
+// at its start is not listed again: its new snapshot is looked up by name
+// and added to that listing. A target created, received with force, or
+// whose lookup does not find the step's guid is listed; so are all when the
+// lookup fails.
+func TestFinishListingsByName(t *testing.T) {
+	incremental := func(d *datasetRun, from string) {
+		d.prep = &prepared{exists: true, plan: Plan{Steps: []Step{{From: zfs.Entry{Name: from, Type: zfs.Snapshot, GUID: 1}, To: d.pending.to}}}}
+		// the run's first listing of the target: s1, with its hold
+		d.byTarget[d.pending.target] = []zfs.Entry{{Name: d.pending.target + "@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5, UserRefs: 1}}
+	}
+	names := func(es []zfs.Entry) string {
+		var n []string
+		for _, e := range es {
+			n = append(n, fmt.Sprintf("%s/%d/%d", e.Name, e.GUID, e.CreateTXG))
+		}
+		return strings.Join(n, " ")
+	}
+	cases := []struct {
+		name    string
+		setup   func(a, b, c *datasetRun, dst *recordEP)
+		listed  string // the targets listed
+		aByName bool   // backup/a's entries come from the lookup
+	}{
+		{"incrementals", func(a, b, c *datasetRun, dst *recordEP) {}, "", true},
+		{"created, forced, full", func(a, b, c *datasetRun, dst *recordEP) {
+			b.prep.exists = false
+			c.prep.force = true
+		}, "backup/b backup/c", true},
+		{"full step", func(a, b, c *datasetRun, dst *recordEP) {
+			b.prep.plan.Steps[0].From = zfs.Entry{}
+		}, "backup/b", true},
+		{"rotated", func(a, b, c *datasetRun, dst *recordEP) { b.res.Rotated = "backup/b-old" }, "backup/b", true},
+		{"another guid", func(a, b, c *datasetRun, dst *recordEP) { dst.props["backup/b@s2"]["guid"] = "77" }, "backup/b", true},
+		{"lookup fails", func(a, b, c *datasetRun, dst *recordEP) {
+			dst.fail = map[string]error{"Get": fmt.Errorf("zfs get: %w", zfs.ErrDatasetNotFound)}
+		}, "backup/a backup/b backup/c", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := &recordEP{}, &recordEP{props: map[string]map[string]string{}}
+			var runs []*datasetRun
+			for _, n := range []string{"a", "b", "c"} {
+				d, _ := addFinishCase(src, dst, n)
+				incremental(d, "tank/"+n+"@s1")
+				// what zfs get shows of the received snapshot (the listing
+				// would show createtxg 6)
+				dst.props["backup/"+n+"@s2"] = map[string]string{"guid": "2", "createtxg": "8", "creation": "1700000000", "userrefs": "0"}
+				runs = append(runs, d)
+			}
+			tc.setup(runs[0], runs[1], runs[2], dst)
+			got := runs[0].job.finishListings(context.Background(), src, dst, runs)
+			if got == nil {
+				t.Fatal("no listings")
+			}
+			var listed []string
+			for _, roots := range dst.listed {
+				listed = append(listed, roots...)
+			}
+			if s := strings.Join(listed, " "); s != tc.listed {
+				t.Errorf("targets listed: %q, want %q", s, tc.listed)
+			}
+			want := "backup/a@s1/1/5 backup/a@s2/2/8"
+			if !tc.aByName {
+				want = "backup/a@s1/1/5 backup/a@s2/2/6"
+			}
+			if s := names(got["tank/a"].dst); s != want {
+				t.Errorf("backup/a: %s, want %s", s, want)
+			}
+			for _, r := range runs {
+				r.finish(context.Background(), got[r.source])
+				if r.res.Status != StatusReplicated || len(r.res.Warnings) > 0 {
+					t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
+				}
+			}
+			if !slices.Contains(dst.calls, "Hold "+RootLastReceivedHoldTag(runs[0].rootTID)+" backup/a@s2") {
+				t.Errorf("no last-received hold on backup/a@s2: %q", dst.calls)
+			}
+		})
 	}
 }
 
@@ -571,6 +664,56 @@ func TestFlushAttributesFailures(t *testing.T) {
 				t.Errorf("calls %q, want one release", src.calls)
 			}
 		})
+	}
+}
+
+// blockingReleaseEP holds its Release until release is closed.
+type blockingReleaseEP struct {
+	*recordEP
+	release chan struct{}
+}
+
+func (e *blockingReleaseEP) Release(ctx context.Context, tag string, snaps []string) error {
+	select {
+	case <-e.release:
+	case <-time.After(10 * time.Second):
+		return errors.New("never let go")
+	}
+	return e.recordEP.Release(ctx, tag, snaps)
+}
+
+// notifyReleaseEP closes released at its first Release.
+type notifyReleaseEP struct {
+	*recordEP
+	released chan struct{}
+}
+
+func (e *notifyReleaseEP) Release(ctx context.Context, tag string, snaps []string) error {
+	close(e.released)
+	return e.recordEP.Release(ctx, tag, snaps)
+}
+
+// The target's releases do not wait for the source's calls (another host):
+// the source's release here waits until the target's has been made.
+func TestFlushReleasesBothSidesAtOnce(t *testing.T) {
+	src, dst, a, b := twoFinishCases()
+	batch := newReleaseBatch()
+	step, last := RootStepHoldTag(a.stepRoot), RootLastReceivedHoldTag(a.rootTID)
+	batch.add(a, true, map[string][]string{step: {"tank/a@s1"}})
+	batch.add(b, false, map[string][]string{last: {"backup/b@s1"}})
+	batch.addBookmarks(a, []string{"tank/a#old"})
+	gate := make(chan struct{})
+	batch.flush(context.Background(), &blockingReleaseEP{src, gate}, &notifyReleaseEP{dst, gate})
+	for _, r := range []*datasetRun{a, b} {
+		if r.res.Status != StatusReplicated || len(r.res.Warnings) > 0 {
+			t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
+		}
+	}
+	if want := []string{"Release " + step + " tank/a@s1", "DestroyBookmarks tank/a#old"}; !slices.Equal(src.calls, want) {
+		t.Errorf("source calls %q, want %q", src.calls, want)
+	}
+	if want := []string{"Release " + last + " backup/b@s1"}; !slices.Equal(dst.calls, want) {
+		t.Errorf("target calls %q, want %q", dst.calls, want)
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -80,11 +82,60 @@ func (o ListOptions) args(roots []string) ([]string, error) {
 	return append(args, roots...), nil
 }
 
-// List runs ONE `zfs list -H -p` over roots (all pools when roots is empty)
+// listProcs bounds the concurrent `zfs list` calls of one List, and
+// listChunkMin is the fewest roots one of them is given: listing a
+// dataset's snapshots is CPU-bound in the kernel (OpenZFS opens each
+// snapshot), so a listing of many datasets' snapshots takes half the time
+// in two calls at once on two CPUs (50 unmounted replicas of 11 snapshots
+// on OpenZFS 2.3: 8.0 s in one call, 4.5 s in two).
+const (
+	listProcs    = 4
+	listChunkMin = 8
+)
+
+// List lists roots (all pools when roots is empty) with `zfs list -H -p`
 // and returns the datasets, snapshots and bookmarks in zfs's output order.
+// Many roots are split into up to listProcs calls at once, each given a
+// run of them in order, and their outputs joined in that order: the same
+// entries as one call would give.
 // A root that does not exist yields an error wrapping ErrDatasetNotFound
 // that names it.
 func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry, error) {
+	if _, err := o.args(roots); err != nil {
+		return nil, err
+	}
+	n := min(listProcs, len(roots)/listChunkMin)
+	if n <= 1 {
+		return c.list(ctx, roots, o)
+	}
+	size := (len(roots) + n - 1) / n
+	var chunks [][]string
+	for chunk := range slices.Chunk(roots, size) {
+		chunks = append(chunks, chunk)
+	}
+	outs := make([][]Entry, len(chunks))
+	errs := make([]error, len(chunks))
+	var wg sync.WaitGroup
+	for i, chunk := range chunks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = c.list(ctx, chunk, o)
+		}()
+	}
+	wg.Wait()
+	var entries []Entry
+	for i := range chunks {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		entries = append(entries, outs[i]...)
+	}
+	return entries, nil
+}
+
+// list runs ONE `zfs list -H -p` over roots.
+func (c *CLI) list(ctx context.Context, roots []string, o ListOptions) ([]Entry, error) {
 	args, err := o.args(roots)
 	if err != nil {
 		return nil, err

@@ -3,7 +3,9 @@ package zfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,5 +162,64 @@ func TestListSnapshotsChanged(t *testing.T) {
 	}
 	if len(es) != 2 || es[0].SnapshotsChanged != 1764650000 || es[1].SnapshotsChanged != 0 || es[1].User["zsync:placeholder"] != "tank/b" || es[0].User != nil {
 		t.Errorf("parsed %+v", es)
+	}
+}
+
+// Many roots are listed in several calls at once, each given a run of them
+// in order; the entries come back in the order of one call, and a root that
+// does not exist fails the whole listing, named.
+func TestListSplitsManyRoots(t *testing.T) {
+	var roots []string
+	for i := range 20 {
+		roots = append(roots, fmt.Sprintf("tank/d%02d", i))
+	}
+	o := ListOptions{Depth: 1, Types: []Type{Snapshot}}
+	for _, missing := range []string{"", "tank/d13"} {
+		f := NewFakeRunner()
+		f.Fallback = func(c Cmd) (FakeResponse, bool) {
+			var out strings.Builder
+			for _, a := range c.Argv {
+				if !strings.HasPrefix(a, "tank/") {
+					continue
+				}
+				if a == missing {
+					return FakeResponse{Stdout: out.String(), Stderr: "cannot open '" + a + "': dataset does not exist\n", ExitCode: 1}, true
+				}
+				fmt.Fprintf(&out, "%s@s\tsnapshot\t1\t2\t3\t0\t-\toff\t-\t-\t-\n", a)
+			}
+			return FakeResponse{Stdout: out.String()}, true
+		}
+		c := New(WithRunner(f))
+		got, err := c.List(context.Background(), roots, o)
+		var given []string
+		for _, call := range f.Calls() {
+			given = append(given, strings.Join(call.Argv[len(call.Argv)-10:], " "))
+		}
+		slices.Sort(given) // the calls run at once
+		if len(given) != 2 || given[0] != strings.Join(roots[:10], " ") || given[1] != strings.Join(roots[10:], " ") {
+			t.Errorf("calls given %q, want the first and last ten roots", given)
+		}
+		if missing != "" {
+			if !errors.Is(err, ErrDatasetNotFound) || !strings.Contains(err.Error(), missing) || got != nil {
+				t.Errorf("with %s missing: %v, %d entries; want ErrDatasetNotFound naming it and nothing", missing, err, len(got))
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range got {
+			names = append(names, e.Dataset())
+		}
+		if !slices.Equal(names, roots) {
+			t.Errorf("entries of %q, want %q", names, roots)
+		}
+	}
+	// few roots: one call
+	f := NewFakeRunner()
+	f.Fallback = func(Cmd) (FakeResponse, bool) { return FakeResponse{}, true }
+	if _, err := New(WithRunner(f)).List(context.Background(), roots[:15], o); err != nil || len(f.Calls()) != 1 {
+		t.Errorf("15 roots: %d calls, err %v; want one", len(f.Calls()), err)
 	}
 }
