@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 )
 
 var (
@@ -33,30 +36,91 @@ func holdArgs(verb, tag string, snaps []string) ([]string, error) {
 	return append([]string{verb, tag}, snaps...), nil
 }
 
-// Hold places a user hold with tag on every snapshot in ONE `zfs hold` call.
+// holdProcs bounds the concurrent `zfs hold` or `zfs release` calls of one
+// Hold or Release, and holdChunkMin is the fewest snapshots one of them is
+// given. zfs holds or releases its arguments one at a time, each a sync
+// task that waits for a transaction group; calls at once share transaction
+// groups (49 holds on OpenZFS 2.3 in the test VM: 2.5 s in one call, 1.75 s
+// in 8; on real disks, where a transaction group waits on the disk rather
+// than the CPU, more).
+const (
+	holdProcs    = 8
+	holdChunkMin = 12
+)
+
+// Hold places a user hold with tag on every snapshot with `zfs hold`: one
+// call, or up to holdProcs at once for many snapshots (see holdProcs).
 // zfs processes the snapshots one by one: on failure the returned error is
 // a *HoldError naming the snapshots that failed (the others are held),
 // each wrapping ErrHoldExists ("tag already exists"), ErrDatasetNotFound,
-// ... so errors.Is(err, ErrHoldExists) works.
+// ... so errors.Is(err, ErrHoldExists) works. A failure that names no
+// snapshot (of any of the calls) is returned as it is, not as a
+// *HoldError: then nothing of the request can be taken as done.
 func (c *CLI) Hold(ctx context.Context, tag string, snaps []string) error {
-	args, err := holdArgs("hold", tag, snaps)
-	if err != nil {
-		return err
-	}
-	_, err = c.run(ctx, args...)
-	return holdError("hold", tag, snaps, err, reHoldFailed)
+	return c.holdOrRelease(ctx, "hold", tag, snaps, reHoldFailed)
 }
 
-// Release removes the user hold tag from every snapshot in ONE `zfs
-// release` call. On failure, a *HoldError as for Hold, with ErrNoSuchHold
-// for snapshots that do not carry the tag.
+// Release removes the user hold tag from every snapshot with `zfs
+// release`, like Hold. On failure, a *HoldError as for Hold, with
+// ErrNoSuchHold for snapshots that do not carry the tag.
 func (c *CLI) Release(ctx context.Context, tag string, snaps []string) error {
-	args, err := holdArgs("release", tag, snaps)
-	if err != nil {
+	return c.holdOrRelease(ctx, "release", tag, snaps, reReleaseFailed)
+}
+
+func (c *CLI) holdOrRelease(ctx context.Context, op, tag string, snaps []string, re *regexp.Regexp) error {
+	if _, err := holdArgs(op, tag, snaps); err != nil {
 		return err
 	}
-	_, err = c.run(ctx, args...)
-	return holdError("release", tag, snaps, err, reReleaseFailed)
+	one := func(group []string) error {
+		args, _ := holdArgs(op, tag, group)
+		_, err := c.run(ctx, args...)
+		return holdError(op, tag, group, err, re)
+	}
+	n := min(holdProcs, len(snaps)/holdChunkMin)
+	if n <= 1 {
+		return one(snaps)
+	}
+	size := (len(snaps) + n - 1) / n
+	var groups [][]string
+	for g := range slices.Chunk(snaps, size) {
+		groups = append(groups, g)
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = one(g)
+		}()
+	}
+	wg.Wait()
+	return mergeHoldErrors(op, tag, errs)
+}
+
+// mergeHoldErrors joins the outcomes of a Hold or Release made in several
+// calls: nil when all succeeded, the first failure that names no snapshot
+// as it is (so that none of the request counts as done), else one
+// *HoldError naming every failed snapshot.
+func mergeHoldErrors(op, tag string, errs []error) error {
+	var merged *HoldError
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var he *HoldError
+		if !errors.As(err, &he) {
+			return err
+		}
+		if merged == nil {
+			merged = &HoldError{Op: op, Tag: tag, Failed: map[string]error{}}
+		}
+		maps.Copy(merged.Failed, he.Failed)
+	}
+	if merged == nil {
+		return nil
+	}
+	return merged
 }
 
 // holdError attributes the per-snapshot messages of a failed hold/release.

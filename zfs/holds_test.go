@@ -3,7 +3,10 @@ package zfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -120,5 +123,62 @@ func TestHoldsRejectsForeignLines(t *testing.T) {
 		if got, err := c.Holds(context.Background(), []string{"tank/a@s1"}); err == nil {
 			t.Errorf("output %q accepted: %q", out, got)
 		}
+	}
+}
+
+// Many snapshots are held in several calls at once, each given a run of
+// them; failures named by any call come back as one *HoldError, and a
+// failure that names nothing is returned as it is (nothing counts as held).
+func TestHoldSplitsManySnapshots(t *testing.T) {
+	var snaps []string
+	for i := range 30 {
+		snaps = append(snaps, fmt.Sprintf("tank/d%02d@s", i))
+	}
+	for _, c := range []struct {
+		name    string
+		fail    map[string]FakeResponse // by the first snapshot of a call
+		named   []string                // the snapshots the *HoldError names
+		unnamed bool
+	}{
+		{name: "all held"},
+		{name: "named", fail: map[string]FakeResponse{
+			"tank/d00@s": {Stderr: "cannot hold snapshot 'tank/d03@s': tag already exists on this dataset\n", ExitCode: 1},
+			"tank/d15@s": {Stderr: "cannot hold snapshot 'tank/d20@s': dataset does not exist\n", ExitCode: 1},
+		}, named: []string{"tank/d03@s", "tank/d20@s"}},
+		{name: "unnamed", fail: map[string]FakeResponse{
+			"tank/d00@s": {Stderr: "cannot hold snapshot 'tank/d03@s': tag already exists on this dataset\n", ExitCode: 1},
+			"tank/d15@s": {Stderr: "internal error: out of memory\n", ExitCode: 1},
+		}, unnamed: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := NewFakeRunner()
+			f.Fallback = func(cmd Cmd) (FakeResponse, bool) {
+				return c.fail[cmd.Argv[3]], true // zfs hold TAG FIRST...
+			}
+			err := New(WithRunner(f)).Hold(context.Background(), "t", snaps)
+			var given []string
+			for _, call := range f.Calls() {
+				given = append(given, strings.Join(call.Argv[3:], " "))
+			}
+			slices.Sort(given)
+			if len(given) != 2 || given[0] != strings.Join(snaps[:15], " ") || given[1] != strings.Join(snaps[15:], " ") {
+				t.Errorf("calls given %q, want the first and last 15 snapshots", given)
+			}
+			var he *HoldError
+			switch {
+			case c.unnamed:
+				if err == nil || errors.As(err, &he) {
+					t.Errorf("err %v, want a failure that names nothing", err)
+				}
+			case c.named != nil:
+				if !errors.As(err, &he) || !slices.Equal(sortedKeys(he.Failed), c.named) || !errors.Is(err, ErrHoldExists) {
+					t.Errorf("err %v, want a *HoldError naming %q", err, c.named)
+				}
+			default:
+				if err != nil {
+					t.Errorf("err %v", err)
+				}
+			}
+		})
 	}
 }
