@@ -488,16 +488,19 @@ func (j *Job) finishListings(ctx context.Context, src, dst Endpoint, runs []*dat
 // targetsByName returns the target snapshots of the runs whose steps were
 // all incrementals received into the replica as the run's first listing
 // found it (not created, rotated, converted or received with force): that
-// listing, with the step's new snapshot looked up by name in one call for
-// all of them. It is what a listing would show but for what a step does not
-// touch: snapshots received between (-I) carry none of zsync's holds and
-// play no part in the finish. The targets of the other runs, and of those
-// whose new snapshot the lookup does not find with the step's guid, are
-// returned in rest, to be listed. The received snapshot is the newest on
-// the target (an incremental receive without force needs its from to be
-// the newest, and the new one is made after the listing), so the finish's
-// verification stands; a snapshot someone makes on the replica after the
-// receive is found by the next run's listing.
+// listing, with the step's new snapshot looked up by name, in one call for
+// all of them. The same call reads each target's prevsnap, the name of its
+// newest snapshot (a property zfs keeps per dataset, not shown by zfs get
+// all), which must be the new snapshot: so the finish's verification (the
+// target's newest snapshot is the step's To) stands as with a listing, and
+// a snapshot made on the replica since the receive, by hand or by another
+// run into the same target, sends the target to be listed. What else the
+// stand-in lacks plays no part in the finish: snapshots received between
+// (-I) carry none of zsync's holds, and the hold counts of the first
+// listing's snapshots are the holds the run read at its start (the run's
+// view of them, as with a fresh listing of unchanged holds). The targets
+// of the other runs, and of those whose lookup does not match, are
+// returned in rest, to be listed.
 func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named map[string][]zfs.Entry, rest []string) {
 	named = map[string][]zfs.Entry{}
 	want := map[string]*datasetRun{}
@@ -505,7 +508,7 @@ func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named
 	for _, r := range runs {
 		if n := r.lookupName(); n != "" {
 			want[n] = r
-			names = append(names, n)
+			names = append(names, n, r.pending.target)
 		} else {
 			rest = append(rest, r.pending.target)
 		}
@@ -513,14 +516,16 @@ func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named
 	if len(names) == 0 {
 		return named, rest
 	}
-	got, err := dst.Get(ctx, names, []string{"guid", "createtxg", "creation", "userrefs"})
-	for _, n := range names {
-		r := want[n]
+	got, err := dst.Get(ctx, names, []string{"guid", "createtxg", "creation", "userrefs", "prevsnap"})
+	for n, r := range want {
 		e, ok := zfs.Entry{Name: n, Type: zfs.Snapshot}, err == nil
 		if ok {
 			e, ok = snapshotFromProps(n, got[n])
 		}
-		if !ok || e.GUID != r.pending.to.GUID {
+		// prevsnap is the name on the far host's disk: its snapshot part
+		// is compared (a dataset's prevsnap is one of its own snapshots)
+		_, newest, _ := strings.Cut(got[r.pending.target]["prevsnap"], "@")
+		if !ok || e.GUID != r.pending.to.GUID || newest != r.pending.to.Short() {
 			rest = append(rest, r.pending.target)
 			continue
 		}
@@ -528,8 +533,12 @@ func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named
 		before := snapshotsOnly(r.byTarget[r.pending.target])
 		r.mu.Unlock()
 		es := slices.DeleteFunc(before, func(b zfs.Entry) bool { return b.Name == n })
+		for i := range es {
+			es[i].UserRefs = uint64(len(r.dstHolds[es[i].Name]))
+		}
 		named[r.pending.target] = append(es, e)
 	}
+	slices.Sort(rest)
 	return named, rest
 }
 

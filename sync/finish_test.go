@@ -273,20 +273,32 @@ func TestFinishListingsByName(t *testing.T) {
 		setup   func(a, b, c *datasetRun, dst *recordEP)
 		listed  string // the targets listed
 		aByName bool   // backup/a's entries come from the lookup
+		failed  string // the run whose verification fails
 	}{
-		{"incrementals", func(a, b, c *datasetRun, dst *recordEP) {}, "", true},
+		{"incrementals", func(a, b, c *datasetRun, dst *recordEP) {}, "", true, ""},
 		{"created, forced, full", func(a, b, c *datasetRun, dst *recordEP) {
 			b.prep.exists = false
 			c.prep.force = true
-		}, "backup/b backup/c", true},
+		}, "backup/b backup/c", true, ""},
 		{"full step", func(a, b, c *datasetRun, dst *recordEP) {
 			b.prep.plan.Steps[0].From = zfs.Entry{}
-		}, "backup/b", true},
-		{"rotated", func(a, b, c *datasetRun, dst *recordEP) { b.res.Rotated = "backup/b-old" }, "backup/b", true},
-		{"another guid", func(a, b, c *datasetRun, dst *recordEP) { dst.props["backup/b@s2"]["guid"] = "77" }, "backup/b", true},
+		}, "backup/b", true, ""},
+		{"rotated", func(a, b, c *datasetRun, dst *recordEP) { b.res.Rotated = "backup/b-old" }, "backup/b", true, ""},
+		{"another guid", func(a, b, c *datasetRun, dst *recordEP) { dst.props["backup/b@s2"]["guid"] = "77" }, "backup/b", true, ""},
+		// a snapshot made on the replica after the receive (by hand, or
+		// another run into the same target)
+		{"newer snapshot", func(a, b, c *datasetRun, dst *recordEP) {
+			dst.props["backup/b"]["prevsnap"] = "backup/b@s3"
+			dst.items = append(dst.items, zfs.Entry{Name: "backup/b@s3", Type: zfs.Snapshot, GUID: 3, CreateTXG: 9})
+		}, "backup/b", true, "tank/b"},
+		{"no prevsnap", func(a, b, c *datasetRun, dst *recordEP) { delete(dst.props["backup/c"], "prevsnap") }, "backup/c", true, ""},
+		// a far side's jail: prevsnap is the name on its disk
+		{"jailed", func(a, b, c *datasetRun, dst *recordEP) {
+			dst.props["backup/a"]["prevsnap"] = "vault/clients/x/backup/a@s2"
+		}, "", true, ""},
 		{"lookup fails", func(a, b, c *datasetRun, dst *recordEP) {
 			dst.fail = map[string]error{"Get": fmt.Errorf("zfs get: %w", zfs.ErrDatasetNotFound)}
-		}, "backup/a backup/b backup/c", false},
+		}, "backup/a backup/b backup/c", false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,6 +310,7 @@ func TestFinishListingsByName(t *testing.T) {
 				// what zfs get shows of the received snapshot (the listing
 				// would show createtxg 6)
 				dst.props["backup/"+n+"@s2"] = map[string]string{"guid": "2", "createtxg": "8", "creation": "1700000000", "userrefs": "0"}
+				dst.props["backup/"+n] = map[string]string{"prevsnap": "backup/" + n + "@s2"}
 				runs = append(runs, d)
 			}
 			tc.setup(runs[0], runs[1], runs[2], dst)
@@ -321,6 +334,12 @@ func TestFinishListingsByName(t *testing.T) {
 			}
 			for _, r := range runs {
 				r.finish(context.Background(), got[r.source])
+				if r.source == tc.failed {
+					if r.res.Status != StatusFailed {
+						t.Errorf("%s: %s, want failed", r.source, r.res.Status)
+					}
+					continue
+				}
 				if r.res.Status != StatusReplicated || len(r.res.Warnings) > 0 {
 					t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
 				}
@@ -329,6 +348,33 @@ func TestFinishListingsByName(t *testing.T) {
 				t.Errorf("no last-received hold on backup/a@s2: %q", dst.calls)
 			}
 		})
+	}
+}
+
+// Another run of the relationship (a one-off push into the same target)
+// received s3 after this run's s2 and moved the cursor there: the target is
+// listed, the verification fails as it did with a listing, and nothing
+// moves (the other run's cursor stays).
+func TestFinishByNameSeesANewerSnapshot(t *testing.T) {
+	src, dst := &recordEP{}, &recordEP{props: map[string]map[string]string{}}
+	d, tid := addFinishCase(src, dst, "a")
+	d.prep = &prepared{exists: true, plan: Plan{Steps: []Step{{From: zfs.Entry{Name: "tank/a@s1", Type: zfs.Snapshot, GUID: 1}, To: d.pending.to}}}}
+	d.byTarget["backup/a"] = []zfs.Entry{{Name: "backup/a@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5, UserRefs: 1}}
+	dst.props["backup/a@s2"] = map[string]string{"guid": "2", "createtxg": "6", "creation": "1700000000", "userrefs": "0"}
+	dst.props["backup/a"] = map[string]string{"prevsnap": "backup/a@s3"}
+	dst.items = append(dst.items, zfs.Entry{Name: "backup/a@s3", Type: zfs.Snapshot, GUID: 3, CreateTXG: 7})
+	other := "tank/a#" + CursorName(tid, 3)
+	src.items = append(src.items, zfs.Entry{Name: "tank/a@s3", Type: zfs.Snapshot, GUID: 3, CreateTXG: 30},
+		zfs.Entry{Name: other, Type: zfs.Bookmark, GUID: 3, CreateTXG: 30})
+	listed := d.job.finishListings(context.Background(), src, dst, []*datasetRun{d})
+	d.batch = newReleaseBatch()
+	d.finish(context.Background(), listed[d.source])
+	d.batch.flush(context.Background(), src, dst)
+	if d.res.Status != StatusFailed || !strings.Contains(fmt.Sprint(d.res.Err), "newest snapshot is backup/a@s3") {
+		t.Errorf("status %s, err %v; want the verification failed on s3", d.res.Status, d.res.Err)
+	}
+	if len(src.calls) > 0 {
+		t.Errorf("source calls after a failed verification: %q", src.calls)
 	}
 }
 

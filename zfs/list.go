@@ -95,9 +95,11 @@ const (
 
 // List lists roots (all pools when roots is empty) with `zfs list -H -p`
 // and returns the datasets, snapshots and bookmarks in zfs's output order.
-// Many roots are split into up to listProcs calls at once, each given a
-// run of them in order, and their outputs joined in that order: the same
-// entries as one call would give.
+// Many roots, none of them given twice or inside another, are split into
+// up to listProcs calls at once, each given a run of them in order, and
+// their outputs joined in that order: the entries one call would give,
+// grouped by root in the order of roots (one call may order them
+// otherwise; callers group entries by dataset).
 // A root that does not exist yields an error wrapping ErrDatasetNotFound
 // that names it.
 func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry, error) {
@@ -105,7 +107,7 @@ func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry,
 		return nil, err
 	}
 	n := min(listProcs, len(roots)/listChunkMin)
-	if n <= 1 {
+	if n <= 1 || !apart(roots) {
 		return c.list(ctx, roots, o)
 	}
 	size := (len(roots) + n - 1) / n
@@ -132,6 +134,29 @@ func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry,
 		entries = append(entries, outs[i]...)
 	}
 	return entries, nil
+}
+
+// apart reports whether no root is given twice or lies below another.
+func apart(roots []string) bool {
+	seen := make(map[string]bool, len(roots))
+	for _, r := range roots {
+		if seen[r] {
+			return false
+		}
+		seen[r] = true
+	}
+	for _, r := range roots {
+		for p := r; ; {
+			i := strings.LastIndexByte(p, '/')
+			if i < 0 {
+				break
+			}
+			if p = p[:i]; seen[p] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // list runs ONE `zfs list -H -p` over roots.

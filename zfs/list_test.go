@@ -216,10 +216,12 @@ func TestListSplitsManyRoots(t *testing.T) {
 			t.Errorf("entries of %q, want %q", names, roots)
 		}
 	}
-	// few roots: one call
-	f := NewFakeRunner()
-	f.Fallback = func(Cmd) (FakeResponse, bool) { return FakeResponse{}, true }
-	if _, err := New(WithRunner(f)).List(context.Background(), roots[:15], o); err != nil || len(f.Calls()) != 1 {
-		t.Errorf("15 roots: %d calls, err %v; want one", len(f.Calls()), err)
+	// few roots, or roots one inside another or given twice: one call
+	for _, rs := range [][]string{roots[:15], append([]string{"tank"}, roots...), append(slices.Clone(roots), "tank/d03")} {
+		f := NewFakeRunner()
+		f.Fallback = func(Cmd) (FakeResponse, bool) { return FakeResponse{}, true }
+		if _, err := New(WithRunner(f)).List(context.Background(), rs, o); err != nil || len(f.Calls()) != 1 {
+			t.Errorf("%d roots: %d calls, err %v; want one", len(rs), len(f.Calls()), err)
+		}
 	}
 }
