@@ -522,8 +522,8 @@ func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named
 		if ok {
 			e, ok = snapshotFromProps(n, got[n])
 		}
-		// prevsnap is the name on the far host's disk: its snapshot part
-		// is compared (a dataset's prevsnap is one of its own snapshots)
+		// a dataset's prevsnap is one of its own snapshots: its snapshot
+		// part is compared
 		_, newest, _ := strings.Cut(got[r.pending.target]["prevsnap"], "@")
 		if !ok || e.GUID != r.pending.to.GUID || newest != r.pending.to.Short() {
 			rest = append(rest, r.pending.target)
