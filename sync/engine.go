@@ -522,10 +522,7 @@ func targetsByName(ctx context.Context, dst Endpoint, runs []*datasetRun) (named
 		if ok {
 			e, ok = snapshotFromProps(n, got[n])
 		}
-		// a dataset's prevsnap is one of its own snapshots: its snapshot
-		// part is compared
-		_, newest, _ := strings.Cut(got[r.pending.target]["prevsnap"], "@")
-		if !ok || e.GUID != r.pending.to.GUID || newest != r.pending.to.Short() {
+		if !ok || e.GUID != r.pending.to.GUID || got[r.pending.target]["prevsnap"] != n {
 			rest = append(rest, r.pending.target)
 			continue
 		}

@@ -292,10 +292,8 @@ func TestFinishListingsByName(t *testing.T) {
 			dst.items = append(dst.items, zfs.Entry{Name: "backup/b@s3", Type: zfs.Snapshot, GUID: 3, CreateTXG: 9})
 		}, "backup/b", true, "tank/b"},
 		{"no prevsnap", func(a, b, c *datasetRun, dst *recordEP) { delete(dst.props["backup/c"], "prevsnap") }, "backup/c", true, ""},
-		// only the snapshot part of prevsnap is compared
-		{"dataset part", func(a, b, c *datasetRun, dst *recordEP) {
-			dst.props["backup/a"]["prevsnap"] = "vault/clients/x/backup/a@s2"
-		}, "", true, ""},
+		// prevsnap names another dataset's snapshot (a clone's origin)
+		{"origin", func(a, b, c *datasetRun, dst *recordEP) { dst.props["backup/c"]["prevsnap"] = "backup/a@s2" }, "backup/c", true, ""},
 		{"lookup fails", func(a, b, c *datasetRun, dst *recordEP) {
 			dst.fail = map[string]error{"Get": fmt.Errorf("zfs get: %w", zfs.ErrDatasetNotFound)}
 		}, "backup/a backup/b backup/c", false, ""},
