@@ -252,9 +252,9 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		// predates the change (the values are kept, so the next run's
 		// listings settle at once)
 		all := func(string) bool { return true }
-		state := ListingState{Sides: map[string]*SideListing{"source": srcSide.update(all)}}
+		state := ListingState{Sides: map[string]*SideListing{"source": srcSide.update(all, nil)}}
 		if dstSide != nil {
-			state.Sides["target"] = dstSide.update(all)
+			state.Sides["target"] = dstSide.update(all, nil)
 		}
 		if err := j.Listings.Save(state); err != nil {
 			j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache not saved, the next run lists every dataset in full (nothing is lost; check that the state directory is writable): %v", err)})
@@ -264,6 +264,9 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	// Work, level by level: a child starts only after its parent finished,
 	// datasets of one depth run concurrently.
 	results := make(map[string]*Result, len(selected))
+	// the snapshots of the targets whose finish verified them, as the
+	// finish knew them: kept for the next run, checked by name
+	finished := map[string][]zfs.Entry{}
 	var mu stdsync.Mutex
 	levels := map[int][]string{}
 	maxDepth := 0
@@ -393,7 +396,13 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				t0 := time.Now()
 				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
 				r.batch = batch
-				r.finish(ctx, listed[r.source])
+				target, l := r.pending.target, listed[r.source]
+				r.finish(ctx, l)
+				if l != nil && r.res.Status == StatusReplicated {
+					mu.Lock()
+					finished[target] = l.dst
+					mu.Unlock()
+				}
 				r.res.Duration += time.Since(t0)
 			})
 		}
@@ -422,7 +431,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		rep.Datasets = append(rep.Datasets, *results[ds])
 	}
 	if j.Listings != nil && !j.DryRun {
-		j.saveListings(srcSide, dstSide, results, srcTouched, dstTouched)
+		j.saveListings(srcSide, dstSide, results, srcTouched, dstTouched, finished)
 	}
 	return rep, nil
 }
@@ -622,8 +631,11 @@ func cursorOnlyAt(es []zfs.Entry, tid TargetID, guid uint64) bool {
 
 // saveListings stores what the run's listings are worth to the next run:
 // nothing of a dataset the run changed anything on, nor of a dataset that
-// did not end up to date or replicated (nor of its target).
-func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, srcTouched, dstTouched *touchSet) {
+// did not end up to date or replicated (nor of its target), but for the
+// targets the run replicated into and verified (finished): their snapshots
+// as the finish knew them, which the next run checks by name (namedReuse)
+// before it reuses them.
+func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, srcTouched, dstTouched *touchSet, finished map[string][]zfs.Entry) {
 	bad, badTarget := map[string]bool{}, map[string]bool{}
 	for ds, r := range results {
 		if r.Status != StatusUpToDate && r.Status != StatusReplicated {
@@ -634,9 +646,15 @@ func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, sr
 		}
 	}
 	state := ListingState{Sides: map[string]*SideListing{}}
-	state.Sides["source"] = src.update(func(ds string) bool { return bad[ds] || srcTouched.has(ds) })
+	state.Sides["source"] = src.update(func(ds string) bool { return bad[ds] || srcTouched.has(ds) }, nil)
 	if dst != nil {
-		state.Sides["target"] = dst.update(func(ds string) bool { return badTarget[ds] || dstTouched.has(ds) })
+		kept := map[string][]zfs.Entry{}
+		for t, es := range finished {
+			if !badTarget[t] {
+				kept[t] = es
+			}
+		}
+		state.Sides["target"] = dst.update(func(ds string) bool { return badTarget[ds] || dstTouched.has(ds) }, kept)
 	}
 	if err := j.Listings.Save(state); err != nil {
 		j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache not saved, the next run lists every dataset in full (nothing is lost; check that the state directory is writable): %v", err)})

@@ -87,6 +87,10 @@ type DatasetListing struct {
 	// Listed is when Snapshots were listed (zero: no listing kept).
 	Listed    time.Time        `json:"listed,omitzero"`
 	Snapshots []CachedSnapshot `json:"snapshots,omitempty"`
+	// Named: the snapshots are what a run knew of a target it replicated
+	// into when it finished (see Finished), not a listing; they are
+	// checked by name before reuse, whatever the value (namedReuse).
+	Named bool `json:"named,omitempty"`
 }
 
 // CachedSnapshot is what the planner and the reconciler use of a snapshot,
@@ -251,19 +255,27 @@ func (l DatasetListing) sameSnapshots(es []zfs.Entry) bool {
 }
 
 // namedReuse looks up the namedChecks of the candidates' kept listings in
-// one call, and returns the entries of those whose checks all match (with
-// the hold counts just read) and the candidates to list instead.
+// one call, with each candidate's prevsnap (the name of its newest
+// snapshot, a property zfs keeps per dataset), and returns the entries of
+// those whose checks all match and whose newest snapshot is the newest
+// kept (with the hold counts just read), and the candidates to list
+// instead. A snapshot made since the listing was kept (by hand, by a
+// receive, by another run) is therefore always seen.
 func namedReuse(ctx context.Context, e Endpoint, prev *SideListing, cands []zfs.Entry) (entries []zfs.Entry, reused int, relist []string) {
 	var ask []string
 	for _, d := range cands {
+		ask = append(ask, d.Name)
 		for _, c := range prev.Datasets[d.Name].namedChecks() {
 			ask = append(ask, d.Name+"@"+c.Name)
 		}
 	}
-	got, err := e.Get(ctx, ask, []string{"guid", "createtxg", "userrefs"})
+	got, err := e.Get(ctx, ask, []string{"guid", "createtxg", "userrefs", "prevsnap"})
 	for _, d := range cands {
 		l := prev.Datasets[d.Name]
 		ok := err == nil
+		if newest := l.newest(); ok && (newest == nil || got[d.Name]["prevsnap"] != d.Name+"@"+newest.Name) {
+			ok = false
+		}
 		refs := map[string]uint64{}
 		for _, c := range l.namedChecks() {
 			if !ok {
@@ -342,6 +354,8 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 		l.stamps[d.Name], l.dss[d.Name] = stamp, d
 		c, ok := prev.Datasets[d.Name]
 		switch {
+		case ok && c.Named && !bookmarks && c.usableNamed(d, l.listed):
+			cands = append(cands, d)
 		case named && ok && quiet != nil && quiet(d.Name) && c.usableNamed(d, l.listed):
 			cands = append(cands, d)
 		case !named && ok && c.usable(d, stamp, l.listed):
@@ -387,7 +401,7 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 // run's listing of its snapshots (fresh or reused) unless the run changed
 // it (dirty) or the listing did not settle; a changed value restarts its
 // settling.
-func (l *sideListing) update(dirty func(string) bool) *SideListing {
+func (l *sideListing) update(dirty func(string) bool, kept map[string][]zfs.Entry) *SideListing {
 	out := &SideListing{Datasets: map[string]DatasetListing{}}
 	if l.named {
 		out.Unsupported = l.unsupported
@@ -415,6 +429,8 @@ func (l *sideListing) update(dirty func(string) bool) *SideListing {
 			if l.named || stamp != "" && listed.Sub(c.Seen) >= settleTime {
 				c.Listed, c.Snapshots = listed, cacheSnapshots(snaps[ds])
 			}
+		} else if es, ok := kept[ds]; ok && len(es) > 0 {
+			c = DatasetListing{GUID: d.GUID, Origin: d.Origin, Listed: time.Now(), Snapshots: cacheSnapshots(es), Named: true}
 		}
 		out.Datasets[ds] = c
 	}

@@ -105,6 +105,18 @@ func (f *listFake) Get(_ context.Context, names, props []string) (map[string]map
 		}
 		e := f.items[i]
 		out[n] = map[string]string{"guid": strconv.FormatUint(e.GUID, 10), "createtxg": strconv.FormatUint(e.CreateTXG, 10), "userrefs": strconv.FormatUint(e.UserRefs, 10)}
+		if e.IsDataset() {
+			// zfs's prevsnap: the dataset's newest snapshot
+			var newest *zfs.Entry
+			for j, s := range f.items {
+				if s.Type == zfs.Snapshot && s.Dataset() == n && (newest == nil || s.CreateTXG > newest.CreateTXG) {
+					newest = &f.items[j]
+				}
+			}
+			if newest != nil {
+				out[n]["prevsnap"] = newest.Name
+			}
+		}
 	}
 	return out, nil
 }
@@ -164,7 +176,7 @@ func TestListSideReusesASettledListing(t *testing.T) {
 	}
 	// the next run: tank/b's listing was taken right after its new value
 	// was first seen, so it is not kept yet; tank/a's is
-	next := l.update(func(string) bool { return false })
+	next := l.update(func(string) bool { return false }, nil)
 	if a := next.Datasets["tank/a"]; !a.usable(zfs.Entry{GUID: 1}, "100", time.Now()) {
 		t.Errorf("tank/a not reusable after the run: %+v", a)
 	}
@@ -178,12 +190,12 @@ func TestListSideReusesASettledListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := l.update(func(string) bool { return false })
+	after := l.update(func(string) bool { return false }, nil)
 	if b := after.Datasets["tank/b"]; !b.usable(zfs.Entry{GUID: 2}, "200", time.Now()) || len(b.Snapshots) != 1 {
 		t.Errorf("tank/b after its value settled: %+v", b)
 	}
 	// what a run changed keeps only the value
-	dirty := l.update(func(ds string) bool { return ds == "tank/a" })
+	dirty := l.update(func(ds string) bool { return ds == "tank/a" }, nil)
 	if a := dirty.Datasets["tank/a"]; !a.Listed.IsZero() || a.Snapshots != nil {
 		t.Errorf("tank/a changed by the run kept its listing: %+v", a)
 	}
@@ -203,7 +215,7 @@ func TestListSideWithoutTheProperty(t *testing.T) {
 	if got, want := names(l.entries), names(f.items); !slices.Equal(got, want) {
 		t.Errorf("entries %q, want %q", got, want)
 	}
-	next := l.update(func(string) bool { return false })
+	next := l.update(func(string) bool { return false }, nil)
 	if next.Unsupported.IsZero() {
 		t.Fatalf("the side is not marked as without the property")
 	}
@@ -218,7 +230,7 @@ func TestListSideWithoutTheProperty(t *testing.T) {
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls %q, want %q (no source is quiet: both listed, the property not tried)", f.calls, want)
 	}
-	if got := next.Unsupported; !l.update(func(string) bool { return false }).Unsupported.Equal(got) {
+	if got := next.Unsupported; !l.update(func(string) bool { return false }, nil).Unsupported.Equal(got) {
 		t.Errorf("the day without the property restarted")
 	}
 }
@@ -243,7 +255,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := l.update(func(string) bool { return false })
+	kept := l.update(func(string) bool { return false }, nil)
 	quietAll := func(string) bool { return true }
 
 	// nothing changed: only the lookup by name (s2 of bk/a is newest and
@@ -254,7 +266,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs bk/a@s2 bk/b@s1 bk/c@s1", "bk d=1 snapshot "}
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -275,7 +287,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs bk/a@s2 bk/b@s1", "bk,bk/c,bk/b d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s2 bk/b bk/b@s1", "bk,bk/c,bk/b d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -292,7 +304,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs bk/a@s2 bk/b@s1 bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -426,5 +438,98 @@ func TestUsableNamedAge(t *testing.T) {
 	l.Listed = now.Add(time.Minute)
 	if l.usableNamed(d, now) {
 		t.Errorf("a listing from the future (clock set back) is reused")
+	}
+}
+
+// A target the run replicated into keeps its snapshots as the finish knew
+// them, marked to be checked by name: the next run (whatever the value of
+// snapshots_changed, which the receive changed) looks up the newest and the
+// held ones and the dataset's prevsnap instead of listing, and lists when
+// a snapshot was made since, when the newest is gone, or when the kept
+// snapshots are older than maxNamedAge. A side with bookmarks (a source)
+// never reuses them.
+func TestFinishedTargetKeptNamed(t *testing.T) {
+	f := &listFake{stamps: map[string]string{"bk/a": "100", "bk/b": "100"}, items: []zfs.Entry{
+		{Name: "bk", Type: zfs.Filesystem, GUID: 9}, // no snapshots: always listed
+		{Name: "bk/a", Type: zfs.Filesystem, GUID: 1},
+		{Name: "bk/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5, UserRefs: 1},
+		{Name: "bk/b", Type: zfs.Filesystem, GUID: 2},
+		{Name: "bk/b@s1", Type: zfs.Snapshot, GUID: 21, CreateTXG: 7, UserRefs: 1},
+	}}
+	j := &Job{Listings: &memCache{}}
+	l, err := j.listSide(context.Background(), f, []string{"bk"}, nil, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the run received s2 into both and its finish verified them; the
+	// receive changed the values
+	for _, ds := range []string{"bk/a", "bk/b"} {
+		f.items = append(f.items, zfs.Entry{Name: ds + "@s2", Type: zfs.Snapshot, GUID: 99, CreateTXG: 20})
+		f.stamps[ds] = "200"
+	}
+	finished := map[string][]zfs.Entry{
+		"bk/a": {{Name: "bk/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5, UserRefs: 1}, {Name: "bk/a@s2", Type: zfs.Snapshot, GUID: 99, CreateTXG: 20}},
+		"bk/b": {{Name: "bk/b@s1", Type: zfs.Snapshot, GUID: 21, CreateTXG: 7, UserRefs: 1}, {Name: "bk/b@s2", Type: zfs.Snapshot, GUID: 99, CreateTXG: 20}},
+	}
+	kept := l.update(func(string) bool { return true }, finished)
+	for _, ds := range []string{"bk/a", "bk/b"} {
+		if c := kept.Datasets[ds]; !c.Named || len(c.Snapshots) != 2 || c.Listed.IsZero() {
+			t.Fatalf("%s kept as %+v, want its two snapshots, checked by name", ds, c)
+		}
+	}
+	if c := kept.Datasets["bk"]; c.Named || c.Snapshots != nil {
+		t.Errorf("bk, not replicated into, kept %+v", c)
+	}
+
+	// the next run: both looked up (s1 held, s2 newest), none listed
+	f.calls = nil
+	l, err = j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s1 bk/a@s2 bk/b bk/b@s1 bk/b@s2", "bk d=1 snapshot "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+	if got, want := names(l.entries), names(f.items); !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+
+	// a snapshot made on bk/b since (by hand, or by another run): listed
+	f.items = append(f.items, zfs.Entry{Name: "bk/b@mine", Type: zfs.Snapshot, GUID: 5, CreateTXG: 30})
+	f.calls = nil
+	l, err = j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want[2] = "bk,bk/b d=1 snapshot "; !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+	if !slices.Contains(names(l.entries), "bk/b@mine") {
+		t.Errorf("entries %q lack bk/b@mine", names(l.entries))
+	}
+
+	// kept too long ago: listed without a lookup
+	old := kept.Datasets["bk/a"]
+	old.Listed = time.Now().Add(-maxNamedAge - time.Minute)
+	kept.Datasets["bk/a"] = old
+	f.calls = nil
+	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk/b bk/b@s1 bk/b@s2", "bk,bk/a,bk/b d=1 snapshot "}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+
+	// a side with bookmarks does not reuse them
+	f.calls = nil
+	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, true, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "get ") {
+			t.Errorf("a side with bookmarks looked up by name: %s", c)
+		}
 	}
 }
