@@ -29,9 +29,11 @@ import (
 // snapshots_changed: the source's bookmarks are always listed, the holds
 // of cached snapshots that had any are asked for as usual, and a dataset
 // whose holds, bookmarks or snapshots the run changed keeps no listing for
-// the next run. A dataset whose value is unset ("-": it never had a
-// snapshot, like a placeholder, or its pool cannot keep the value) is
-// always listed. While a run works the cache holds no listing at all, so a
+// the next run, but for a target the run replicated into and verified (see
+// "Checked by name" below). A dataset whose value is unset ("-": it never
+// had a snapshot, like a placeholder, or its pool cannot keep the value)
+// and that had no snapshot is checked by name too. While a run works the
+// cache holds no listing at all, so a
 // run killed midway leaves none that predates its changes. What the cache
 // cannot see: a hold put by hand (or by a one-off run) on a cached
 // snapshot that had none is noticed at the dataset's next snapshot change.
@@ -184,10 +186,22 @@ type sideListing struct {
 //     by name in one call for all such datasets (a few snapshots instead of
 //     all of them; the hold counts come from that lookup).
 //
+//   - its prevsnap (the name of its newest snapshot, which zfs keeps per
+//     dataset and changes with every snapshot made, received, destroyed or
+//     renamed at the top) is the newest kept snapshot: read in the same
+//     call.
+//
+// Checked by name: the same checks (all but the first) stand for the
+// snapshots_changed of a target that the earlier run replicated into and
+// verified (its receive changed the value): the run keeps the target's
+// snapshots as its finish knew them (DatasetListing.Named), so that the
+// every-15-minutes run, which receives into every replica each time, does
+// not list every replica each time. A dataset that had no snapshot at all
+// (a placeholder) is kept so too, and checked by prevsnap being unset.
+//
 // A snapshot taken on (or received into) the target by hand is therefore
-// noticed when its source next changes, or within a day (the run then lists
-// the target and refuses to send into a diverged replica); one destroyed by
-// hand is noticed at once when it is the newest or held, and is otherwise
+// noticed at once (prevsnap), as is the newest or a held one destroyed or
+// renamed; an older unheld one destroyed or renamed by hand is not, and is
 // harmless (no plan uses it).
 
 // namedChecks are the kept snapshots a lookup by name must find: the newest
@@ -222,7 +236,7 @@ func (l DatasetListing) newest() *CachedSnapshot {
 // the replica by hand) is noticed within that time even if the source
 // stays idle.
 func (l DatasetListing) usableNamed(d zfs.Entry, now time.Time) bool {
-	return !l.Listed.IsZero() && len(l.Snapshots) > 0 && l.GUID == d.GUID && d.GUID != 0 &&
+	return !l.Listed.IsZero() && (len(l.Snapshots) > 0 || l.Named) && l.GUID == d.GUID && d.GUID != 0 &&
 		l.Origin == d.Origin && d.ResumeToken == "" && !now.Before(l.Listed) && now.Sub(l.Listed) < maxNamedAge
 }
 
@@ -273,7 +287,13 @@ func namedReuse(ctx context.Context, e Endpoint, prev *SideListing, cands []zfs.
 	for _, d := range cands {
 		l := prev.Datasets[d.Name]
 		ok := err == nil
-		if newest := l.newest(); ok && (newest == nil || got[d.Name]["prevsnap"] != d.Name+"@"+newest.Name) {
+		// prevsnap is unset on a dataset without snapshots (a clone's is
+		// its origin)
+		want := ""
+		if newest := l.newest(); newest != nil {
+			want = d.Name + "@" + newest.Name
+		}
+		if ok && got[d.Name]["prevsnap"] != want {
 			ok = false
 		}
 		refs := map[string]uint64{}
@@ -428,6 +448,12 @@ func (l *sideListing) update(dirty func(string) bool, kept map[string][]zfs.Entr
 			}
 			if l.named || stamp != "" && listed.Sub(c.Seen) >= settleTime {
 				c.Listed, c.Snapshots = listed, cacheSnapshots(snaps[ds])
+			}
+			if stamp == "" && len(snaps[ds]) == 0 {
+				// a dataset that never had a snapshot (a placeholder):
+				// its value is unset, so it is checked by name, a
+				// snapshot made since shows in its prevsnap
+				c.Listed, c.Snapshots, c.Named = listed, []CachedSnapshot{}, true
 			}
 		} else if es, ok := kept[ds]; ok && len(es) > 0 {
 			c = DatasetListing{GUID: d.GUID, Origin: d.Origin, Listed: time.Now(), Snapshots: cacheSnapshots(es), Named: true}

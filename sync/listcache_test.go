@@ -266,7 +266,8 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk d=1 snapshot "}
+	// (bk, without snapshots, is checked by name too: prevsnap unset)
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1"}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -287,7 +288,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s2 bk/b bk/b@s1", "bk,bk/c,bk/b d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1", "bk/c,bk/b d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -304,7 +305,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -318,7 +319,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, func(ds string) bool { return ds == "bk/c" }); err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk", "bk/a,bk/b,bk/c d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -471,14 +472,15 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 		"bk/a": {{Name: "bk/a@s1", Type: zfs.Snapshot, GUID: 11, CreateTXG: 5, UserRefs: 1}, {Name: "bk/a@s2", Type: zfs.Snapshot, GUID: 99, CreateTXG: 20}},
 		"bk/b": {{Name: "bk/b@s1", Type: zfs.Snapshot, GUID: 21, CreateTXG: 7, UserRefs: 1}, {Name: "bk/b@s2", Type: zfs.Snapshot, GUID: 99, CreateTXG: 20}},
 	}
-	kept := l.update(func(string) bool { return true }, finished)
+	kept := l.update(func(ds string) bool { return ds != "bk" }, finished)
 	for _, ds := range []string{"bk/a", "bk/b"} {
 		if c := kept.Datasets[ds]; !c.Named || len(c.Snapshots) != 2 || c.Listed.IsZero() {
 			t.Fatalf("%s kept as %+v, want its two snapshots, checked by name", ds, c)
 		}
 	}
-	if c := kept.Datasets["bk"]; c.Named || c.Snapshots != nil {
-		t.Errorf("bk, not replicated into, kept %+v", c)
+	// bk, without snapshots: checked by name too (prevsnap unset)
+	if c := kept.Datasets["bk"]; !c.Named || c.Snapshots == nil || len(c.Snapshots) != 0 {
+		t.Errorf("bk kept as %+v, want no snapshots, checked by name", c)
 	}
 
 	// the next run: both looked up (s1 held, s2 newest), none listed
@@ -487,7 +489,7 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk/a bk/a@s1 bk/a@s2 bk/b bk/b@s1 bk/b@s2", "bk d=1 snapshot "}
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s1 bk/a@s2 bk/b bk/b@s1 bk/b@s2"}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -502,7 +504,7 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want[2] = "bk,bk/b d=1 snapshot "; !slices.Equal(f.calls, want) {
+	if want = append(want, "bk/b d=1 snapshot "); !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
 	if !slices.Contains(names(l.entries), "bk/b@mine") {
@@ -517,8 +519,18 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk/b bk/b@s1 bk/b@s2", "bk,bk/a,bk/b d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk bk/b bk/b@s1 bk/b@s2", "bk/a,bk/b d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
+	}
+
+	// a snapshot made on bk: listed
+	f.items = append(f.items, zfs.Entry{Name: "bk@new", Type: zfs.Snapshot, GUID: 77, CreateTXG: 40})
+	f.calls = nil
+	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want[2] = "bk/a,bk,bk/b d=1 snapshot "; !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
 
