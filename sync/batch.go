@@ -273,14 +273,33 @@ func (b *releaseBatch) add(d *datasetRun, source bool, byTag map[string][]string
 // releases the old hold). A hold that is gone already is success.
 func (b *releaseBatch) flush(ctx context.Context, src, dst Endpoint) {
 	var wg stdsync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b.release(ctx, dst, false, b.dst)
-	}()
-	b.release(ctx, src, true, b.src)
+	at := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	at(func() { b.release(ctx, dst, false, b.dst) })
+	if concurrentSafe(src) {
+		// a local source (a *zfs.CLI): its releases and the bookmarks'
+		// destroys at once too
+		at(func() { b.release(ctx, src, true, b.src) })
+	} else {
+		b.release(ctx, src, true, b.src)
+	}
 	b.destroyBookmarks(ctx, src)
 	wg.Wait()
+}
+
+// concurrentSafe reports whether e may be called from several goroutines
+// at once: an Endpoint of Static (a *zfs.CLI), also behind touching.
+func concurrentSafe(e Endpoint) bool {
+	if t, ok := e.(touching); ok {
+		e = t.Endpoint
+	}
+	_, ok := e.(nopCloser)
+	return ok
 }
 
 // release makes the releases of one side (see flush).

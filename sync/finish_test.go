@@ -761,6 +761,50 @@ func TestFlushReleasesBothSidesAtOnce(t *testing.T) {
 	}
 }
 
+// gatedSource is a source safe for concurrent use whose Release waits
+// until DestroyBookmarks has been called.
+type gatedSource struct {
+	*recordEP
+	mu        stdsync.Mutex
+	destroyed chan struct{}
+}
+
+func (e *gatedSource) Release(ctx context.Context, tag string, snaps []string) error {
+	select {
+	case <-e.destroyed:
+	case <-time.After(10 * time.Second):
+		return errors.New("the destroys waited for the release")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.recordEP.Release(ctx, tag, snaps)
+}
+
+func (e *gatedSource) DestroyBookmarks(ctx context.Context, bms []string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	close(e.destroyed)
+	return e.recordEP.DestroyBookmarks(ctx, bms)
+}
+
+// A local source (Static, a *zfs.CLI) releases the step holds while the
+// old cursors are destroyed; another source does one after the other
+// (TestFlushReleasesBothSidesAtOnce).
+func TestFlushLocalSourceAtOnce(t *testing.T) {
+	src, dst, a, _ := twoFinishCases()
+	batch := newReleaseBatch()
+	batch.add(a, true, map[string][]string{RootStepHoldTag(a.stepRoot): {"tank/a@s1"}})
+	batch.addBookmarks(a, []string{"tank/a#old"})
+	gated := &gatedSource{recordEP: src, destroyed: make(chan struct{})}
+	batch.flush(context.Background(), touching{nopCloser{gated}, newTouchSet()}, dst)
+	if a.res.Status != StatusReplicated {
+		t.Errorf("tank/a: %s %v", a.res.Status, a.res.Err)
+	}
+	if len(src.calls) != 2 {
+		t.Errorf("source calls %q, want a release and a destroy", src.calls)
+	}
+}
+
 // Two jobs below one root that map a source dataset differently (another
 // strip, a one-off beside a job) keep their step holds apart.
 func TestStepRootSeparatesMappings(t *testing.T) {
