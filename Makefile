@@ -46,7 +46,7 @@ bench:
 # zsync against syncoid and a per-dataset `zfs send | zfs recv` loop in the
 # test VM, on SCALE (default "50x10": datasets x snapshots; e.g. SCALE="50x10
 # 200x10"): wall time and zfs invocations of the initial, no-op and
-# one-new-snapshot runs, with zsync's ratios. One OpenZFS version (ZFS=2.3;
+# one-new-snapshot runs and of a second one-new run, with zsync's ratios. One OpenZFS version (ZFS=2.3;
 # default 2.1); BENCH_KEEP_VM=1 leaves the VM running. Not part of `make test`.
 bench-scale:
 	GO=$(GO) testdata/vm/benchscale
