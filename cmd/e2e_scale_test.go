@@ -342,3 +342,92 @@ func TestOneOffPushBetweenCachedRuns(t *testing.T) {
 		t.Errorf("the replica's s7 has guid %s, the source's %s", got, want)
 	}
 }
+
+// The every-15-minutes run: each run receives a new snapshot into every
+// replica. Such a run neither lists a replica's snapshots after its
+// receive (it looks the new snapshot and the replica's prevsnap up by name)
+// nor, in the next run, before it (the finish's knowledge is kept and
+// checked by name): the replicas' snapshots are listed only when something
+// else changed them. A snapshot made on a replica by hand between runs is
+// seen at once: that replica is listed, and the run refuses to send into it
+// (it diverged) while the others go on.
+func TestConsecutiveRunsCheckReplicasByName(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	datasets := []string{"data", "data/a", "data/b"}
+	snapshotTree(t, src, datasets, 2)
+	cfg := treePushConfig(t, src, dst)
+	e := &pushEnv{src: src, dst: dst}
+	count := countZfsCalls(t)
+	newSnapshot := func(name string) {
+		t.Helper()
+		for _, ds := range datasets {
+			zfstest.MustWriteFile(t, src+"/"+ds, "f", 16)
+		}
+		zfstest.Zfs(t, "snapshot", "-r", src+"/data@"+name)
+	}
+	replicaListings := func(calls []string) []string {
+		var out []string
+		for _, c := range snapshotListings(calls) {
+			for _, f := range strings.Fields(c) {
+				if strings.HasPrefix(f, dst+"/") {
+					out = append(out, c)
+					break
+				}
+			}
+		}
+		return out
+	}
+	push := func(what string, wantCode int) []string {
+		t.Helper()
+		var code int
+		var errOut string
+		calls := count(func() { code, _, errOut = zsyncRun(t, "--config", cfg, "push") })
+		t.Logf("%s: exit %d, %d zfs calls (%s)", what, code, len(calls), byVerb(calls))
+		if code != wantCode {
+			t.Fatalf("%s: exit %d, want %d\n%s", what, code, wantCode, errOut)
+		}
+		return calls
+	}
+	push("initial push", 0)
+	newSnapshot("s3")
+	push("first run with a new snapshot", 0)
+	e.checkInvariants(t, datasets...)
+	for i, name := range []string{"s4", "s5"} {
+		newSnapshot(name)
+		calls := push("run with a new snapshot "+name, 0)
+		e.checkInvariants(t, datasets...)
+		if l := replicaListings(calls); len(l) > 0 {
+			t.Errorf("run %d after the first listed the replicas' snapshots:\n%s", i+1, strings.Join(l, "\n"))
+		}
+		looked := false
+		for _, c := range calls {
+			looked = looked || strings.HasPrefix(c, "get ") && strings.Contains(c, "prevsnap")
+		}
+		if !looked {
+			t.Errorf("run %d after the first looked nothing up by prevsnap", i+1)
+		}
+		for _, ds := range datasets {
+			if got, want := zfstest.GUID(t, e.target(ds)+"@"+name), zfstest.GUID(t, src+"/"+ds+"@"+name); got != want {
+				t.Errorf("%s@%s: guid %s, the source's %s", e.target(ds), name, got, want)
+			}
+		}
+	}
+
+	// a snapshot made by hand on data/a's replica: seen, listed, refused
+	foreign := e.target("data/a") + "@by-hand"
+	zfstest.Zfs(t, "snapshot", foreign)
+	newSnapshot("s6")
+	calls := push("after a snapshot made by hand on a replica", 1)
+	listed := strings.Join(replicaListings(calls), "\n")
+	if !strings.Contains(listed, e.target("data/a")) {
+		t.Errorf("the replica with a snapshot made by hand was not listed; listings:\n%s", listed)
+	}
+	if !zfstest.Exists(t, foreign) {
+		t.Errorf("%s is gone", foreign)
+	}
+	for _, ds := range []string{"data", "data/b"} {
+		if got, want := zfstest.GUID(t, e.target(ds)+"@s6"), zfstest.GUID(t, src+"/"+ds+"@s6"); got != want {
+			t.Errorf("%s@s6: guid %s, the source's %s", e.target(ds), got, want)
+		}
+	}
+}
