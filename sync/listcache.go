@@ -36,7 +36,10 @@ import (
 // cache holds no listing at all, so a
 // run killed midway leaves none that predates its changes. What the cache
 // cannot see: a hold put by hand (or by a one-off run) on a cached
-// snapshot that had none is noticed at the dataset's next snapshot change.
+// snapshot that had none is noticed when the dataset is next listed: at its
+// next snapshot change, or for a listing checked by name (which a run
+// receiving into the replica keeps checking) within maxNamedAge of the
+// last real listing.
 //
 // The value has a one-second granularity: a change in the same second as
 // the one it records would not change it. A listing is therefore kept only
@@ -441,22 +444,30 @@ func (l *sideListing) update(dirty func(string) bool, kept map[string][]zfs.Entr
 		if p, ok := l.prev.Datasets[ds]; ok && p.GUID == c.GUID && p.Origin == c.Origin && p.Stamp == stamp && !p.Seen.After(l.seen) {
 			c.Seen = p.Seen
 		}
-		if !dirty(ds) {
-			listed := l.listed
-			if !l.fresh[ds] {
-				listed = l.prev.Datasets[ds].Listed
-			}
+		// when the dataset's snapshots were last listed: a listing reused
+		// (by its value or by name) carries the time of the real one, so
+		// that a chain of reuses by name ends within maxNamedAge
+		listed := l.listed
+		if !l.fresh[ds] {
+			listed = l.prev.Datasets[ds].Listed
+		}
+		switch {
+		case !dirty(ds):
 			if l.named || stamp != "" && listed.Sub(c.Seen) >= settleTime {
 				c.Listed, c.Snapshots = listed, cacheSnapshots(snaps[ds])
 			}
-			if stamp == "" && len(snaps[ds]) == 0 {
-				// a dataset that never had a snapshot (a placeholder):
-				// its value is unset, so it is checked by name, a
-				// snapshot made since shows in its prevsnap
-				c.Listed, c.Snapshots, c.Named = listed, []CachedSnapshot{}, true
+			if !l.fresh[ds] && l.prev.Datasets[ds].Named || stamp == "" && len(snaps[ds]) == 0 {
+				// reused by name, it stays checked by name; a dataset that
+				// never had a snapshot (a placeholder, its value unset) is
+				// checked by name too: a snapshot made since shows in its
+				// prevsnap
+				c = DatasetListing{GUID: d.GUID, Origin: d.Origin, Listed: listed, Snapshots: cacheSnapshots(snaps[ds]), Named: true}
 			}
-		} else if es, ok := kept[ds]; ok && len(es) > 0 {
-			c = DatasetListing{GUID: d.GUID, Origin: d.Origin, Listed: time.Now(), Snapshots: cacheSnapshots(es), Named: true}
+		case len(kept[ds]) > 0:
+			// replicated into and verified: the finish's knowledge, which
+			// is this run's first listing (or the one it reused) and
+			// what the run received
+			c = DatasetListing{GUID: d.GUID, Origin: d.Origin, Listed: listed, Snapshots: cacheSnapshots(kept[ds]), Named: true}
 		}
 		out.Datasets[ds] = c
 	}

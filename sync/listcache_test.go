@@ -496,6 +496,15 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 	if got, want := names(l.entries), names(f.items); !slices.Equal(got, want) {
 		t.Errorf("entries %q, want %q", got, want)
 	}
+	// what this run keeps carries the time of the real listing, whether it
+	// replicated into the target again or not: a chain of reuses by name
+	// ends within maxNamedAge
+	again := l.update(func(ds string) bool { return ds == "bk/a" }, map[string][]zfs.Entry{"bk/a": finished["bk/a"]})
+	for _, ds := range []string{"bk", "bk/a", "bk/b"} {
+		if c := again.Datasets[ds]; !c.Named || !c.Listed.Equal(kept.Datasets[ds].Listed) {
+			t.Errorf("%s kept again as %+v, want checked by name, listed at %v", ds, c, kept.Datasets[ds].Listed)
+		}
+	}
 
 	// a snapshot made on bk/b since (by hand, or by another run): listed
 	f.items = append(f.items, zfs.Entry{Name: "bk/b@mine", Type: zfs.Snapshot, GUID: 5, CreateTXG: 30})
