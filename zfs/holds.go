@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 )
 
 var (
@@ -71,30 +69,11 @@ func (c *CLI) holdOrRelease(ctx context.Context, op, tag string, snaps []string,
 	if _, err := holdArgs(op, tag, snaps); err != nil {
 		return err
 	}
-	one := func(group []string) error {
+	errs := atOnce(snaps, holdProcs, holdChunkMin, func(group []string) error {
 		args, _ := holdArgs(op, tag, group)
 		_, err := c.run(ctx, args...)
 		return holdError(op, tag, group, err, re)
-	}
-	n := min(holdProcs, len(snaps)/holdChunkMin)
-	if n <= 1 {
-		return one(snaps)
-	}
-	size := (len(snaps) + n - 1) / n
-	var groups [][]string
-	for g := range slices.Chunk(snaps, size) {
-		groups = append(groups, g)
-	}
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
-	for i, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = one(g)
-		}()
-	}
-	wg.Wait()
+	})
 	return mergeHoldErrors(op, tag, errs)
 }
 

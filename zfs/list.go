@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -106,32 +104,23 @@ func (c *CLI) List(ctx context.Context, roots []string, o ListOptions) ([]Entry,
 	if _, err := o.args(roots); err != nil {
 		return nil, err
 	}
-	n := min(listProcs, len(roots)/listChunkMin)
-	if n <= 1 || !apart(roots) {
-		return c.list(ctx, roots, o)
+	procs := listProcs
+	if !apart(roots) {
+		procs = 1
 	}
-	size := (len(roots) + n - 1) / n
-	var chunks [][]string
-	for chunk := range slices.Chunk(roots, size) {
-		chunks = append(chunks, chunk)
+	type listed struct {
+		es  []Entry
+		err error
 	}
-	outs := make([][]Entry, len(chunks))
-	errs := make([]error, len(chunks))
-	var wg sync.WaitGroup
-	for i, chunk := range chunks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outs[i], errs[i] = c.list(ctx, chunk, o)
-		}()
-	}
-	wg.Wait()
 	var entries []Entry
-	for i := range chunks {
-		if errs[i] != nil {
-			return nil, errs[i]
+	for _, r := range atOnce(roots, procs, listChunkMin, func(chunk []string) listed {
+		es, err := c.list(ctx, chunk, o)
+		return listed{es, err}
+	}) {
+		if r.err != nil {
+			return nil, r.err
 		}
-		entries = append(entries, outs[i]...)
+		entries = append(entries, r.es...)
 	}
 	return entries, nil
 }
