@@ -711,10 +711,12 @@ func TestFlushAttributesFailures(t *testing.T) {
 	}
 }
 
-// blockingReleaseEP holds its Release until release is closed.
+// blockingReleaseEP holds its Release until release is closed; its calls
+// are recorded under mu.
 type blockingReleaseEP struct {
 	*recordEP
 	release chan struct{}
+	mu      stdsync.Mutex
 }
 
 func (e *blockingReleaseEP) Release(ctx context.Context, tag string, snaps []string) error {
@@ -723,6 +725,8 @@ func (e *blockingReleaseEP) Release(ctx context.Context, tag string, snaps []str
 	case <-time.After(10 * time.Second):
 		return errors.New("never let go")
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.recordEP.Release(ctx, tag, snaps)
 }
 
@@ -747,7 +751,7 @@ func TestFlushReleasesBothSidesAtOnce(t *testing.T) {
 	batch.add(b, false, map[string][]string{last: {"backup/b@s1"}})
 	batch.addBookmarks(a, []string{"tank/a#old"})
 	gate := make(chan struct{})
-	batch.flush(context.Background(), &blockingReleaseEP{src, gate}, &notifyReleaseEP{dst, gate})
+	batch.flush(context.Background(), &blockingReleaseEP{recordEP: src, release: gate}, &notifyReleaseEP{dst, gate})
 	for _, r := range []*datasetRun{a, b} {
 		if r.res.Status != StatusReplicated || len(r.res.Warnings) > 0 {
 			t.Errorf("%s: %s %v %q", r.source, r.res.Status, r.res.Err, r.res.Warnings)
@@ -763,27 +767,12 @@ func TestFlushReleasesBothSidesAtOnce(t *testing.T) {
 
 // gatedSource is a source safe for concurrent use whose Release waits
 // until DestroyBookmarks has been called.
-type gatedSource struct {
-	*recordEP
-	mu        stdsync.Mutex
-	destroyed chan struct{}
-}
+type gatedSource struct{ *blockingReleaseEP }
 
-func (e *gatedSource) Release(ctx context.Context, tag string, snaps []string) error {
-	select {
-	case <-e.destroyed:
-	case <-time.After(10 * time.Second):
-		return errors.New("the destroys waited for the release")
-	}
+func (e gatedSource) DestroyBookmarks(ctx context.Context, bms []string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.recordEP.Release(ctx, tag, snaps)
-}
-
-func (e *gatedSource) DestroyBookmarks(ctx context.Context, bms []string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	close(e.destroyed)
+	close(e.release)
 	return e.recordEP.DestroyBookmarks(ctx, bms)
 }
 
@@ -795,7 +784,7 @@ func TestFlushLocalSourceAtOnce(t *testing.T) {
 	batch := newReleaseBatch()
 	batch.add(a, true, map[string][]string{RootStepHoldTag(a.stepRoot): {"tank/a@s1"}})
 	batch.addBookmarks(a, []string{"tank/a#old"})
-	gated := &gatedSource{recordEP: src, destroyed: make(chan struct{})}
+	gated := gatedSource{&blockingReleaseEP{recordEP: src, release: make(chan struct{})}}
 	batch.flush(context.Background(), touching{nopCloser{gated}, newTouchSet()}, dst)
 	if a.res.Status != StatusReplicated {
 		t.Errorf("tank/a: %s %v", a.res.Status, a.res.Err)
