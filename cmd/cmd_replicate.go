@@ -191,6 +191,9 @@ func (e *env) runSyncJob(ctx context.Context, job *zsync.Job, log zerolog.Logger
 			l.Info().Str("status", string(d.Status)).Int64("bytes", d.Bytes).Dur("duration", d.Duration).Strs("steps", d.Steps).Msg(string(d.Status))
 		}
 		if job.DryRun {
+			if d.Renamed != "" {
+				fmt.Fprintf(e.stdout, "%s -> %s: would rename the replica %s to %s (its source was renamed or moved; nothing is sent again)\n", d.Source, d.Target, d.Renamed, d.Target)
+			}
 			switch {
 			case d.Pending != "":
 				fmt.Fprintf(e.stdout, "%s -> %s: nothing to send yet (%s)\n", d.Source, d.Target, d.Pending)
@@ -219,6 +222,8 @@ func (e *env) buildJob(cfg *Config, j *jobConfig, dryRun bool, log zerolog.Logge
 	root := j.Root
 	job.Map = func(src string) (string, error) { return zsync.TargetName(root, src, strip) }
 	job.MapID = fmt.Sprintf("strip=%d", strip)
+	roots := filter.Roots()
+	job.Unmap = func(t string) []string { return zsync.SourceNames(root, t, strip, roots) }
 	if err := applyReplication(job, j.Replication); err != nil {
 		return nil, nil, err
 	}
@@ -366,6 +371,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 		job := &zsync.Job{Name: j.Name, Datasets: filter, TargetRoot: parentDataset(dst), DryRun: dry}
 		job.Map = func(ds string) (string, error) { return zsync.OneOffTarget(src, dst, ds) }
 		job.MapID = "one-off " + src + " " + dst
+		job.Unmap = func(t string) []string { return zsync.OneOffSource(src, dst, t) }
 		if err := applyReplication(job, j.Replication); err != nil {
 			return err
 		}

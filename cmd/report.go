@@ -115,7 +115,7 @@ func toRunReport(command string, start time.Time, r *zsync.Report, jobErr error,
 	}
 	var errs []string
 	for _, d := range r.Datasets {
-		dr := state.DatasetReport{Source: d.Source, Target: d.Target, Status: string(d.Status), Steps: d.Steps, Bytes: d.Bytes, AbortedResume: d.AbortedResume, Rotated: d.Rotated, Warnings: d.Warnings}
+		dr := state.DatasetReport{Source: d.Source, Target: d.Target, Status: string(d.Status), Steps: d.Steps, Bytes: d.Bytes, AbortedResume: d.AbortedResume, Rotated: d.Rotated, Renamed: d.Renamed, Warnings: d.Warnings}
 		if !d.Last.Creation.IsZero() {
 			dr.LagSeconds = time.Since(d.Last.Creation).Seconds()
 			rr.Replicated = append(rr.Replicated, state.SnapshotMark{Dataset: d.Source, Snapshot: d.Last.Name, Time: d.Last.Creation})

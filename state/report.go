@@ -129,6 +129,7 @@ type DatasetReport struct {
 	Bytes         int64    `json:"bytes"`
 	AbortedResume string   `json:"aborted_resume,omitempty"`
 	Rotated       string   `json:"rotated,omitempty"`
+	Renamed       string   `json:"renamed_from,omitempty"` // the replica's old name: it was renamed to follow its source
 	// Warnings are housekeeping failures after a good receive.
 	Warnings  []string `json:"warnings,omitempty"`
 	Error     string   `json:"error,omitempty"`

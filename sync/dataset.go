@@ -32,8 +32,9 @@ type datasetRun struct {
 	source      string
 	srcInfo     zfs.Entry
 	srcVersions []zfs.Entry
-	srcHolds    map[string][]string // read-only, shared
-	dstHolds    map[string][]string // read-only, shared
+	srcAll      map[string][]zfs.Entry // every source dataset's versions: read-only, shared
+	srcHolds    map[string][]string    // read-only, shared
+	dstHolds    map[string][]string    // read-only, shared
 
 	mu       *stdsync.Mutex // guards dstInfo and byTarget
 	dstInfo  map[string]zfs.Entry

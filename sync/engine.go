@@ -45,6 +45,12 @@ type Job struct {
 	// one-off's source and target): jobs with different mappings into one
 	// root keep their step holds apart (see StepRootID).
 	MapID string
+	// Unmap returns the source datasets Map sends to target (strip leaves
+	// the dropped components open, so there may be one per root of the
+	// job's datasets); nil or none means target is not the job's. With it,
+	// a replica whose source was renamed or moved is renamed to follow it
+	// (see planFollows); without it, such a source is sent afresh.
+	Unmap func(target string) []string
 
 	Initial        InitialPolicy
 	Protection     Protection
@@ -74,7 +80,7 @@ type Job struct {
 type Event struct {
 	Dataset string // source dataset
 	Target  string // target dataset
-	Kind    string // "plan", "listing", "step", "progress", "abort-resume", "rotate", "placeholder", "reconcile", "warning", "dry-run"
+	Kind    string // "plan", "listing", "step", "progress", "abort-resume", "rotate", "placeholder", "rename", "reconcile", "warning", "dry-run"
 	Message string
 	Step    *Step
 	Bytes   int64 // progress: bytes so far; step: bytes of the step
@@ -95,6 +101,7 @@ type Result struct {
 	Bytes          int64
 	AbortedResume  string // reason, when a stale token was aborted
 	Rotated        string // where a diverged target was renamed to
+	Renamed        string // the replica's name before it was renamed to follow its source
 	// Pending is set by a dry run when there is nothing to send yet because
 	// the sender has no snapshot at all: a real run that snapshots first
 	// sends that snapshot in full (a real run without one fails).
@@ -244,6 +251,10 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		return rep, fmt.Errorf("target holds: %w", err)
 	}
 
+	// replicas whose sources were renamed: renamed at their level, before
+	// any dataset of it is planned (a new dataset may reuse the old name)
+	follows := j.planFollows(ctx, src, selected, srcInfo, bySource, dstInfo, byTarget)
+
 	// what the datasets' runs change, so that their listings are not kept
 	srcTouched, dstTouched := newTouchSet(), newTouchSet()
 	if j.Listings != nil && !j.DryRun {
@@ -308,8 +319,36 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			mu.Unlock()
 			return nil
 		}
+		// the level's renames, one after another: they move replicas
+		// the level's datasets are planned against
 		for _, ds := range levels[d] {
-			res := &Result{Source: ds}
+			f, ok := follows[ds]
+			if !ok || failedAncestor(ds, results) != "" {
+				continue
+			}
+			res := &Result{Source: ds, Target: f.to}
+			results[ds] = res
+			r := &datasetRun{
+				job: j, src: touching{src, srcTouched}, dst: touching{dst, dstTouched}, res: res, rootTID: rootTID, stepRoot: stepRoot,
+				source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds], srcAll: bySource,
+				srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
+			}
+			if err := r.follow(ctx, f, selected); err != nil {
+				r.fail(err)
+				continue
+			}
+			res.Renamed = f.from
+		}
+		for _, ds := range levels[d] {
+			res := results[ds]
+			if res != nil && res.Status == StatusFailed {
+				continue // its rename failed
+			}
+			renamed := ""
+			if res != nil {
+				renamed = res.Renamed
+			}
+			res = &Result{Source: ds, Renamed: renamed}
 			mu.Lock()
 			results[ds] = res
 			mu.Unlock()
@@ -325,7 +364,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				}
 				d := &datasetRun{
 					job: j, src: touching{w.src, srcTouched}, dst: touching{w.dst, dstTouched}, res: res, rootTID: rootTID, stepRoot: stepRoot,
-					source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds],
+					source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds], srcAll: bySource,
 					srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
 				}
 				ok := d.prepare(ctx)

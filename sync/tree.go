@@ -64,6 +64,45 @@ func OneOffTarget(srcRoot, dstRoot, senderDataset string) (string, error) {
 	return name, nil
 }
 
+// SourceNames returns the sender datasets that TargetName(root, _, strip)
+// maps to target: the components strip drops are taken from each of the
+// job's dataset roots that has that many (a root with fewer leaves them
+// unknown and gives none). Only names inside those roots count. None when
+// target is not below root.
+func SourceNames(root, target string, strip int, roots []string) []string {
+	rel, ok := strings.CutPrefix(target, root+"/")
+	if !ok || strip < 0 {
+		return nil
+	}
+	var out []string
+	for _, r := range roots {
+		parts := strings.Split(r, "/")
+		if len(parts) < strip {
+			continue
+		}
+		name := rel
+		if strip > 0 {
+			name = strings.Join(parts[:strip], "/") + "/" + rel
+		}
+		if zfs.ValidateDataset(name) == nil && zfs.IsDescendant(name, r) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// OneOffSource is the sender dataset OneOffTarget(srcRoot, dstRoot, _)
+// maps to target, if any.
+func OneOffSource(srcRoot, dstRoot, target string) []string {
+	if target == dstRoot {
+		return []string{srcRoot}
+	}
+	if rel, ok := strings.CutPrefix(target, dstRoot+"/"); ok && zfs.ValidateDataset(srcRoot+"/"+rel) == nil {
+		return []string{srcRoot + "/" + rel}
+	}
+	return nil
+}
+
 // compareDatasets orders dataset names component by component, so a parent
 // sorts before all of its descendants and siblings' subtrees stay together
 // ("a", "a/b", "a/b/c", "a-b").

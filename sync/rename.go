@@ -1,0 +1,336 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/zsync-dev/zsync/zfs"
+)
+
+// follow is a replica that moves to follow its source's rename: the
+// replica from holds the history of source (its newest snapshot is one of
+// source's versions, by guid), the dataset the job's mapping sends to from
+// is gone from the source, and source's own target to does not exist yet.
+// Renaming from to to (with its children) lets source go on incrementally
+// instead of being sent again in full beside its old replica.
+type follow struct {
+	source   string
+	from, to string
+}
+
+// planFollows finds, parents first, the renames that follow renamed
+// sources: for every selected source whose target does not exist, the one
+// replica below the target root that it continues and that no source of
+// the job claims any more. A rename planned for a parent moves its
+// children in the view the children are planned against, so a moved
+// subtree is one rename. It asks src only to tell whether a dataset the
+// job would replicate into a candidate still exists outside the listing.
+//
+// It never picks: a rotated copy or a placeholder (set aside or not), a
+// replica whose newest snapshot the source does not have (it diverged; the
+// source is sent afresh as before), a replica whose old source still
+// exists with a shared snapshot (a copy of a dataset made with zfs send
+// shares its guids), a replica outside the job's mapping (another job's,
+// below the same root), or a replica with children another source claims.
+// Two candidates for one source follow neither (a warning says so).
+func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, srcInfo map[string]zfs.Entry, bySource map[string][]zfs.Entry, dstInfo map[string]zfs.Entry, byTarget map[string][]zfs.Entry) map[string]follow {
+	if j.Unmap == nil || j.Map == nil {
+		return nil
+	}
+	mapped := map[string]string{}
+	var need []string
+	for _, s := range selected {
+		t, err := j.Map(s)
+		if err != nil {
+			continue
+		}
+		mapped[s] = t
+		if _, ok := dstInfo[t]; !ok {
+			need = append(need, s)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	// the view of the target as planned renames leave it
+	view := maps.Clone(dstInfo)
+	snaps := map[string][]zfs.Entry{}
+	for ds, es := range byTarget {
+		if s := snapshotsOnly(es); len(s) > 0 {
+			snaps[ds] = s
+		}
+	}
+	move := func(from, to string) {
+		for _, n := range slices.Collect(maps.Keys(view)) {
+			if zfs.IsDescendant(n, from) {
+				e := view[n]
+				delete(view, n)
+				e.Name = to + n[len(from):]
+				view[e.Name] = e
+			}
+		}
+		for _, n := range slices.Collect(maps.Keys(snaps)) {
+			if zfs.IsDescendant(n, from) {
+				es := snaps[n]
+				delete(snaps, n)
+				snaps[to+n[len(from):]] = es
+			}
+		}
+	}
+	guids := func(es []zfs.Entry) map[uint64]bool {
+		g := map[uint64]bool{}
+		for _, e := range es {
+			if e.GUID != 0 && (e.Type == zfs.Snapshot || e.Type == zfs.Bookmark) {
+				g[e.GUID] = true
+			}
+		}
+		return g
+	}
+	shares := func(source string, target []zfs.Entry) bool {
+		g := guids(bySource[source])
+		for _, e := range target {
+			if g[e.GUID] {
+				return true
+			}
+		}
+		return false
+	}
+	// orphan: the job maps some source name to r (r is in its image), and
+	// every such source is gone, or is another dataset now (no shared
+	// snapshot: the name was reused)
+	orphan := func(r string) (bool, string) {
+		found := false
+		for _, c := range j.Unmap(r) {
+			if t, err := j.Map(c); err != nil || t != r {
+				continue
+			}
+			found = true
+			if _, ok := srcInfo[c]; ok {
+				if shares(c, snaps[r]) {
+					return false, c + " still replicates into it"
+				}
+				continue
+			}
+			_, err := src.Get(ctx, []string{c}, []string{"guid"})
+			switch {
+			case errors.Is(err, zfs.ErrDatasetNotFound):
+			case err != nil:
+				return false, fmt.Sprintf("cannot tell whether %s, which replicates into it, still exists: %v", c, err)
+			default:
+				return false, c + " still exists on the source"
+			}
+		}
+		if !found {
+			return false, "the job does not replicate into it"
+		}
+		return true, ""
+	}
+	aside := func(n string) bool {
+		return strings.Contains(n, RotatedInfix) || strings.Contains(n, AsideInfix)
+	}
+	taken := map[string]bool{}
+	out := map[string]follow{}
+	for _, s := range need {
+		t := mapped[s]
+		if _, ok := view[t]; ok {
+			continue // a parent's rename brought it, or it is there
+		}
+		g := guids(bySource[s])
+		var cands []string
+		for _, r := range slices.Sorted(maps.Keys(view)) {
+			if r == j.TargetRoot || !zfs.IsDescendant(r, j.TargetRoot) || taken[r] || aside(r) || IsPlaceholder(view[r]) {
+				continue
+			}
+			ss := snaps[r]
+			if len(ss) == 0 || !g[newestByTXG(ss).GUID] || zfs.IsDescendant(t, r) {
+				continue
+			}
+			if ok, _ := orphan(r); ok {
+				cands = append(cands, r)
+			}
+		}
+		if len(cands) > 1 {
+			j.emit(Event{Dataset: s, Target: t, Kind: "warning", Message: fmt.Sprintf("%s was renamed or moved, but %s all hold its history: none is renamed to follow it, %s is received afresh", s, strings.Join(cands, ", "), t)})
+			continue
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		r := cands[0]
+		blocked := ""
+		for _, c := range slices.Sorted(maps.Keys(view)) {
+			if c == r || !zfs.IsDescendant(c, r) || aside(c) || IsPlaceholder(view[c]) {
+				continue
+			}
+			if ok, why := orphan(c); !ok {
+				blocked = c + ": " + why
+				break
+			}
+		}
+		if blocked != "" {
+			j.emit(Event{Dataset: s, Target: t, Kind: "warning", Message: fmt.Sprintf("%s continues the replica %s, which is not renamed to follow it because a replica below it stays (%s); %s is received afresh", s, r, blocked, t)})
+			continue
+		}
+		out[s] = follow{source: s, from: r, to: t}
+		move(r, t)
+		taken[t] = true
+	}
+	return out
+}
+
+// newestByTXG is the snapshot of es created last.
+func newestByTXG(es []zfs.Entry) zfs.Entry {
+	var n zfs.Entry
+	for _, e := range es {
+		if e.CreateTXG > n.CreateTXG || n.Name == "" {
+			n = e
+		}
+	}
+	return n
+}
+
+// follow renames f.from to f.to on the target, parents first made as
+// placeholders, after moving the source's relationship objects over: the
+// cursors of the relationships of f.from and its children are copied to
+// the names of the relationships they become, the old ones destroyed, and
+// last-received holds of the old per-relationship tags become the root's.
+// The order makes a kill anywhere harmless: until the rename, the next run
+// plans the same follow again (copies that exist are kept), and after it
+// nothing of the old names is left. A dry run only moves the run's view.
+// d is a run of f.source; its maps are the run's, shared and not in use
+// by any other dataset while this runs.
+func (d *datasetRun) follow(ctx context.Context, f follow, selected []string) error {
+	j := d.job
+	msg := fmt.Sprintf("%s was renamed or moved: renaming its replica %s to %s (with its children) to continue it incrementally", f.source, f.from, f.to)
+	if j.DryRun {
+		j.emit(Event{Dataset: f.source, Target: f.to, Kind: "rename", Message: "would rename: " + msg})
+		d.renameView(f.from, f.to)
+		return nil
+	}
+	j.emit(Event{Dataset: f.source, Target: f.to, Kind: "rename", Message: msg})
+	if err := d.ensureParents(ctx, f.to); err != nil {
+		return err
+	}
+	// the cursors: for every selected source in the moved subtree
+	var stale []string
+	for _, q := range selected {
+		if !zfs.IsDescendant(q, f.source) {
+			continue
+		}
+		nt, err := j.Map(q)
+		if err != nil || !zfs.IsDescendant(nt, f.to) {
+			continue
+		}
+		oldTID, newTID := j.relationID(d.rootTID, f.from+nt[len(f.to):]), j.relationID(d.rootTID, nt)
+		for _, b := range d.bySource(q) {
+			if b.Type != zfs.Bookmark {
+				continue
+			}
+			switch b.Short() {
+			case CursorName(oldTID, b.GUID):
+				if err := d.src.Bookmark(ctx, b.Name, q+"#"+CursorName(newTID, b.GUID)); err != nil && !errors.Is(err, zfs.ErrExists) {
+					return fmt.Errorf("copy the cursor %s for the renamed replica %s (nothing was renamed): %w", b.Name, nt, err)
+				}
+				stale = append(stale, b.Name)
+			case TentativeName(oldTID, b.GUID):
+				stale = append(stale, b.Name)
+			}
+		}
+	}
+	if len(stale) > 0 {
+		if err := d.src.DestroyBookmarks(ctx, stale); err != nil {
+			return fmt.Errorf("destroy the old cursors %s (their copies are in place; nothing was renamed): %w", strings.Join(stale, ", "), err)
+		}
+	}
+	if err := d.migrateLastHolds(ctx, f.from); err != nil {
+		return err
+	}
+	if err := d.dst.Rename(ctx, f.from, f.to); err != nil {
+		return fmt.Errorf("rename the replica %s to %s to follow %s (nothing was sent; where the far side refuses renames, as under append_only, rename it there by hand, or run one push with append_only off): %w", f.from, f.to, f.source, err)
+	}
+	d.renameView(f.from, f.to)
+	return nil
+}
+
+// bySource is the listing of source dataset q (the run's, read-only).
+func (d *datasetRun) bySource(q string) []zfs.Entry {
+	if q == d.source {
+		return d.srcVersions
+	}
+	return d.srcAll[q]
+}
+
+// migrateLastHolds gives the snapshots below from that carry the
+// last-received hold of their relationship's own tag (placed by zsync
+// before per-root tags) the root's tag instead: the relationship's id
+// changes with the name, the root's tag follows the rename.
+func (d *datasetRun) migrateLastHolds(ctx context.Context, from string) error {
+	if d.rootTID == "" {
+		return nil
+	}
+	byTag := map[string][]string{}
+	var all []string
+	d.mu.Lock()
+	for ds, es := range d.byTarget {
+		if !zfs.IsDescendant(ds, from) {
+			continue
+		}
+		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, ds))
+		for _, e := range es {
+			if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[e.Name], tag) {
+				byTag[tag] = append(byTag[tag], e.Name)
+				all = append(all, e.Name)
+			}
+		}
+	}
+	d.mu.Unlock()
+	if len(all) == 0 {
+		return nil
+	}
+	held := map[string]bool{}
+	for _, s := range holdBatch(ctx, d.dst, RootLastReceivedHoldTag(d.rootTID), all) {
+		held[s] = true
+	}
+	for _, tag := range slices.Sorted(maps.Keys(byTag)) {
+		var rel []string
+		for _, s := range byTag[tag] {
+			if held[s] {
+				rel = append(rel, s)
+			}
+		}
+		if len(rel) == 0 {
+			continue
+		}
+		if err := d.dst.Release(ctx, tag, rel); err != nil && !errors.Is(err, zfs.ErrNoSuchHold) {
+			return fmt.Errorf("release the old last-received holds %s of %s (nothing was renamed): %w", tag, from, err)
+		}
+		d.mu.Lock()
+		for _, s := range rel {
+			tags := slices.DeleteFunc(slices.Clone(d.dstHolds[s]), func(t string) bool { return t == tag })
+			if root := RootLastReceivedHoldTag(d.rootTID); !slices.Contains(tags, root) {
+				tags = append(tags, root)
+			}
+			d.dstHolds[s] = tags
+		}
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// renameView moves from (and its descendants) to to in the run's view of
+// the target, holds included.
+func (d *datasetRun) renameView(from, to string) {
+	d.moveInMaps(from, to)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for n, tags := range d.dstHolds {
+		if ds := (zfs.Entry{Name: n}).Dataset(); zfs.IsDescendant(ds, from) {
+			delete(d.dstHolds, n)
+			d.dstHolds[to+n[len(from):]] = tags
+		}
+	}
+}
