@@ -199,6 +199,8 @@ func newApp(e *env) *cli.App {
 			serveCommand(e),
 			statusCommand(e),
 			checkCommand(e),
+			verifyCommand(e),
+			healCommand(e),
 			holdsCommand(e),
 			configCommand(e),
 			versionCommand(e),

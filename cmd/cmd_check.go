@@ -156,6 +156,7 @@ type checkResult struct {
 	lines          []string  // the long output: every job and dataset
 	perf           []string
 	jobs, datasets int
+	verb           string // of the datasets in the status line: "checked" when empty
 }
 
 type finding struct {
@@ -189,7 +190,11 @@ func (r *checkResult) perfdata(label string, v float64, warn, crit time.Duration
 
 // statusText is the status line without its perfdata.
 func (r *checkResult) statusText() string {
-	text := fmt.Sprintf("%d job(s), %d dataset(s) checked", r.jobs, r.datasets)
+	verb := r.verb
+	if verb == "" {
+		verb = "checked"
+	}
+	text := fmt.Sprintf("%d job(s), %d dataset(s) %s", r.jobs, r.datasets, verb)
 	if len(r.problems) > 0 {
 		ps := slices.Clone(r.problems)
 		slices.SortStableFunc(ps, func(a, b finding) int { return b.level.rank() - a.level.rank() })

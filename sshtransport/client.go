@@ -547,6 +547,27 @@ func (c *Client) AbortReceive(ctx context.Context, dataset string) error {
 	return c.call(ctx, wire.OpAbortReceive, wire.DatasetArgs{Dataset: dataset}, nil)
 }
 
+// SnapshotDigest sums a snapshot's contents on the far side, like
+// zfs.CLI.SnapshotDigest: only the sum crosses the link.
+func (c *Client) SnapshotDigest(ctx context.Context, snapshot string, limit int64) (zfs.Digest, error) {
+	var d zfs.Digest
+	if err := c.call(ctx, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: snapshot, Limit: limit}, &d); err != nil {
+		return zfs.Digest{}, err
+	}
+	return d, nil
+}
+
+// PoolErrors lists the permanent errors of a pool on the far side, like
+// zfs.CLI.PoolErrors (those in datasets the client may not see are only
+// counted).
+func (c *Client) PoolErrors(ctx context.Context, dataset string) (zfs.PoolErrors, error) {
+	var pe zfs.PoolErrors
+	if err := c.call(ctx, wire.OpPoolErrors, wire.DatasetArgs{Dataset: dataset}, &pe); err != nil {
+		return zfs.PoolErrors{}, err
+	}
+	return pe, nil
+}
+
 // DecodeResumeToken decodes a receive_resume_token on the far side, like
 // zfs.CLI.DecodeResumeToken.
 func (c *Client) DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error) {

@@ -218,6 +218,7 @@ func TestEverySentinelCrosses(t *testing.T) {
 		"ErrPermissionDenied": zfs.ErrPermissionDenied, "ErrNoSpace": zfs.ErrNoSpace, "ErrInvalidName": zfs.ErrInvalidName,
 		"ErrInvalidProperty": zfs.ErrInvalidProperty, "ErrStreamHeader": zfs.ErrStreamHeader,
 		"ErrProgramUnavailable": zfs.ErrProgramUnavailable,
+		"ErrDigestStream":       zfs.ErrDigestStream,
 	}
 	fset := token.NewFileSet()
 	for _, file := range files {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -25,6 +26,12 @@ type RecvOptions struct {
 	Set map[string]string
 	// Exclude makes properties inherited instead of received (-x p).
 	Exclude []string
+	// Corrective repairs the existing snapshot Target from a stream of it
+	// (zfs recv -c, OpenZFS 2.2 and later): blocks that read back damaged
+	// are rewritten from the stream's, where they match the checksums the
+	// pool has for them; nothing else changes. It excludes every other
+	// option.
+	Corrective bool
 }
 
 func (o RecvOptions) args() ([]string, error) {
@@ -33,6 +40,15 @@ func (o RecvOptions) args() ([]string, error) {
 	}
 	if _, sep, _ := SplitName(o.Target); sep == '#' {
 		return nil, fmt.Errorf("zfs recv: target %s is a bookmark", o.Target)
+	}
+	if o.Corrective {
+		if _, sep, _ := SplitName(o.Target); sep != '@' {
+			return nil, fmt.Errorf("zfs recv -c: target %s is not a snapshot", o.Target)
+		}
+		if o.Resumable || o.NoMount || o.Force || len(o.Set) > 0 || len(o.Exclude) > 0 {
+			return nil, fmt.Errorf("zfs recv -c: a corrective receive takes no other option")
+		}
+		return []string{"recv", "-c", o.Target}, nil
 	}
 	args := []string{"recv"}
 	if o.Resumable {
@@ -108,12 +124,26 @@ func (c *CLI) Receive(ctx context.Context, o RecvOptions, stream io.Reader) erro
 	if stream == nil {
 		return errors.New("zfs recv: no stream")
 	}
+	if o.Corrective {
+		// OpenZFS 2.2 and 2.3 panic (a VERIFY in dmu_recv_begin_sync,
+		// which hangs the pool) when the snapshot is mounted, as a look
+		// into .zfs/snapshot leaves it for a while
+		if at := snapshotMountedAt(o.Target); at != "" {
+			return fmt.Errorf("zfs recv -c: %s is mounted at %s (a look into .zfs/snapshot); OpenZFS hangs the pool in a corrective receive into a mounted snapshot, so unmount it first (umount %s): %w", o.Target, at, at, ErrBusy)
+		}
+	}
 	in := &recordingReader{r: stream}
 	_, runErr := c.exec(ctx, c.argv(args...), in)
 	if runErr == nil {
 		return nil
 	}
 	target, _, _ := SplitName(o.Target)
+	if o.Corrective {
+		var ze *Error
+		if errors.As(runErr, &ze) && strings.Contains(ze.Stderr, "invalid option 'c'") {
+			return fmt.Errorf("zfs recv -c: this OpenZFS has no corrective receive (it needs 2.2 or later): %w", errors.ErrUnsupported)
+		}
+	}
 	err = classify(runErr, []string{target, o.Target, target + "@*"}, recvRules...)
 	if rerr := in.Err(); rerr != nil {
 		err = fmt.Errorf("%w (reading the stream: %w)", err, rerr)

@@ -679,6 +679,21 @@ func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		if o.Force && p.AppendOnly {
 			return grant{}, p.forbid("receive with force (rollback) into "+o.Target, "append_only is set")
 		}
+		if o.Corrective {
+			// zfs recv -c rewrites only blocks that read back damaged,
+			// with data matching the checksums the pool has for them:
+			// it changes no contents, so append_only allows it too
+			if _, sep, _ := zfs.SplitName(o.Target); sep != '@' {
+				return grant{}, p.forbid("repair "+o.Target, "a corrective receive repairs a snapshot")
+			}
+			asked := zfs.RecvOptions{Target: o.Target, Corrective: true}
+			return grant{recv: &recvGrant{opts: asked, compress: r.Compress, land: func(h zfs.StreamHeader) (zfs.RecvOptions, error) {
+				if h.Properties || h.Compound || h.FromGUID != 0 {
+					return zfs.RecvOptions{}, p.forbid("repair "+o.Target+" from anything but the full stream of one snapshot", "a corrective receive repairs from its twin's full stream")
+				}
+				return asked, nil
+			}}}, nil
+		}
 		if err := p.checkProps("receive with", o.Target, o.Set); err != nil {
 			return grant{}, err
 		}
@@ -693,12 +708,13 @@ func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
 	// field by field: a field added to zfs.RecvOptions reaches zfs only
 	// once it is passed on here
 	opts := zfs.RecvOptions{
-		Target:    o.Target,
-		Resumable: o.Resumable,
-		NoMount:   o.NoMount,
-		Force:     o.Force,
-		Set:       o.Set,
-		Exclude:   o.Exclude,
+		Target:     o.Target,
+		Resumable:  o.Resumable,
+		NoMount:    o.NoMount,
+		Force:      o.Force,
+		Set:        o.Set,
+		Exclude:    o.Exclude,
+		Corrective: o.Corrective,
 	}
 	return grant{recv: &recvGrant{opts: opts, compress: r.Compress}}, nil
 }
@@ -719,6 +735,44 @@ func (r decodeTokenRequest) authorize(_ context.Context, g *gate) (grant, error)
 	// snapshots, which are in no area here.
 	token := r.Token
 	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.DecodeResumeToken(ctx, token) }), nil
+}
+
+func (r digestRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	if p := g.policy; p != nil {
+		// it reads the snapshot, as a send does, and returns only a sum
+		if err := p.needReadable("checksum", r.Snapshot); err != nil {
+			return grant{}, err
+		}
+	}
+	snapshot, limit := r.Snapshot, r.Limit
+	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.SnapshotDigest(ctx, snapshot, limit) }), nil
+}
+
+func (r poolErrorsRequest) authorize(_ context.Context, g *gate) (grant, error) {
+	p := g.policy
+	if p != nil {
+		if err := p.needReadable("list the permanent errors of the pool of", r.Dataset); err != nil {
+			return grant{}, err
+		}
+	}
+	dataset := r.Dataset
+	return callGrant(func(ctx context.Context, h Handler) (any, error) {
+		pe, err := h.PoolErrors(ctx, dataset)
+		if err != nil || p == nil {
+			return pe, err
+		}
+		// only what the client may see: others' datasets are counted
+		var seen []string
+		for _, n := range pe.Damaged {
+			if p.readable(datasetOf(n)) {
+				seen = append(seen, n)
+			} else {
+				pe.Other++
+			}
+		}
+		pe.Damaged = seen
+		return pe, nil
+	}), nil
 }
 
 // filter keeps the entries of a listing the client may see.

@@ -325,6 +325,8 @@ func TestEveryRequestIsGranted(t *testing.T) {
 		wire.OpReceive:           `{"options":{"Target":"backup/laptop/x"}}`,
 		wire.OpAbortReceive:      `{"dataset":"backup/laptop/x"}`,
 		wire.OpDecodeResumeToken: `{"token":"` + goodToken + `"}`,
+		wire.OpSnapshotDigest:    `{"snapshot":"tank/data@s"}`,
+		wire.OpPoolErrors:        `{"dataset":"tank/data"}`,
 	}
 	for op, decode := range requests {
 		args, ok := valid[op]

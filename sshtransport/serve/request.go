@@ -44,6 +44,8 @@ type (
 	receiveRequest          wire.ReceiveArgs
 	abortReceiveRequest     wire.DatasetArgs
 	decodeTokenRequest      wire.TokenArgs
+	digestRequest           wire.DigestArgs
+	poolErrorsRequest       wire.DatasetArgs
 )
 
 // requests decodes the arguments of each operation into its request type.
@@ -65,6 +67,8 @@ var requests = map[string]func(json.RawMessage) (request, error){
 	wire.OpReceive:           decodeRequest[receiveRequest],
 	wire.OpAbortReceive:      decodeRequest[abortReceiveRequest],
 	wire.OpDecodeResumeToken: decodeRequest[decodeTokenRequest],
+	wire.OpSnapshotDigest:    decodeRequest[digestRequest],
+	wire.OpPoolErrors:        decodeRequest[poolErrorsRequest],
 }
 
 // decodeRequest decodes arguments strictly (unknown fields and trailing
@@ -134,3 +138,9 @@ func (r receiveRequest) logArgs() map[string]any {
 func (r abortReceiveRequest) logArgs() map[string]any { return map[string]any{"dataset": r.Dataset} }
 
 func (r decodeTokenRequest) logArgs() map[string]any { return map[string]any{"token": r.Token} }
+
+func (r poolErrorsRequest) logArgs() map[string]any { return map[string]any{"dataset": r.Dataset} }
+
+func (r digestRequest) logArgs() map[string]any {
+	return map[string]any{"snapshot": r.Snapshot, "limit": r.Limit}
+}

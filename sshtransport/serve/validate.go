@@ -25,3 +25,5 @@ func (r sendSizeRequest) validate() error         { return wire.SendArgs(r).Vali
 func (r receiveRequest) validate() error          { return wire.ReceiveArgs(r).Validate() }
 func (r abortReceiveRequest) validate() error     { return wire.DatasetArgs(r).Validate() }
 func (r decodeTokenRequest) validate() error      { return wire.TokenArgs(r).Validate() }
+func (r digestRequest) validate() error           { return wire.DigestArgs(r).Validate() }
+func (r poolErrorsRequest) validate() error       { return wire.DatasetArgs(r).Validate() }

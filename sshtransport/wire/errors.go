@@ -85,6 +85,7 @@ var wireKinds = []struct {
 	{"invalid_property", zfs.ErrInvalidProperty},
 	{"stream_header", zfs.ErrStreamHeader},
 	{"program_unavailable", zfs.ErrProgramUnavailable},
+	{"digest_stream", zfs.ErrDigestStream},
 	{"forbidden", ErrForbidden},
 	{"protocol", ErrProtocol},
 	{"stream_aborted", ErrStreamAborted},

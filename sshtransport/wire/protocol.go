@@ -79,6 +79,8 @@ const (
 	OpReceive           = "receive"
 	OpAbortReceive      = "abort_receive"
 	OpDecodeResumeToken = "decode_resume_token"
+	OpSnapshotDigest    = "snapshot_digest"
+	OpPoolErrors        = "pool_errors"
 )
 
 // CompressZstd is the only stream compression there is.
@@ -158,6 +160,12 @@ type (
 	}
 	TokenArgs struct {
 		Token string `json:"token"`
+	}
+	// DigestArgs asks for the checksum of a snapshot's contents, read at
+	// most Limit bytes per second (0: no limit).
+	DigestArgs struct {
+		Snapshot string `json:"snapshot"`
+		Limit    int64  `json:"limit,omitempty"`
 	}
 )
 

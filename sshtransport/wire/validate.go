@@ -169,6 +169,13 @@ func (a DatasetArgs) Validate() error { return zfs.ValidateDataset(a.Dataset) }
 
 func (a TokenArgs) Validate() error { return zfs.ValidateResumeToken(a.Token) }
 
+func (a DigestArgs) Validate() error {
+	if a.Limit < 0 {
+		return fmt.Errorf("negative read limit %d", a.Limit)
+	}
+	return zfs.ValidateSnapshot(a.Snapshot)
+}
+
 func validateCompress(c string) error {
 	if c != "" && c != CompressZstd {
 		return fmt.Errorf("unknown stream compression %q: %w", c, errors.ErrUnsupported)

@@ -137,7 +137,7 @@ func newArgs() map[string]validator {
 		OpBookmark: &BookmarkArgs{}, OpDestroySnapshots: &DestroySnapshotsArgs{},
 		OpDestroyBookmarks: &DestroyBookmarksArgs{}, OpCreate: &CreateArgs{}, OpSet: &SetArgs{},
 		OpRename: &RenameArgs{}, OpSend: &SendArgs{}, OpReceive: &ReceiveArgs{},
-		OpAbortReceive: &DatasetArgs{}, OpDecodeResumeToken: &TokenArgs{},
+		OpAbortReceive: &DatasetArgs{}, OpDecodeResumeToken: &TokenArgs{}, OpSnapshotDigest: &DigestArgs{}, OpPoolErrors: &DatasetArgs{},
 	}
 }
 

@@ -242,6 +242,16 @@ func (f *Fake) AbortReceive(ctx context.Context, dataset string) error {
 	return f.err("AbortReceive")
 }
 
+func (f *Fake) SnapshotDigest(ctx context.Context, snapshot string, limit int64) (zfs.Digest, error) {
+	f.record("SnapshotDigest %s %d", snapshot, limit)
+	return zfs.Digest{Sum: "fake"}, f.err("SnapshotDigest")
+}
+
+func (f *Fake) PoolErrors(ctx context.Context, dataset string) (zfs.PoolErrors, error) {
+	f.record("PoolErrors %s", dataset)
+	return zfs.PoolErrors{}, f.err("PoolErrors")
+}
+
 func (f *Fake) DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error) {
 	f.record("DecodeResumeToken %s", token)
 	return f.Token, f.err("DecodeResumeToken")
