@@ -25,8 +25,9 @@ since. Nothing is destroyed or rolled back, on either side.
 
 Afterwards run 'zpool scrub' on the pool: a scrub finds any damage left, and the list of
 permanent errors clears once scrubs find none. Exit codes: 0 every repair made (or
-nothing to repair), 3 some repairs failed or some damage has no twin, 1 the job cannot
-be looked at. An OpenZFS older than 2.2 on the damaged side is refused with a message.
+nothing to repair), 3 some made and some not (a repair failed, or damage has no twin),
+1 none made, or the job cannot be looked at. An OpenZFS older than 2.2 on the damaged
+side is refused with a message.
 
 --dry-run lists the repairs it would make.`
 

@@ -135,4 +135,9 @@ func TestSSHVerifyData(t *testing.T) {
 			t.Errorf("job %s: %+v, want one dataset with the same contents", j.Job, j.Datasets)
 		}
 	}
+	// a sample of the blocks, the same on both sides
+	code, out, errOut := zsyncRun(t, "--config", cfg, "verify", "--data", "--sample", "50", "up")
+	if code != 0 || !strings.Contains(out, "50% of the blocks") {
+		t.Errorf("verify --data --sample 50: exit %d\n%s\n%s", code, out, tail(errOut, 2000))
+	}
 }

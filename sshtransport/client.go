@@ -549,9 +549,9 @@ func (c *Client) AbortReceive(ctx context.Context, dataset string) error {
 
 // SnapshotDigest sums a snapshot's contents on the far side, like
 // zfs.CLI.SnapshotDigest: only the sum crosses the link.
-func (c *Client) SnapshotDigest(ctx context.Context, snapshot string, limit int64) (zfs.Digest, error) {
+func (c *Client) SnapshotDigest(ctx context.Context, snapshot string, o zfs.DigestOptions) (zfs.Digest, error) {
 	var d zfs.Digest
-	if err := c.call(ctx, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: snapshot, Limit: limit}, &d); err != nil {
+	if err := c.call(ctx, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: snapshot, Limit: o.Limit, Sample: o.Sample}, &d); err != nil {
 		return zfs.Digest{}, err
 	}
 	return d, nil

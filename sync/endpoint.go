@@ -33,7 +33,7 @@ type Endpoint interface {
 	Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error
 	AbortReceive(ctx context.Context, dataset string) error
 	DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error)
-	SnapshotDigest(ctx context.Context, snapshot string, limit int64) (zfs.Digest, error)
+	SnapshotDigest(ctx context.Context, snapshot string, o zfs.DigestOptions) (zfs.Digest, error)
 	PoolErrors(ctx context.Context, dataset string) (zfs.PoolErrors, error)
 }
 

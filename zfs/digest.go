@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/fnv"
 	"io"
 	"time"
 )
@@ -22,6 +23,29 @@ type Digest struct {
 	Bytes int64 `json:"bytes"`
 	// Objects counts the objects (files, directories, ...) summed.
 	Objects int64 `json:"objects"`
+	// Sample is the percentage of blocks summed (0: all).
+	Sample int `json:"sample,omitempty"`
+}
+
+// DigestOptions are how SnapshotDigest reads.
+type DigestOptions struct {
+	// Limit caps the bytes read per second (0: no limit).
+	Limit int64
+	// Sample sums only about this percentage of the data blocks (1 to
+	// 99; 0 or 100: all), the same ones on both sides: zfs still reads
+	// the whole snapshot, the sums are cheaper. Every object is summed.
+	Sample int
+}
+
+// Validate checks the options.
+func (o DigestOptions) Validate() error {
+	if o.Limit < 0 {
+		return fmt.Errorf("negative read limit %d", o.Limit)
+	}
+	if o.Sample < 0 || o.Sample > 100 {
+		return fmt.Errorf("sample %d%%: want 1 to 100", o.Sample)
+	}
+	return nil
 }
 
 // ErrDigestStream is wrapped by DigestStream for a stream it cannot sum: a
@@ -30,9 +54,12 @@ var ErrDigestStream = errors.New("cannot checksum this send stream")
 
 // SnapshotDigest sums the contents of snapshot from its plain full send
 // stream (zfs send without flags: data decompressed, large blocks split,
-// nothing embedded), reading at most limit bytes per second (0: no limit).
-// Nothing but the sum leaves this host.
-func (c *CLI) SnapshotDigest(ctx context.Context, snapshot string, limit int64) (Digest, error) {
+// nothing embedded), as o says. Nothing but the sum leaves this host.
+func (c *CLI) SnapshotDigest(ctx context.Context, snapshot string, o DigestOptions) (Digest, error) {
+	if err := o.Validate(); err != nil {
+		return Digest{}, err
+	}
+	limit := o.Limit
 	v, err := SendOptions{To: snapshot}.Validate()
 	if err != nil {
 		return Digest{}, err
@@ -47,7 +74,7 @@ func (c *CLI) SnapshotDigest(ctx context.Context, snapshot string, limit int64) 
 	if limit > 0 {
 		r = &paced{r: rc, limit: limit, start: time.Now(), ctx: ctx}
 	}
-	d, derr := DigestStream(r)
+	d, derr := DigestStream(r, o.Sample)
 	if derr != nil {
 		cancel() // stop zfs send before waiting for it
 	}
@@ -96,11 +123,26 @@ func (p *paced) Read(b []byte) (int, error) {
 // with compression stores them as holes, one without as data, and both
 // read back as zeros. The stream's header (names, guids, feature flags)
 // and checksums are left out too: they differ between a snapshot and its
-// replica. Errors wrap ErrDigestStream, ErrStreamHeader or
-// io.ErrUnexpectedEOF.
-func DigestStream(r io.Reader) (Digest, error) {
+// replica. With sample between 1 and 99, only the blocks whose object and
+// offset fall in that percentage are summed. Errors wrap ErrDigestStream,
+// ErrStreamHeader or io.ErrUnexpectedEOF.
+func DigestStream(r io.Reader, sample int) (Digest, error) {
+	if sample >= 100 {
+		sample = 0
+	}
+	picked := func(object, offset uint64) bool {
+		if sample <= 0 {
+			return true
+		}
+		f := fnv.New64a()
+		var b [16]byte
+		binary.LittleEndian.PutUint64(b[:8], object)
+		binary.LittleEndian.PutUint64(b[8:], offset)
+		f.Write(b[:])
+		return f.Sum64()%100 < uint64(sample)
+	}
 	var (
-		d       Digest
+		d       = Digest{Sample: sample}
 		rec     [streamRecordLen]byte
 		bo      binary.ByteOrder
 		h       = sha256.New()
@@ -178,7 +220,7 @@ func DigestStream(r io.Reader) (Digest, error) {
 			if err != nil {
 				return Digest{}, err
 			}
-			if allZero(p) {
+			if allZero(p) || !picked(bo.Uint64(b[8:16]), bo.Uint64(b[24:32])) {
 				continue
 			}
 			h.Write([]byte{'W'})

@@ -36,7 +36,7 @@ func TestDigestStream(t *testing.T) {
 	zeros := make([]byte, 4096)
 	sum := func(stream []byte) Digest {
 		t.Helper()
-		d, err := DigestStream(bytes.NewReader(stream))
+		d, err := DigestStream(bytes.NewReader(stream), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,12 +67,52 @@ func TestDigestStream(t *testing.T) {
 			return b
 		}(),
 	} {
-		if _, err := DigestStream(bytes.NewReader(stream)); !errors.Is(err, ErrDigestStream) {
+		if _, err := DigestStream(bytes.NewReader(stream), 0); !errors.Is(err, ErrDigestStream) {
 			t.Errorf("%s: %v, want ErrDigestStream", name, err)
 		}
 	}
 	full := digestStream("tank/a@s", 1, nil, data)
-	if _, err := DigestStream(bytes.NewReader(full[:len(full)-streamRecordLen-10])); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, err := DigestStream(bytes.NewReader(full[:len(full)-streamRecordLen-10]), 0); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("a cut stream: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+func TestDigestStreamSample(t *testing.T) {
+	var blocks [][]byte
+	for i := range 64 {
+		blocks = append(blocks, bytes.Repeat([]byte{byte(i + 1)}, 512))
+	}
+	sum := func(stream []byte, sample int) Digest {
+		t.Helper()
+		d, err := DigestStream(bytes.NewReader(stream), sample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	a, b := digestStream("tank/a@s", 1, nil, blocks...), digestStream("backup/a@s", 2, nil, blocks...)
+	full, half := sum(a, 0), sum(a, 50)
+	if h2 := sum(b, 50); h2.Sum != half.Sum || h2.Sample != 50 {
+		t.Errorf("sampled sums of a snapshot and its replica differ: %+v %+v", half, h2)
+	}
+	if half.Sum == full.Sum || half.Bytes >= full.Bytes || half.Bytes == 0 {
+		t.Errorf("a 50%% sample summed %d of %d bytes (sum equal: %v)", half.Bytes, full.Bytes, half.Sum == full.Sum)
+	}
+	if all := sum(a, 100); all.Sum != full.Sum || all.Sample != 0 {
+		t.Errorf("100%% is not all: %+v", all)
+	}
+	// a change in a block the sample skips goes unseen; one it takes does not
+	changed := make([][]byte, len(blocks))
+	copy(changed, blocks)
+	seen := false
+	for i := range blocks {
+		changed[i] = bytes.Repeat([]byte{0xee}, 512)
+		if sum(digestStream("tank/a@s", 1, nil, changed...), 50).Sum != half.Sum {
+			seen = true
+		}
+		changed[i] = blocks[i]
+	}
+	if !seen {
+		t.Errorf("no single changed block changes the 50%% sample")
 	}
 }

@@ -744,8 +744,8 @@ func (r digestRequest) authorize(_ context.Context, g *gate) (grant, error) {
 			return grant{}, err
 		}
 	}
-	snapshot, limit := r.Snapshot, r.Limit
-	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.SnapshotDigest(ctx, snapshot, limit) }), nil
+	snapshot, o := r.Snapshot, zfs.DigestOptions{Limit: r.Limit, Sample: r.Sample}
+	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.SnapshotDigest(ctx, snapshot, o) }), nil
 }
 
 func (r poolErrorsRequest) authorize(_ context.Context, g *gate) (grant, error) {

@@ -142,5 +142,5 @@ func (r decodeTokenRequest) logArgs() map[string]any { return map[string]any{"to
 func (r poolErrorsRequest) logArgs() map[string]any { return map[string]any{"dataset": r.Dataset} }
 
 func (r digestRequest) logArgs() map[string]any {
-	return map[string]any{"snapshot": r.Snapshot, "limit": r.Limit}
+	return map[string]any{"snapshot": r.Snapshot, "limit": r.Limit, "sample": r.Sample}
 }

@@ -166,6 +166,7 @@ type (
 	DigestArgs struct {
 		Snapshot string `json:"snapshot"`
 		Limit    int64  `json:"limit,omitempty"`
+		Sample   int    `json:"sample,omitempty"`
 	}
 )
 

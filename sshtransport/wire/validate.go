@@ -170,8 +170,8 @@ func (a DatasetArgs) Validate() error { return zfs.ValidateDataset(a.Dataset) }
 func (a TokenArgs) Validate() error { return zfs.ValidateResumeToken(a.Token) }
 
 func (a DigestArgs) Validate() error {
-	if a.Limit < 0 {
-		return fmt.Errorf("negative read limit %d", a.Limit)
+	if err := (zfs.DigestOptions{Limit: a.Limit, Sample: a.Sample}).Validate(); err != nil {
+		return err
 	}
 	return zfs.ValidateSnapshot(a.Snapshot)
 }

@@ -242,8 +242,8 @@ func (f *Fake) AbortReceive(ctx context.Context, dataset string) error {
 	return f.err("AbortReceive")
 }
 
-func (f *Fake) SnapshotDigest(ctx context.Context, snapshot string, limit int64) (zfs.Digest, error) {
-	f.record("SnapshotDigest %s %d", snapshot, limit)
+func (f *Fake) SnapshotDigest(ctx context.Context, snapshot string, o zfs.DigestOptions) (zfs.Digest, error) {
+	f.record("SnapshotDigest %s %+v", snapshot, o)
 	return zfs.Digest{Sum: "fake"}, f.err("SnapshotDigest")
 }
 
