@@ -42,7 +42,7 @@ func serveCommand(e *env) *cli.Command {
 				if cl == nil {
 					return usageErrorf("no [[serve.client]] named %q in %s", name, cfg.Path)
 				}
-				pol = &serve.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend,
+				pol = &serve.Policy{Client: name, ReceiveRoot: cl.ReceiveRoot, AppendOnly: cl.AppendOnly, PruneSend: cl.PruneSend, AllowHeal: cl.AllowHeal,
 					AllowProperties: cl.AllowProperties, MaxHolds: cl.MaxHolds, MaxStreams: cl.MaxStreams}
 				if len(cl.Send) > 0 {
 					f, err := zfs.ParseFilter(cl.Send)

@@ -83,6 +83,7 @@ receive_root = "backup/laptop"
 send = ["tank/data<"]
 append_only = false
 prune_send = true
+allow_heal = true
 allow_properties = ["checksum", "com.example:owner"]
 max_holds = 500
 max_streams = 2

@@ -110,6 +110,9 @@ type serveClientConfig struct {
 	// PruneSend lets a pulling client prune snapshots of the datasets it may
 	// send (its own retention on the far side); off by default.
 	PruneSend bool `toml:"prune_send"`
+	// AllowHeal lets the client repair snapshots in its receive area with
+	// corrective receives (zsync heal); off by default.
+	AllowHeal bool `toml:"allow_heal"`
 	// AllowProperties extends the properties the client may set on what it
 	// receives and creates (beyond compression, recordsize, atime,
 	// readonly and zsync:*). mountpoint, canmount and volmode are decided

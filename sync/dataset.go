@@ -756,6 +756,10 @@ func (d *datasetRun) recvOptions(target string, force bool) zfs.RecvOptions {
 			o.Exclude = append(o.Exclude, k)
 		}
 	}
+	if d.stepRoot != "" {
+		o.Set[OwnerProperty] = OwnerValue(d.stepRoot, target)
+		o.Exclude = slices.DeleteFunc(o.Exclude, func(k string) bool { return k == OwnerProperty })
+	}
 	return o
 }
 

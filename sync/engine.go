@@ -251,9 +251,9 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 		return rep, fmt.Errorf("target holds: %w", err)
 	}
 
-	// replicas whose sources were renamed: renamed at their level, before
-	// any dataset of it is planned (a new dataset may reuse the old name)
-	follows := j.planFollows(ctx, src, selected, srcInfo, bySource, dstInfo, byTarget)
+	// replicas whose sources were renamed: renamed in the order planned,
+	// before any dataset is planned (a new dataset may reuse an old name)
+	follows := j.planFollows(ctx, src, stepRoot, selected, srcInfo, bySource, dstInfo, byTarget)
 
 	// what the datasets' runs change, so that their listings are not kept
 	srcTouched, dstTouched := newTouchSet(), newTouchSet()
@@ -304,6 +304,30 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	if j.DryRun {
 		programs = nil
 	}
+	// the renames, one after another, before any dataset is planned: in
+	// the order planned, which is the order the view they were planned
+	// against came about
+	for _, f := range follows {
+		if failedAncestor(f.source, results) != "" {
+			continue
+		}
+		res := &Result{Source: f.source, Target: f.to}
+		r := &datasetRun{
+			job: j, src: touching{src, srcTouched}, dst: touching{dst, dstTouched}, res: res, rootTID: rootTID, stepRoot: stepRoot,
+			source: f.source, srcInfo: srcInfo[f.source], srcVersions: bySource[f.source], srcAll: bySource,
+			srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
+		}
+		switch err := r.follow(ctx, f, selected); {
+		case errors.Is(err, errFollowStale):
+			j.emit(Event{Dataset: f.source, Target: f.to, Kind: "warning", Message: fmt.Sprintf("not renaming %s to %s: %v", f.from, f.to, err)})
+		case err != nil:
+			r.fail(err)
+			results[f.source] = res
+		default:
+			res.Renamed = f.from
+			results[f.source] = res
+		}
+	}
 	for d := 0; d <= maxDepth; d++ {
 		var wg stdsync.WaitGroup
 		var prepped, runs []*datasetRun
@@ -318,26 +342,6 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			}
 			mu.Unlock()
 			return nil
-		}
-		// the level's renames, one after another: they move replicas
-		// the level's datasets are planned against
-		for _, ds := range levels[d] {
-			f, ok := follows[ds]
-			if !ok || failedAncestor(ds, results) != "" {
-				continue
-			}
-			res := &Result{Source: ds, Target: f.to}
-			results[ds] = res
-			r := &datasetRun{
-				job: j, src: touching{src, srcTouched}, dst: touching{dst, dstTouched}, res: res, rootTID: rootTID, stepRoot: stepRoot,
-				source: ds, srcInfo: srcInfo[ds], srcVersions: bySource[ds], srcAll: bySource,
-				srcHolds: srcHolds, dstHolds: dstHolds, dstInfo: dstInfo, byTarget: byTarget, mu: &mu,
-			}
-			if err := r.follow(ctx, f, selected); err != nil {
-				r.fail(err)
-				continue
-			}
-			res.Renamed = f.from
 		}
 		for _, ds := range levels[d] {
 			res := results[ds]

@@ -333,7 +333,7 @@ func namedReuse(ctx context.Context, e Endpoint, prev *SideListing, cands []zfs.
 // when unknown).
 func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *SideListing, bookmarks bool, scope func(zfs.Entry) bool, quiet func(string) bool) (*sideListing, error) {
 	full := func() (*sideListing, error) {
-		es, err := e.List(ctx, roots, zfs.ListOptions{UserProps: []string{PlaceholderProperty}})
+		es, err := e.List(ctx, roots, zfs.ListOptions{UserProps: []string{PlaceholderProperty, OwnerProperty}})
 		return &sideListing{entries: es, prev: prev}, err
 	}
 	now := time.Now()
@@ -345,7 +345,7 @@ func (j *Job) listSide(ctx context.Context, e Endpoint, roots []string, prev *Si
 	}
 	named := !prev.Unsupported.IsZero() && now.Sub(prev.Unsupported) < retryUnsupported && !now.Before(prev.Unsupported)
 	unsupported := prev.Unsupported
-	o := zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume}, UserProps: []string{PlaceholderProperty}, SnapshotsChanged: !named}
+	o := zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume}, UserProps: []string{PlaceholderProperty, OwnerProperty}, SnapshotsChanged: !named}
 	dss, err := e.List(ctx, roots, o)
 	if err != nil && !named && withoutSnapshotsChanged(err) {
 		named, unsupported = true, time.Now()

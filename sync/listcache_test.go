@@ -162,7 +162,7 @@ func TestListSideReusesASettledListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"tank d=0 filesystem,volume zsync:placeholder,snapshots_changed", "tank/b d=1 snapshot,bookmark ", "tank/a d=1 bookmark "}
+	want := []string{"tank d=0 filesystem,volume zsync:placeholder,zsync:owner,snapshots_changed", "tank/b d=1 snapshot,bookmark ", "tank/a d=1 bookmark "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -226,7 +226,7 @@ func TestListSideWithoutTheProperty(t *testing.T) {
 	if _, err := j.listSide(context.Background(), f, []string{"tank"}, next, true, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"tank d=0 filesystem,volume zsync:placeholder", "tank/a,tank/b d=1 snapshot,bookmark "}
+	want := []string{"tank d=0 filesystem,volume zsync:placeholder,zsync:owner", "tank/a,tank/b d=1 snapshot,bookmark "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls %q, want %q (no source is quiet: both listed, the property not tried)", f.calls, want)
 	}
@@ -267,7 +267,7 @@ func TestListSideNamedLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (bk, without snapshots, is checked by name too: prevsnap unset)
-	want := []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1"}
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder,zsync:owner", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1"}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -288,7 +288,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1", "bk/c,bk/b d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder,zsync:owner", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1", "bk/c,bk/b d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -305,7 +305,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder,zsync:owner", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s2 bk/b bk/b@s1 bk/c bk/c@s1", "bk,bk/a,bk/b,bk/c d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -319,7 +319,7 @@ func TestListSideNamedLookup(t *testing.T) {
 	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, func(ds string) bool { return ds == "bk/c" }); err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder", "get guid,createtxg,userrefs,prevsnap bk", "bk/a,bk/b,bk/c d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder,zsync:owner", "get guid,createtxg,userrefs,prevsnap bk", "bk/a,bk/b,bk/c d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -352,7 +352,7 @@ func TestListSideWithoutACache(t *testing.T) {
 	if _, err := (&Job{}).listSide(context.Background(), f, []string{"tank"}, nil, true, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"tank d=0  zsync:placeholder"}; !slices.Equal(f.calls, want) {
+	if want := []string{"tank d=0  zsync:placeholder,zsync:owner"}; !slices.Equal(f.calls, want) {
 		t.Errorf("calls %q, want %q", f.calls, want)
 	}
 }
@@ -489,7 +489,7 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s1 bk/a@s2 bk/b bk/b@s1 bk/b@s2"}
+	want := []string{"bk d=0 filesystem,volume zsync:placeholder,zsync:owner,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk bk/a bk/a@s1 bk/a@s2 bk/b bk/b@s1 bk/b@s2"}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}
@@ -528,7 +528,7 @@ func TestFinishedTargetKeptNamed(t *testing.T) {
 	if _, err := j.listSide(context.Background(), f, []string{"bk"}, kept, false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"bk d=0 filesystem,volume zsync:placeholder,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk bk/b bk/b@s1 bk/b@s2", "bk/a,bk/b d=1 snapshot "}
+	want = []string{"bk d=0 filesystem,volume zsync:placeholder,zsync:owner,snapshots_changed", "get guid,createtxg,userrefs,prevsnap bk bk/b bk/b@s1 bk/b@s2", "bk/a,bk/b d=1 snapshot "}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", f.calls, want)
 	}

@@ -18,6 +18,20 @@ const TargetIDProperty = "zsync:target-id"
 // dataset zsync created on the target only to hold replicated children.
 const PlaceholderProperty = "zsync:placeholder"
 
+// OwnerProperty is the user property every receive sets on its replica
+// (zfs recv -o): OwnerValue of the job's step root id and the replica's
+// name. A replica carries it where it was received into by the mapping of
+// that id (a job, or a one-off's source and target), which is what lets a
+// rename be followed only by the mapping the replica belongs to. The name
+// tells a value set on the dataset from one inherited from a parent.
+const OwnerProperty = "zsync:owner"
+
+// OwnerValue is the value of OwnerProperty on the replica name received
+// into by the mapping with step root id stepRoot.
+func OwnerValue(stepRoot TargetID, name string) string {
+	return string(stepRoot) + ":" + name
+}
+
 // RotatedInfix joins a diverged target's name and the time in the name of
 // the copy that Job.Rotate renames it to: "<target>.zsync-rotated-<time>".
 const RotatedInfix = ".zsync-rotated-"

@@ -20,6 +20,13 @@ import (
 type follow struct {
 	source   string
 	from, to string
+	// orig is from's name when the run started (an earlier follow of the
+	// run may have moved it): the relationship ids of its cursors are
+	// derived from it.
+	orig string
+	// guid is the guid of from's newest snapshot, checked again before
+	// anything is changed.
+	guid uint64
 }
 
 // planFollows finds, parents first, the renames that follow renamed
@@ -30,15 +37,21 @@ type follow struct {
 // subtree is one rename. It asks src only to tell whether a dataset the
 // job would replicate into a candidate still exists outside the listing.
 //
-// It never picks: a rotated copy or a placeholder (set aside or not), a
-// replica whose newest snapshot the source does not have (it diverged; the
-// source is sent afresh as before), a replica whose old source still
-// exists with a shared snapshot (a copy of a dataset made with zfs send
-// shares its guids), a replica outside the job's mapping (another job's,
-// below the same root), or a replica with children another source claims.
-// Two candidates for one source follow neither (a warning says so).
-func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, srcInfo map[string]zfs.Entry, bySource map[string][]zfs.Entry, dstInfo map[string]zfs.Entry, byTarget map[string][]zfs.Entry) map[string]follow {
-	if j.Unmap == nil || j.Map == nil {
+// It never picks: a replica that this mapping did not receive into
+// (OwnerProperty: another job's or a one-off's below the same root, or one
+// received before zsync marked its replicas), a rotated copy or a
+// placeholder (set aside or not), a replica whose newest snapshot the
+// source does not have (it diverged; the source is sent afresh as before),
+// a replica whose old source still exists with a shared snapshot (a copy
+// of a dataset made with zfs send shares its guids) or existed before that
+// snapshot (a promoted clone took its snapshots), a replica outside the
+// job's mapping, an encrypted replica that inherits its key and would
+// move to another parent (OpenZFS refuses to move it to another encryption
+// root), or a replica with children another source claims. Two candidates
+// for one source follow neither (a warning says so). The renames are
+// returned in the order they must be made.
+func (j *Job) planFollows(ctx context.Context, src Endpoint, stepRoot TargetID, selected []string, srcInfo map[string]zfs.Entry, bySource map[string][]zfs.Entry, dstInfo map[string]zfs.Entry, byTarget map[string][]zfs.Entry) []follow {
+	if j.Unmap == nil || j.Map == nil || stepRoot == "" {
 		return nil
 	}
 	mapped := map[string]string{}
@@ -56,8 +69,13 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 	if len(need) == 0 {
 		return nil
 	}
-	// the view of the target as planned renames leave it
+	// the view of the target as planned renames leave it, and the name
+	// each dataset of it had when the run started
 	view := maps.Clone(dstInfo)
+	origin := map[string]string{}
+	for n := range view {
+		origin[n] = n
+	}
 	snaps := map[string][]zfs.Entry{}
 	for ds, es := range byTarget {
 		if s := snapshotsOnly(es); len(s) > 0 {
@@ -67,10 +85,11 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 	move := func(from, to string) {
 		for _, n := range slices.Collect(maps.Keys(view)) {
 			if zfs.IsDescendant(n, from) {
-				e := view[n]
+				e, o := view[n], origin[n]
 				delete(view, n)
+				delete(origin, n)
 				e.Name = to + n[len(from):]
-				view[e.Name] = e
+				view[e.Name], origin[e.Name] = e, o
 			}
 		}
 		for _, n := range slices.Collect(maps.Keys(snaps)) {
@@ -100,8 +119,9 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 		return false
 	}
 	// orphan: the job maps some source name to r (r is in its image), and
-	// every such source is gone, or is another dataset now (no shared
-	// snapshot: the name was reused)
+	// every such source is gone, or is another dataset now: no shared
+	// snapshot, and created after r's newest snapshot (a name reused; a
+	// promoted clone's origin existed before)
 	orphan := func(r string) (bool, string) {
 		found := false
 		for _, c := range j.Unmap(r) {
@@ -109,9 +129,12 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 				continue
 			}
 			found = true
-			if _, ok := srcInfo[c]; ok {
+			if info, ok := srcInfo[c]; ok {
 				if shares(c, snaps[r]) {
 					return false, c + " still replicates into it"
+				}
+				if ss := snaps[r]; len(ss) == 0 || info.CreateTXG == 0 || info.CreateTXG <= sourceTXG(bySource, newestByTXG(ss).GUID) {
+					return false, c + " existed before its newest snapshot was taken (a promoted clone?)"
 				}
 				continue
 			}
@@ -132,8 +155,11 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 	aside := func(n string) bool {
 		return strings.Contains(n, RotatedInfix) || strings.Contains(n, AsideInfix)
 	}
+	owned := func(r string) bool {
+		return view[r].User[OwnerProperty] == OwnerValue(stepRoot, origin[r])
+	}
 	taken := map[string]bool{}
-	out := map[string]follow{}
+	var out []follow
 	for _, s := range need {
 		t := mapped[s]
 		if _, ok := view[t]; ok {
@@ -142,7 +168,7 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 		g := guids(bySource[s])
 		var cands []string
 		for _, r := range slices.Sorted(maps.Keys(view)) {
-			if r == j.TargetRoot || !zfs.IsDescendant(r, j.TargetRoot) || taken[r] || aside(r) || IsPlaceholder(view[r]) {
+			if r == j.TargetRoot || !zfs.IsDescendant(r, j.TargetRoot) || taken[r] || aside(r) || IsPlaceholder(view[r]) || !owned(r) {
 				continue
 			}
 			ss := snaps[r]
@@ -161,6 +187,10 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 			continue
 		}
 		r := cands[0]
+		if e := view[r]; e.Encrypted() && e.EncryptionRoot != origin[r] && parentOf(r) != parentOf(t) {
+			j.emit(Event{Dataset: s, Target: t, Kind: "warning", Message: fmt.Sprintf("%s continues the encrypted replica %s, which inherits its key from %s: OpenZFS cannot move it below another parent's encryption root, so it is not renamed and %s is received afresh", s, r, e.EncryptionRoot, t)})
+			continue
+		}
 		blocked := ""
 		for _, c := range slices.Sorted(maps.Keys(view)) {
 			if c == r || !zfs.IsDescendant(c, r) || aside(c) || IsPlaceholder(view[c]) {
@@ -175,11 +205,23 @@ func (j *Job) planFollows(ctx context.Context, src Endpoint, selected []string, 
 			j.emit(Event{Dataset: s, Target: t, Kind: "warning", Message: fmt.Sprintf("%s continues the replica %s, which is not renamed to follow it because a replica below it stays (%s); %s is received afresh", s, r, blocked, t)})
 			continue
 		}
-		out[s] = follow{source: s, from: r, to: t}
+		out = append(out, follow{source: s, from: r, to: t, orig: origin[r], guid: newestByTXG(snaps[r]).GUID})
 		move(r, t)
 		taken[t] = true
 	}
 	return out
+}
+
+// sourceTXG is the createtxg of the source version with guid (0 when none).
+func sourceTXG(bySource map[string][]zfs.Entry, guid uint64) uint64 {
+	for _, es := range bySource {
+		for _, e := range es {
+			if e.GUID == guid {
+				return e.CreateTXG
+			}
+		}
+	}
+	return 0
 }
 
 // newestByTXG is the snapshot of es created last.
@@ -205,6 +247,17 @@ func newestByTXG(es []zfs.Entry) zfs.Entry {
 // by any other dataset while this runs.
 func (d *datasetRun) follow(ctx context.Context, f follow, selected []string) error {
 	j := d.job
+	d.mu.Lock()
+	_, fromThere := d.dstInfo[f.from]
+	_, toThere := d.dstInfo[f.to]
+	var newest uint64
+	if ss := snapshotsOnly(d.byTarget[f.from]); len(ss) > 0 {
+		newest = newestByTXG(ss).GUID
+	}
+	d.mu.Unlock()
+	if !fromThere || toThere || newest != f.guid {
+		return errFollowStale
+	}
 	msg := fmt.Sprintf("%s was renamed or moved: renaming its replica %s to %s (with its children) to continue it incrementally", f.source, f.from, f.to)
 	if j.DryRun {
 		j.emit(Event{Dataset: f.source, Target: f.to, Kind: "rename", Message: "would rename: " + msg})
@@ -225,15 +278,20 @@ func (d *datasetRun) follow(ctx context.Context, f follow, selected []string) er
 		if err != nil || !zfs.IsDescendant(nt, f.to) {
 			continue
 		}
-		oldTID, newTID := j.relationID(d.rootTID, f.from+nt[len(f.to):]), j.relationID(d.rootTID, nt)
+		oldTID, newTID := j.relationID(d.rootTID, f.orig+nt[len(f.to):]), j.relationID(d.rootTID, nt)
 		for _, b := range d.bySource(q) {
 			if b.Type != zfs.Bookmark {
 				continue
 			}
 			switch b.Short() {
 			case CursorName(oldTID, b.GUID):
-				if err := d.src.Bookmark(ctx, b.Name, q+"#"+CursorName(newTID, b.GUID)); err != nil && !errors.Is(err, zfs.ErrExists) {
-					return fmt.Errorf("copy the cursor %s for the renamed replica %s (nothing was renamed): %w", b.Name, nt, err)
+				copied := q + "#" + CursorName(newTID, b.GUID)
+				err := d.src.Bookmark(ctx, b.Name, copied)
+				if errors.Is(err, zfs.ErrExists) {
+					err = checkGUID(ctx, d.src, copied, b.GUID)
+				}
+				if err != nil {
+					return fmt.Errorf("copy the cursor %s to %s for the renamed replica %s (nothing was renamed): %w", b.Name, copied, nt, err)
 				}
 				stale = append(stale, b.Name)
 			case TentativeName(oldTID, b.GUID):
@@ -246,15 +304,42 @@ func (d *datasetRun) follow(ctx context.Context, f follow, selected []string) er
 			return fmt.Errorf("destroy the old cursors %s (their copies are in place; nothing was renamed): %w", strings.Join(stale, ", "), err)
 		}
 	}
-	if err := d.migrateLastHolds(ctx, f.from); err != nil {
+	if err := d.migrateLastHolds(ctx, f.from, f.orig); err != nil {
 		return err
 	}
 	if err := d.dst.Rename(ctx, f.from, f.to); err != nil {
 		return fmt.Errorf("rename the replica %s to %s to follow %s (nothing was sent; where the far side refuses renames, as under append_only, rename it there by hand, or run one push with append_only off): %w", f.from, f.to, f.source, err)
 	}
 	d.renameView(f.from, f.to)
+	// the moved replicas' owner marks name where they are now, so that a
+	// later rename is followed before they are received into again
+	d.mu.Lock()
+	var marks []string
+	for n, e := range d.dstInfo {
+		if zfs.IsDescendant(n, f.to) && e.User[OwnerProperty] == OwnerValue(d.stepRoot, f.orig+n[len(f.to):]) {
+			marks = append(marks, n)
+		}
+	}
+	d.mu.Unlock()
+	slices.Sort(marks)
+	for _, n := range marks {
+		if err := d.dst.Set(ctx, n, map[string]string{OwnerProperty: OwnerValue(d.stepRoot, n)}); err != nil {
+			d.warn(n, fmt.Errorf("mark the renamed %s as this job's replica (the next receive does): %w", n, err))
+			continue
+		}
+		d.mu.Lock()
+		e := d.dstInfo[n]
+		e.User = maps.Clone(e.User)
+		e.User[OwnerProperty] = OwnerValue(d.stepRoot, n)
+		d.dstInfo[n] = e
+		d.mu.Unlock()
+	}
 	return nil
 }
+
+// errFollowStale is follow's answer when the target is no longer as the
+// plan saw it: nothing was changed, and the dataset is planned as usual.
+var errFollowStale = errors.New("the replica is no longer where the plan found it")
 
 // bySource is the listing of source dataset q (the run's, read-only).
 func (d *datasetRun) bySource(q string) []zfs.Entry {
@@ -268,7 +353,7 @@ func (d *datasetRun) bySource(q string) []zfs.Entry {
 // last-received hold of their relationship's own tag (placed by zsync
 // before per-root tags) the root's tag instead: the relationship's id
 // changes with the name, the root's tag follows the rename.
-func (d *datasetRun) migrateLastHolds(ctx context.Context, from string) error {
+func (d *datasetRun) migrateLastHolds(ctx context.Context, from, orig string) error {
 	if d.rootTID == "" {
 		return nil
 	}
@@ -279,7 +364,7 @@ func (d *datasetRun) migrateLastHolds(ctx context.Context, from string) error {
 		if !zfs.IsDescendant(ds, from) {
 			continue
 		}
-		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, ds))
+		tag := LastReceivedHoldTag(d.job.relationID(d.rootTID, orig+ds[len(from):]))
 		for _, e := range es {
 			if e.Type == zfs.Snapshot && slices.Contains(d.dstHolds[e.Name], tag) {
 				byTag[tag] = append(byTag[tag], e.Name)

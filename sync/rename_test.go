@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,9 +34,17 @@ func (e *existsEP) Get(_ context.Context, names []string, _ []string) (map[strin
 // datasets of each side with the guids of their snapshots, oldest first.
 type followWorld struct {
 	src, dst map[string][]uint64
+	// fresh are source datasets created after every snapshot here (a
+	// reused name); the others are older than all snapshots
+	fresh []string
+	// foreign are replicas another mapping received (their owner mark
+	// is not this job's)
+	foreign []string
 }
 
-func (w followWorld) plan(t *testing.T, exists ...string) (map[string]follow, []string) {
+const testStepRoot = TargetID("00000000000000aa")
+
+func (w followWorld) plan(t *testing.T, exists ...string) ([]follow, []string) {
 	t.Helper()
 	var warnings []string
 	j := &Job{
@@ -52,14 +61,21 @@ func (w followWorld) plan(t *testing.T, exists ...string) (map[string]follow, []
 	srcInfo, bySource := map[string]zfs.Entry{}, map[string][]zfs.Entry{}
 	for ds, gs := range w.src {
 		selected = append(selected, ds)
-		srcInfo[ds] = zfs.Entry{Name: ds, Type: zfs.Filesystem}
+		srcInfo[ds] = zfs.Entry{Name: ds, Type: zfs.Filesystem, CreateTXG: 1}
+		if slices.Contains(w.fresh, ds) {
+			srcInfo[ds] = zfs.Entry{Name: ds, Type: zfs.Filesystem, CreateTXG: 1000}
+		}
 		for i, g := range gs {
 			bySource[ds] = append(bySource[ds], zfs.Entry{Name: fmt.Sprintf("%s@s%d", ds, g), Type: zfs.Snapshot, GUID: g, CreateTXG: uint64(i + 1)})
 		}
 	}
 	dstInfo, byTarget := map[string]zfs.Entry{"backup": {Name: "backup", Type: zfs.Filesystem}}, map[string][]zfs.Entry{}
 	for ds, gs := range w.dst {
-		dstInfo[ds] = zfs.Entry{Name: ds, Type: zfs.Filesystem}
+		owner := OwnerValue(testStepRoot, ds)
+		if slices.Contains(w.foreign, ds) {
+			owner = OwnerValue("00000000000000bb", ds)
+		}
+		dstInfo[ds] = zfs.Entry{Name: ds, Type: zfs.Filesystem, User: map[string]string{OwnerProperty: owner}}
 		for i, g := range gs {
 			byTarget[ds] = append(byTarget[ds], zfs.Entry{Name: fmt.Sprintf("%s@s%d", ds, g), Type: zfs.Snapshot, GUID: g, CreateTXG: uint64(i + 1)})
 		}
@@ -76,7 +92,7 @@ func (w followWorld) plan(t *testing.T, exists ...string) (map[string]follow, []
 		ex[e] = true
 	}
 	selected = OrderParentsFirst(selected)
-	got := j.planFollows(context.Background(), &existsEP{exists: ex}, selected, srcInfo, bySource, dstInfo, byTarget)
+	got := j.planFollows(context.Background(), &existsEP{exists: ex}, testStepRoot, selected, srcInfo, bySource, dstInfo, byTarget)
 	return got, warnings
 }
 
@@ -96,10 +112,26 @@ func TestPlanFollows(t *testing.T) {
 		{
 			name: "name reused by a new dataset",
 			w: followWorld{
-				src: map[string][]uint64{"tank/a": {9}, "tank/a2": {1, 2}},
-				dst: map[string][]uint64{"backup/tank/a": {1, 2}},
+				src:   map[string][]uint64{"tank/a": {9}, "tank/a2": {1, 2}},
+				dst:   map[string][]uint64{"backup/tank/a": {1, 2}},
+				fresh: []string{"tank/a"},
 			},
 			want: "tank/a2:backup/tank/a>backup/tank/a2",
+		},
+		{
+			name: "a promoted clone took the snapshots of a dataset that stays",
+			w: followWorld{
+				src: map[string][]uint64{"tank/a": {9}, "tank/c": {1, 2}},
+				dst: map[string][]uint64{"backup/tank/a": {1, 2}},
+			},
+		},
+		{
+			name: "another mapping's replica below the same root",
+			w: followWorld{
+				src:     map[string][]uint64{"tank/a2": {1, 2}},
+				dst:     map[string][]uint64{"backup/tank/a": {1, 2}},
+				foreign: []string{"backup/tank/a"},
+			},
 		},
 		{
 			name: "a copy made with zfs send shares the guids: the original keeps its replica",
@@ -165,12 +197,8 @@ func TestPlanFollows(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, warnings := tc.w.plan(t, tc.exists...)
 			var parts []string
-			for _, s := range OrderParentsFirst(keys(got)) {
-				f := got[s]
-				if f.source != s {
-					t.Errorf("follow of %s names source %s", s, f.source)
-				}
-				parts = append(parts, s+":"+f.from+">"+f.to)
+			for _, f := range got {
+				parts = append(parts, f.source+":"+f.from+">"+f.to)
 			}
 			if g := strings.Join(parts, " "); g != tc.want {
 				t.Errorf("follows %q, want %q", g, tc.want)
@@ -181,14 +209,6 @@ func TestPlanFollows(t *testing.T) {
 			}
 		})
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 func TestSourceNames(t *testing.T) {

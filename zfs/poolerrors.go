@@ -4,10 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/gofrs/flock"
 )
 
 // PoolErrors are the permanent errors `zpool status -v` lists for a pool,
@@ -122,13 +127,46 @@ func resolveErrors(lines []string, list []byte) PoolErrors {
 }
 
 // snapshotMountedAt returns where snapshot is mounted on this host ("" when
-// it is not, or when that cannot be read).
-func snapshotMountedAt(snapshot string) string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return ""
+// it is not), in this process's mount namespace or init's; an error when
+// neither can be read.
+func snapshotMountedAt(snapshot string) (string, error) {
+	read := 0
+	var last error
+	for _, f := range []string{"/proc/self/mounts", "/proc/1/mounts"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			last = err
+			continue
+		}
+		read++
+		if at := mountedAt(b, snapshot); at != "" {
+			return at, nil
+		}
 	}
-	return mountedAt(b, snapshot)
+	if read == 0 {
+		return "", last
+	}
+	return "", nil
+}
+
+// LockHost takes the host-wide lock named name (a file in /run/lock, or
+// the temporary directory), without waiting: ErrBusy when another process
+// holds it.
+func LockHost(name string) (unlock func(), err error) {
+	dir := "/run/lock"
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		dir = os.TempDir()
+	}
+	h := sha256.Sum256([]byte(name))
+	l := flock.New(filepath.Join(dir, "zsync-"+hex.EncodeToString(h[:8])+".lock"))
+	ok, err := l.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("another zsync process holds %s (%s): %w", name, l.Path(), ErrBusy)
+	}
+	return func() { l.Unlock() }, nil
 }
 
 func mountedAt(mounts []byte, name string) string {

@@ -126,9 +126,21 @@ func (c *CLI) Receive(ctx context.Context, o RecvOptions, stream io.Reader) erro
 	}
 	if o.Corrective {
 		// OpenZFS 2.2 and 2.3 panic (a VERIFY in dmu_recv_begin_sync,
-		// which hangs the pool) when the snapshot is mounted, as a look
-		// into .zfs/snapshot leaves it for a while
-		if at := snapshotMountedAt(o.Target); at != "" {
+		// which hangs the pool) when the snapshot is busy: mounted, as a
+		// look into .zfs/snapshot leaves it for a while, or in another
+		// corrective receive. One at a time per pool on this host, and
+		// none into a mounted snapshot (an automount between this check
+		// and the receive is not ruled out).
+		unlock, err := LockHost("heal-" + Pool(o.Target))
+		if err != nil {
+			return fmt.Errorf("zfs recv -c: %w", err)
+		}
+		defer unlock()
+		at, err := snapshotMountedAt(o.Target)
+		if err != nil {
+			return fmt.Errorf("zfs recv -c: cannot tell whether %s is mounted, and OpenZFS hangs the pool in a corrective receive into a mounted snapshot: %w", o.Target, err)
+		}
+		if at != "" {
 			return fmt.Errorf("zfs recv -c: %s is mounted at %s (a look into .zfs/snapshot); OpenZFS hangs the pool in a corrective receive into a mounted snapshot, so unmount it first (umount %s): %w", o.Target, at, at, ErrBusy)
 		}
 	}

@@ -51,6 +51,12 @@ type Policy struct {
 	// pull job pruning its source). Off by default: a client that may
 	// read data may not destroy it. AppendOnly overrides it.
 	PruneSend bool
+	// AllowHeal lets the client repair snapshots in the receive area by
+	// corrective receives (zfs recv -c). Off by default: a kernel VERIFY
+	// is reachable through them (OpenZFS 2.2-2.3 panic when the snapshot
+	// is busy), and with the fletcher4 checksum a client that knows a
+	// damaged block can make it read back other data that matches it.
+	AllowHeal bool
 	// AllowProperties are the properties the client may set on what it
 	// receives and creates beyond the default allowlist (compression,
 	// recordsize, atime, readonly, zsync:*). The far side's own choices
@@ -66,6 +72,10 @@ type Policy struct {
 	// refuses striping. 0 means DefaultMaxStreams.
 	MaxStreams int
 }
+
+// minDigestRate is the slowest read a restricted client may ask a checksum
+// to make (1 MiB/s).
+const minDigestRate = 1 << 20
 
 // DefaultMaxStreams is a client's stripe cap when Policy.MaxStreams is 0.
 const DefaultMaxStreams = 4
@@ -681,10 +691,17 @@ func (r receiveRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		}
 		if o.Corrective {
 			// zfs recv -c rewrites only blocks that read back damaged,
-			// with data matching the checksums the pool has for them:
-			// it changes no contents, so append_only allows it too
+			// with data matching the checksums the pool has for them, and
+			// creates, destroys or rolls back nothing: append_only allows
+			// it where allow_heal does
+			if !p.AllowHeal {
+				return grant{}, p.forbid("repair "+o.Target+" (a corrective receive)", "allow_heal is not set in its [[serve.client]]")
+			}
 			if _, sep, _ := zfs.SplitName(o.Target); sep != '@' {
 				return grant{}, p.forbid("repair "+o.Target, "a corrective receive repairs a snapshot")
+			}
+			if o.Resumable || o.NoMount || o.Force || len(o.Set) > 0 || len(o.Exclude) > 0 {
+				return grant{}, p.forbid("repair "+o.Target+" with other receive options", "a corrective receive takes none")
 			}
 			asked := zfs.RecvOptions{Target: o.Target, Corrective: true}
 			return grant{recv: &recvGrant{opts: asked, compress: r.Compress, land: func(h zfs.StreamHeader) (zfs.RecvOptions, error) {
@@ -745,6 +762,23 @@ func (r digestRequest) authorize(_ context.Context, g *gate) (grant, error) {
 		}
 	}
 	snapshot, o := r.Snapshot, zfs.DigestOptions{Limit: r.Limit, Sample: r.Sample}
+	if p := g.policy; p != nil {
+		// a small request reads a whole snapshot here: one at a time per
+		// client, and not so slowly that it keeps the snapshot busy
+		// (a running send makes its destroy fail) for days
+		if o.Limit > 0 && o.Limit < minDigestRate {
+			return grant{}, p.forbid(fmt.Sprintf("checksum %s at %d bytes/s", snapshot, o.Limit), fmt.Sprintf("a checksum reads at least %d bytes/s here (or without a limit)", minDigestRate))
+		}
+		client := p.Client
+		return callGrant(func(ctx context.Context, h Handler) (any, error) {
+			unlock, err := zfs.LockHost("digest-" + client)
+			if err != nil {
+				return nil, fmt.Errorf("one checksum at a time per client: %w", err)
+			}
+			defer unlock()
+			return h.SnapshotDigest(ctx, snapshot, o)
+		}), nil
+	}
 	return callGrant(func(ctx context.Context, h Handler) (any, error) { return h.SnapshotDigest(ctx, snapshot, o) }), nil
 }
 
@@ -758,8 +792,13 @@ func (r poolErrorsRequest) authorize(_ context.Context, g *gate) (grant, error) 
 	dataset := r.Dataset
 	return callGrant(func(ctx context.Context, h Handler) (any, error) {
 		pe, err := h.PoolErrors(ctx, dataset)
-		if err != nil || p == nil {
+		if p == nil {
 			return pe, err
+		}
+		if err != nil {
+			// zfs's words may name others' datasets (a damaged pool
+			// says "cannot open ..."): the log has them, not the client
+			return zfs.PoolErrors{}, fmt.Errorf("reading the permanent errors of the pool of %s failed on the far side (zpool status -v there says why)", dataset)
 		}
 		// only what the client may see: others' datasets are counted
 		var seen []string

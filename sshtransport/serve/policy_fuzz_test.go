@@ -89,6 +89,10 @@ var policySeeds = []policySeed{
 	{wire.OpReceive, `{"options":{"Target":"backup/laptop/x","Set":{"volmode":"dev"},"Exclude":["canmount","volmode"]}}`, 0},
 	{wire.OpReceive, `{"options":{"Target":"backup/laptop/x","Set":{"zsync:x":"a\nb"}}}`, 0},
 	{wire.OpReceive, `{"options":{"Target":"backup/laptop/x","Set":{"canmount":"off"},"Force":true}}`, 0},
+	{wire.OpReceive, `{"options":{"Target":"backup/laptop/x@s","Corrective":true}}`, 0},
+	{wire.OpReceive, `{"options":{"Target":"backup/laptop/x@s","Corrective":true,"Force":true,"Set":{"mountpoint":"/etc"}}}`, 0},
+	{wire.OpSnapshotDigest, `{"snapshot":"backup/laptop/x@s","limit":1,"sample":50}`, 0},
+	{wire.OpPoolErrors, `{"dataset":"tank/other"}`, 0},
 	{wire.OpReceive, `{"options":{"Target":"backup/laptop/x@s","NoMount":false}}`, 0},
 	{wire.OpReceive, `{"options":{"Target":"backup/laptopx"}}`, 0},
 	{wire.OpReceive, `{"options":{"Target":"backup/laptop/../x"}}`, 0},
@@ -328,6 +332,12 @@ func (r *fuzzRecorder) SendSize(ctx context.Context, s zfs.ValidatedSend) (int64
 
 func (r *fuzzRecorder) Receive(ctx context.Context, o zfs.RecvOptions, stream io.Reader) error {
 	r.writable("Receive", o.Target)
+	if o.Corrective {
+		if !r.p.AllowHeal {
+			r.fail("a corrective receive into %s without allow_heal", o.Target)
+		}
+		return r.Fake.Receive(ctx, o, stream)
+	}
 	if !o.NoMount {
 		r.fail("Receive into %s without NoMount", o.Target)
 	}
@@ -338,6 +348,19 @@ func (r *fuzzRecorder) Receive(ctx context.Context, o zfs.RecvOptions, stream io
 		}
 	}
 	return r.Fake.Receive(ctx, o, stream)
+}
+
+func (r *fuzzRecorder) SnapshotDigest(ctx context.Context, snapshot string, o zfs.DigestOptions) (zfs.Digest, error) {
+	r.readable("SnapshotDigest", snapshot)
+	if o.Limit != 0 && o.Limit < minDigestRate {
+		r.fail("SnapshotDigest of %s at %d bytes/s", snapshot, o.Limit)
+	}
+	return r.Fake.SnapshotDigest(ctx, snapshot, o)
+}
+
+func (r *fuzzRecorder) PoolErrors(ctx context.Context, dataset string) (zfs.PoolErrors, error) {
+	r.readable("PoolErrors", dataset)
+	return r.Fake.PoolErrors(ctx, dataset)
 }
 
 func (r *fuzzRecorder) AbortReceive(ctx context.Context, dataset string) error {
@@ -456,6 +479,19 @@ func FuzzPolicy(f *testing.F) {
 					continue
 				}
 				if err != nil {
+					continue
+				}
+				if o.Corrective {
+					// a repair of an existing snapshot: nothing is created
+					// or mounted, it takes no property, and only from the
+					// full stream of one snapshot
+					if _, sep, _ := zfs.SplitName(o.Target); sep != '@' || len(o.Set) > 0 || len(o.Exclude) > 0 || o.Force || o.Resumable {
+						t.Fatalf("%s: a corrective receive lands as %+v", h.name, o)
+					}
+					if h.h.Compound || h.h.FromGUID != 0 {
+						t.Fatalf("%s: a corrective receive from a compound or incremental stream", h.name)
+					}
+					_ = rec.Receive(ctx, o, bytes.NewReader(nil))
 					continue
 				}
 				if h.h.Type == zfs.Filesystem {

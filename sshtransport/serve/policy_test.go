@@ -36,6 +36,8 @@ func TestPolicy(t *testing.T) {
 	appendOnly := func(p *Policy) { p.AppendOnly = true }
 	pruneSend := func(p *Policy) { p.PruneSend = true }
 	noReceive := func(p *Policy) { p.ReceiveRoot = "" }
+	allowHeal := func(p *Policy) { p.AllowHeal = true }
+	healAppendOnly := func(p *Policy) { p.AllowHeal, p.AppendOnly = true, true }
 	ok, forbidden, invalid, invalidProp, badToken := error(nil), wire.ErrForbidden, zfs.ErrInvalidName, zfs.ErrInvalidProperty, zfs.ErrResumeTokenCorrupt
 	for _, tc := range []struct {
 		name string
@@ -101,6 +103,20 @@ func TestPolicy(t *testing.T) {
 		{"receive force", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, ok, ""},
 		{"receive force append-only", appendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Force: true}}, forbidden, "append_only"},
 		{"receive append-only", appendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x"}}, ok, ""},
+		// Checksums, pool errors and repairs (zsync verify --data, heal).
+		{"checksum send area", nil, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: "tank/data@s"}, ok, ""},
+		{"checksum receive area", nil, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: "backup/laptop/x@s", Limit: 8 << 20, Sample: 10}, ok, ""},
+		{"checksum foreign", nil, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: "tank/other@s"}, forbidden, "not among its send datasets"},
+		{"checksum too slowly", nil, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: "tank/data@s", Limit: 1000}, forbidden, "at least"},
+		{"checksum bad sample", nil, wire.OpSnapshotDigest, wire.DigestArgs{Snapshot: "tank/data@s", Sample: 101}, wire.ErrProtocol, ""},
+		{"pool errors", nil, wire.OpPoolErrors, wire.DatasetArgs{Dataset: "backup/laptop/x"}, ok, ""},
+		{"pool errors foreign", nil, wire.OpPoolErrors, wire.DatasetArgs{Dataset: "tank/other"}, forbidden, ""},
+		{"repair", allowHeal, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x@s", Corrective: true}}, ok, ""},
+		{"repair append-only", healAppendOnly, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x@s", Corrective: true}}, ok, ""},
+		{"repair without allow_heal", nil, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x@s", Corrective: true}}, forbidden, "allow_heal"},
+		{"repair a filesystem", allowHeal, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x", Corrective: true}}, forbidden, "repairs a snapshot"},
+		{"repair outside", allowHeal, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "tank/data@s", Corrective: true}}, forbidden, "outside receive_root"},
+		{"repair with options", allowHeal, wire.OpReceive, wire.ReceiveArgs{Options: zfs.RecvOptions{Target: "backup/laptop/x@s", Corrective: true, Set: map[string]string{"readonly": "on"}}}, forbidden, "takes none"},
 		// Names that must never reach zfs.
 		{"dotdot root", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank/data/../other"}}, invalid, ""},
 		{"empty component", nil, wire.OpList, wire.ListArgs{Roots: []string{"tank//data"}}, invalid, ""},

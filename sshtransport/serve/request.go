@@ -132,7 +132,11 @@ func (r sendSizeRequest) logArgs() map[string]any { return sendRequest(r).logArg
 
 func (r receiveRequest) logArgs() map[string]any {
 	o := r.Options
-	return map[string]any{"target": o.Target, "resumable": o.Resumable, "force": o.Force, "compress": r.Compress}
+	m := map[string]any{"target": o.Target, "resumable": o.Resumable, "force": o.Force, "compress": r.Compress}
+	if o.Corrective {
+		m["corrective"] = true
+	}
+	return m
 }
 
 func (r abortReceiveRequest) logArgs() map[string]any { return map[string]any{"dataset": r.Dataset} }

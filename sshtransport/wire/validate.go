@@ -171,7 +171,7 @@ func (a TokenArgs) Validate() error { return zfs.ValidateResumeToken(a.Token) }
 
 func (a DigestArgs) Validate() error {
 	if err := (zfs.DigestOptions{Limit: a.Limit, Sample: a.Sample}).Validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
 	return zfs.ValidateSnapshot(a.Snapshot)
 }

@@ -49,6 +49,8 @@ type Fake struct {
 	RecvData    []byte
 	RecvReadErr error
 	RecvLimit   int // stop reading after this many bytes (0: read all)
+	// PoolErrs is what PoolErrors returns.
+	PoolErrs zfs.PoolErrors
 	// RecvCountOnly makes Receive only count the bytes (into RecvCount).
 	RecvCountOnly bool
 	RecvCount     int
@@ -249,7 +251,7 @@ func (f *Fake) SnapshotDigest(ctx context.Context, snapshot string, o zfs.Digest
 
 func (f *Fake) PoolErrors(ctx context.Context, dataset string) (zfs.PoolErrors, error) {
 	f.record("PoolErrors %s", dataset)
-	return zfs.PoolErrors{}, f.err("PoolErrors")
+	return f.PoolErrs, f.err("PoolErrors")
 }
 
 func (f *Fake) DecodeResumeToken(ctx context.Context, token string) (zfs.ResumeToken, error) {
