@@ -158,7 +158,16 @@ func LockHost(name string) (unlock func(), err error) {
 		dir = os.TempDir()
 	}
 	h := sha256.Sum256([]byte(name))
-	l := flock.New(filepath.Join(dir, "zsync-"+hex.EncodeToString(h[:8])+".lock"))
+	path := filepath.Join(dir, "zsync-"+hex.EncodeToString(h[:8])+".lock")
+	// Another user's processes share the lock (a delegated serve and
+	// root's). The kernel refuses an O_CREAT open of another user's file
+	// in a sticky world-writable directory (fs.protected_regular), even
+	// to root: so the file is made once, readable by all, and opened
+	// read-only without O_CREAT (flock needs no write access).
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o644); err == nil {
+		f.Close()
+	}
+	l := flock.New(path, flock.SetFlag(os.O_RDONLY))
 	ok, err := l.TryLock()
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)

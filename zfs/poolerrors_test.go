@@ -1,6 +1,7 @@
 package zfs
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -50,4 +51,20 @@ func TestMountedAt(t *testing.T) {
 	if got := mountedAt(m, "tank/a@s2"); got != "" {
 		t.Errorf("not mounted: %q", got)
 	}
+}
+
+func TestLockHost(t *testing.T) {
+	unlock, err := LockHost("test-" + t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockHost("test-" + t.Name()); !errors.Is(err, ErrBusy) {
+		t.Errorf("a second lock: %v, want ErrBusy", err)
+	}
+	unlock()
+	again, err := LockHost("test-" + t.Name())
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	again()
 }
