@@ -353,32 +353,20 @@ func describeSnap(ctx context.Context, j *jobConfig, filter zfs.Filter, z zsync.
 // are the last run report's replicated marks, the last resort of
 // lastReplicated.
 func describe(ctx context.Context, j *jobConfig, job *zsync.Job, src, dst zsync.Endpoint, now time.Time, lv *liveness, marks []state.SnapshotMark) ([]datasetStatus, error) {
-	sl, err := src.List(ctx, job.Datasets.Roots(), zfs.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list source: %w", err)
-	}
-	dl, err := dst.List(ctx, []string{job.TargetRoot}, zfs.ListOptions{})
-	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
-		return nil, fmt.Errorf("list target: %w", err)
-	}
-	props, _ := dst.Get(ctx, []string{job.TargetRoot}, []string{zsync.TargetIDProperty})
-	rootTID := zsync.TargetID(props[job.TargetRoot][zsync.TargetIDProperty])
-	sh, err := zsync.HoldsOf(ctx, src, sl)
-	if err != nil {
-		return nil, err
-	}
-	dh, err := zsync.HoldsOf(ctx, dst, dl)
-	if err != nil {
-		return nil, err
-	}
-	resolve := job.StepResolver(rootTID)
-	sabs, _ := zsync.ListAbstractionsWith(sl, sh, func(root zsync.TargetID, ds string) zsync.TargetID {
-		if id := resolve(root, ds); id != "" {
-			return id
+	// a step hold of another job's relationship is resolved by liveness
+	b, err := listBothSides(ctx, job, src, dst, func(rootTID zsync.TargetID) zsync.StepResolver {
+		resolve := job.StepResolver(rootTID)
+		return func(root zsync.TargetID, ds string) zsync.TargetID {
+			if id := resolve(root, ds); id != "" {
+				return id
+			}
+			return lv.resolve(root, ds)
 		}
-		return lv.resolve(root, ds)
 	})
-	dabs, _ := zsync.ListAbstractions(dl, dh)
+	if err != nil {
+		return nil, err
+	}
+	sl, dl, rootTID, sabs, dabs := b.src, b.dst, b.rootTID, b.srcAbs, b.dstAbs
 	srels, drels := zsync.Relations(sabs), zsync.Relations(dabs)
 	var out []datasetStatus
 	for _, x := range sl {

@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -162,26 +161,11 @@ func (e *env) verifyJob(ctx context.Context, cfg *Config, j *jobConfig, data boo
 	if err != nil {
 		return jv, err
 	}
-	sl, err := src.List(ctx, job.Datasets.Roots(), zfs.ListOptions{})
-	if err != nil {
-		return jv, fmt.Errorf("list source: %w", err)
-	}
-	dl, err := dst.List(ctx, []string{job.TargetRoot}, zfs.ListOptions{})
-	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
-		return jv, fmt.Errorf("list target: %w", err)
-	}
-	props, _ := dst.Get(ctx, []string{job.TargetRoot}, []string{zsync.TargetIDProperty})
-	rootTID := zsync.TargetID(props[job.TargetRoot][zsync.TargetIDProperty])
-	sh, err := zsync.HoldsOf(ctx, src, sl)
+	b, err := listBothSides(ctx, job, src, dst, job.StepResolver)
 	if err != nil {
 		return jv, err
 	}
-	dh, err := zsync.HoldsOf(ctx, dst, dl)
-	if err != nil {
-		return jv, err
-	}
-	sabs, _ := zsync.ListAbstractionsWith(sl, sh, job.StepResolver(rootTID))
-	dabs, _ := zsync.ListAbstractions(dl, dh)
+	sl, dl, rootTID, sabs, dabs := b.src, b.dst, b.rootTID, b.srcAbs, b.dstAbs
 	srcBy, dstBy := map[string][]zfs.Entry{}, map[string][]zfs.Entry{}
 	dstInfo := map[string]zfs.Entry{}
 	for _, x := range sl {
