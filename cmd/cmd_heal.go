@@ -103,7 +103,7 @@ func (e *env) healJob(ctx context.Context, cfg *Config, j *jobConfig, dryRun boo
 			seen[zfs.Pool(ds)] = true
 			pe, err := ep.PoolErrors(ctx, ds)
 			if err != nil {
-				return nil, fmt.Errorf("the permanent errors of pool %s (%s): %w", zfs.Pool(ds), side, err)
+				return nil, fmt.Errorf("the permanent errors of pool %s (%s): %w", zfs.Pool(ds), side, olderFarSide(err))
 			}
 			if pe.Other > 0 {
 				fmt.Fprintf(e.stdout, "%s: pool %s (%s) has %d damaged object(s) outside the job's datasets (pool metadata, others' datasets): not the job's to repair\n", j.Name, zfs.Pool(ds), side, pe.Other)

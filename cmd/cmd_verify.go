@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -265,6 +266,15 @@ func verifyLine(job string, d *datasetVerify) string {
 	return fmt.Sprintf("%s %s -> %s: %s", job, d.Source, d.Target, strings.Join(parts, "; "))
 }
 
+// olderFarSide says what to do when the far side's zsync does not know an
+// operation (snapshot_digest, pool_errors: added with verify and heal).
+func olderFarSide(err error) error {
+	if errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("%w (the far side's zsync is older than this one and does not know the operation: upgrade zsync there)", err)
+	}
+	return err
+}
+
 // listed names up to five snapshots.
 func listed(names []string) string {
 	const shown = 5
@@ -311,6 +321,7 @@ func (e *env) verifyData(ctx context.Context, j *jobConfig, sample int, src, dst
 	}()
 	td, terr = dst.SnapshotDigest(ctx, newest, o)
 	<-done
+	serr, terr = olderFarSide(serr), olderFarSide(terr)
 	switch {
 	case serr != nil:
 		d.Data, d.dataFailed = "cannot checksum "+twin.Name+": "+serr.Error(), true

@@ -238,3 +238,34 @@ func TestSSHRenameFollows(t *testing.T) {
 		t.Errorf("cursors on the renamed source %v, want 3 (one per job)", cursors)
 	}
 }
+
+// A dataset moved deeper while a new one takes its old name: the move is
+// followed before anything is planned, so the new dataset is received in
+// full at the old name and the moved one goes on incrementally below its
+// new parent (planned per level, the new dataset met the old replica
+// first).
+func TestRenameDeeperAndReused(t *testing.T) {
+	e := newPushEnv(t, "")
+	if code, _, errOut := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+		t.Fatalf("first push: exit %d\n%s", code, tail(errOut, 2000))
+	}
+	zfstest.Zfs(t, "rename", e.src+"/data/child", e.src+"/data/with space/child")
+	zfstest.MustCreate(t, e.src+"/data/child")
+	zfstest.MustWriteFile(t, e.src+"/data/child", "new", 64)
+	zfstest.Zfs(t, "snapshot", "-r", e.src+"/data@second")
+	code, reps, errOut := pushJSON(t, e.cfg)
+	if code != 0 {
+		t.Fatalf("push after the move and reuse: exit %d\n%s", code, tail(errOut, 3000))
+	}
+	checkFollowed(t, datasetReport(t, reps, e.src+"/data/with space/child"), e.target("data/child"))
+	d := datasetReport(t, reps, e.src+"/data/child")
+	if d.Status != "replicated" || d.Renamed != "" || len(d.Steps) != 1 || !strings.HasPrefix(d.Steps[0], "full ") {
+		t.Errorf("the new dataset at the old name: %s %v (%s), want one full step", d.Status, d.Steps, d.Error)
+	}
+	if s := snapshotsOf(t, e.target("data/with space/child")); !equalStrings(s, []string{"first snap", "second"}) {
+		t.Errorf("moved replica snapshots %v", s)
+	}
+	e.checkInvariants(t, "data", "data/child", "data/with space", "data/with space/child")
+	e.checkSame(t, "data/child")
+	e.checkSame(t, "data/with space/child")
+}

@@ -72,7 +72,7 @@ func PlanRepairs(pairs map[string]string, src, dst []zfs.Entry, srcDamaged, dstD
 					}
 				}
 			}
-			left = append(left, Unrepairable{Side: side, Name: name, Why: "the other side has no snapshot with its guid"})
+			left = append(left, Unrepairable{Side: side, Name: name, Why: "the other side has no snapshot with its guid, so nothing can repair it: zpool status -v names the damaged files; restore them from another copy, or destroy the snapshot if it is not needed"})
 			return
 		}
 		s := own[ds]
@@ -82,7 +82,7 @@ func PlanRepairs(pairs map[string]string, src, dst []zfs.Entry, srcDamaged, dstD
 				return
 			}
 		}
-		left = append(left, Unrepairable{Side: side, Name: name, Why: "none of its snapshots has a twin on the other side"})
+		left = append(left, Unrepairable{Side: side, Name: name, Why: "none of its snapshots has a twin on the other side, so nothing can repair it: zpool status -v names the damaged files; restore them from another copy"})
 	}
 	seen := map[string]bool{}
 	for _, n := range srcDamaged {

@@ -237,7 +237,8 @@ func newestByTXG(es []zfs.Entry) zfs.Entry {
 
 // follow renames f.from to f.to on the target, parents first made as
 // placeholders, after moving the source's relationship objects over: the
-// cursors of the relationships of f.from and its children are copied to
+// cursors and tentative cursors of the relationships of f.from and its
+// children are copied to
 // the names of the relationships they become, the old ones destroyed, and
 // last-received holds of the old per-relationship tags become the root's.
 // The order makes a kill anywhere harmless: until the rename, the next run
@@ -283,20 +284,25 @@ func (d *datasetRun) follow(ctx context.Context, f follow, selected []string) er
 			if b.Type != zfs.Bookmark {
 				continue
 			}
+			// cursors and tentative cursors alike: a tentative one may be
+			// the only base left of a step a killed run did not finish
+			var copied string
 			switch b.Short() {
 			case CursorName(oldTID, b.GUID):
-				copied := q + "#" + CursorName(newTID, b.GUID)
-				err := d.src.Bookmark(ctx, b.Name, copied)
-				if errors.Is(err, zfs.ErrExists) {
-					err = checkGUID(ctx, d.src, copied, b.GUID)
-				}
-				if err != nil {
-					return fmt.Errorf("copy the cursor %s to %s for the renamed replica %s (nothing was renamed): %w", b.Name, copied, nt, err)
-				}
-				stale = append(stale, b.Name)
+				copied = q + "#" + CursorName(newTID, b.GUID)
 			case TentativeName(oldTID, b.GUID):
-				stale = append(stale, b.Name)
+				copied = q + "#" + TentativeName(newTID, b.GUID)
+			default:
+				continue
 			}
+			err := d.src.Bookmark(ctx, b.Name, copied)
+			if errors.Is(err, zfs.ErrExists) {
+				err = checkGUID(ctx, d.src, copied, b.GUID)
+			}
+			if err != nil {
+				return fmt.Errorf("copy the bookmark %s to %s for the renamed replica %s (nothing was renamed; the next run tries again): %w", b.Name, copied, nt, err)
+			}
+			stale = append(stale, b.Name)
 		}
 	}
 	if len(stale) > 0 {
