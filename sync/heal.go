@@ -128,9 +128,9 @@ func RunRepair(ctx context.Context, damaged, healthy Endpoint, r Repair) error {
 		return fmt.Errorf("send %s: %w", r.Twin, err)
 	}
 	rerr := damaged.Receive(ctx, zfs.RecvOptions{Target: r.Damaged, Corrective: true}, rc)
-	if rerr != nil {
-		cancel() // the send need not run on
-	}
+	// Close stops a send that need not run on and waits for it to end (a
+	// far side's zfs send too: cancelling ctx first would break the
+	// connection and leave the far send running after this returns)
 	cerr := rc.Close()
 	switch {
 	case rerr != nil:
