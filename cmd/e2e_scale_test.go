@@ -3,6 +3,7 @@
 package cmd
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"os"
@@ -46,6 +47,91 @@ func countZfsCalls(t *testing.T) func(fn func()) []string {
 			return nil
 		}
 		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+}
+
+// TestAdoptSeededReplicas: replicas seeded by hand with `zfs send -R` (the
+// usual way over from another tool, or a first copy carried on a disk) are
+// adopted by the first push at a constant number of calls. As root that is
+// a channel program making the level's cursors and one hold call placing
+// its last-received holds, not a bookmark and a hold per dataset. The push
+// after it is an ordinary incremental.
+func TestAdoptSeededReplicas(t *testing.T) {
+	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
+	datasets := []string{"data", "data/a", "data/b", "data/c", "data/c/d", "data/c/e"}
+	const levels = 3
+	snapshotTree(t, src, datasets, 2)
+	e := &pushEnv{src: src, dst: dst}
+	zfstest.MustCreate(t, dst+"/backup/"+src)
+	recv := exec.Command("zfs", "recv", "-u", "-x", "mountpoint", e.target("data"))
+	recv.Stdin = bytes.NewReader(zfstest.Send(t, "-R", src+"/data@s2"))
+	if out, err := recv.CombinedOutput(); err != nil {
+		t.Fatalf("seed: zfs recv: %v: %s", err, out)
+	}
+	cfg := treePushConfig(t, src, dst)
+	count := countZfsCalls(t)
+	var code int
+	calls := count(func() { code, _, _ = zsyncRun(t, "--config", cfg, "push") })
+	if code != 0 {
+		t.Fatalf("push onto the seeded replicas: exit %d", code)
+	}
+	t.Logf("adopting %d seeded replicas: %d zfs calls (%s)\n%s", len(datasets), len(calls), byVerb(calls), strings.Join(calls, "\n"))
+	n := map[string]int{}
+	for _, c := range calls {
+		if f := strings.Fields(c); len(f) > 0 {
+			n[f[0]]++
+		}
+	}
+	if n["send"] > 0 || n["recv"] > 0 || n["receive"] > 0 {
+		t.Errorf("the replicas were up to date, yet %d sends and %d receives ran", n["send"], n["recv"]+n["receive"])
+	}
+	if n["bookmark"] > 0 {
+		t.Errorf("%d cursors made one by one, as root (want them in one channel program per level)", n["bookmark"])
+	}
+	if n["program"] < 1 || n["program"] > levels {
+		t.Errorf("%d channel programs, want 1 to %d (one per level of the tree)", n["program"], levels)
+	}
+	if n["hold"] < 1 || n["hold"] > levels {
+		t.Errorf("%d hold calls, want 1 to %d (one per level of the tree)", n["hold"], levels)
+	}
+	e.checkInvariants(t, datasets...)
+
+	// nothing to adopt any more: a push with nothing new makes neither
+	n = map[string]int{}
+	for _, c := range count(func() { code, _, _ = zsyncRun(t, "--config", cfg, "push") }) {
+		if f := strings.Fields(c); len(f) > 0 {
+			n[f[0]]++
+		}
+	}
+	if code != 0 || n["program"]+n["bookmark"]+n["hold"]+n["release"]+n["destroy"] > 0 {
+		t.Errorf("the push after the adoption: exit %d, calls %v (want 0 and no program, bookmark, hold, release or destroy)", code, n)
+	}
+
+	for _, ds := range datasets {
+		zfstest.MustWriteFile(t, src+"/"+ds, "g", 16)
+	}
+	zfstest.Zfs(t, "snapshot", "-r", src+"/data@s3")
+	calls = count(func() { code, _, _ = zsyncRun(t, "--config", cfg, "push") })
+	if code != 0 {
+		t.Fatalf("push of s3: exit %d", code)
+	}
+	sends := 0
+	for _, c := range calls {
+		if f := strings.Fields(c); len(f) > 0 && f[0] == "send" {
+			sends++
+			if !strings.Contains(" "+c+" ", " -i ") && !strings.Contains(" "+c+" ", " -I ") {
+				t.Errorf("not an incremental after the adoption: zfs %s", c)
+			}
+		}
+	}
+	if sends != len(datasets) {
+		t.Errorf("%d sends for s3, want %d", sends, len(datasets))
+	}
+	e.checkInvariants(t, datasets...)
+	for _, ds := range datasets {
+		if got, want := zfstest.GUID(t, e.target(ds)+"@s3"), zfstest.GUID(t, src+"/"+ds+"@s3"); got != want {
+			t.Errorf("%s@s3: guid %s on the target, %s on the source", ds, got, want)
+		}
 	}
 }
 

@@ -64,7 +64,7 @@ func (j *Job) batchCursors(ctx context.Context, b BookmarkBatcher, runs []*datas
 	var changes []zfs.NewBookmark
 	want := map[string]made{}
 	for _, r := range runs {
-		p, l := r.pending, listed[r.source]
+		p, l := r.finishing(), listed[r.source]
 		if p == nil || p.tid == "" || p.to.GUID == 0 || l == nil || l.src == nil || p.verify(l.dst) != nil {
 			continue
 		}
@@ -101,6 +101,44 @@ func (j *Job) batchCursors(ctx context.Context, b BookmarkBatcher, runs []*datas
 		}
 	}
 	return nil
+}
+
+// keepUp makes the missing cursors and last-received holds of a level's
+// up-to-date runs (kept) in one call per pool where it can: replicas made
+// by other means (zfs send -R, another tool) are adopted at a constant
+// number of calls, not two per dataset. It returns the batcher to use from
+// now on (nil once the source turned out not to run channel programs).
+// A run whose target's newest snapshot is not its kept version, or that
+// has both already, is left alone; what fails here is left to the run's
+// housekeeping, which makes it by itself and warns when that fails.
+func (j *Job) keepUp(ctx context.Context, programs BookmarkBatcher, dst Endpoint, rootTID TargetID, kept []*datasetRun, touched *touchSet) BookmarkBatcher {
+	listed := map[string]*finishListing{}
+	var holds []*datasetRun
+	for _, r := range kept {
+		k := r.kept
+		r.mu.Lock()
+		dstEntries := snapshotsOnly(r.byTarget[k.target])
+		r.mu.Unlock()
+		// a copy: the made cursor is added to it, not to the shared listing
+		l := &finishListing{src: slices.Clone(r.srcVersions), dst: dstEntries}
+		listed[r.source] = l
+		tabs, _ := ListAbstractions(dstEntries, r.dstHolds)
+		if !hasAbstraction(tabs, k.tid, LastReceivedHold, k.to.GUID) {
+			holds = append(holds, r)
+		}
+	}
+	if programs != nil {
+		if err := j.batchCursors(ctx, programs, kept, listed, touched); err != nil {
+			programs = nil
+		}
+		for _, r := range kept {
+			if l := listed[r.source]; len(l.src) > len(r.srcVersions) {
+				r.keptSrc = l.src
+			}
+		}
+	}
+	j.batchLastHolds(ctx, dst, rootTID, holds, listed)
+	return programs
 }
 
 // StepResolver returns the StepResolver of the job's runs below a target
@@ -183,7 +221,7 @@ func (j *Job) batchLastHolds(ctx context.Context, dst Endpoint, rootTID TargetID
 	owner := map[string]*datasetRun{}
 	var snaps []string
 	for _, r := range runs {
-		p, l := r.pending, listed[r.source]
+		p, l := r.finishing(), listed[r.source]
 		if p == nil || p.tid == "" || p.to.GUID == 0 || l == nil || p.verify(l.dst) != nil {
 			continue
 		}

@@ -48,9 +48,25 @@ type datasetRun struct {
 	prep *prepared
 	// pending is set when steps ran: what finish verifies and reconciles.
 	pending *pendingFinish
-	// lastHeld is set when the level placed the new last-received hold on
-	// pending's To (batchLastHolds), so finish does not place it again.
+	// kept is set when the target was up to date: the newest common
+	// version, where housekeeping reconciles after the level's plans.
+	kept *pendingFinish
+	// keptSrc is the source's versions with the cursor keepUp made for
+	// kept, if it made one.
+	keptSrc []zfs.Entry
+	// lastHeld is set when the level placed the last-received hold on the
+	// To of pending or kept (batchLastHolds), so that it is not placed
+	// again.
 	lastHeld bool
+}
+
+// finishing is where the level reconciles the run: after steps at their
+// last To, or, up to date, at the newest common version.
+func (d *datasetRun) finishing() *pendingFinish {
+	if d.pending != nil {
+		return d.pending
+	}
+	return d.kept
 }
 
 // resolve is the run's StepResolver: a step hold with its step root on a
@@ -195,7 +211,11 @@ func (d *datasetRun) prepare(ctx context.Context) bool {
 			d.res.Last = *plan.Base
 		}
 		d.afterData(ctx, target, tinfo)
-		d.housekeeping(ctx, tid, target, base, false)
+		// reconciled after the level's plans, the missing cursors and
+		// holds of all its up-to-date datasets made together (keepUp)
+		if tid != "" && base != 0 {
+			d.kept = &pendingFinish{tid: tid, target: target, to: *plan.Base}
+		}
 		return false
 	}
 	force, converted := false, false
@@ -452,9 +472,17 @@ func (d *datasetRun) moveInMaps(from, to string) {
 // leaves the data safe (the next run repairs abstractions idempotently), so
 // it is a warning on the dataset, never a failure that would skip its
 // children.
-func (d *datasetRun) housekeeping(ctx context.Context, tid TargetID, target string, cursorGUID uint64, fresh bool) {
-	if err := d.reconcile(ctx, tid, target, cursorGUID, fresh, nil); err != nil {
-		d.warn(target, err)
+func (d *datasetRun) housekeeping(ctx context.Context) {
+	k := d.kept
+	if k == nil {
+		return
+	}
+	var l *finishListing
+	if d.keptSrc != nil {
+		l = &finishListing{src: d.keptSrc}
+	}
+	if err := d.reconcile(ctx, k.tid, k.target, k.to.GUID, false, l); err != nil {
+		d.warn(k.target, err)
 	}
 }
 
@@ -904,7 +932,8 @@ func (d *datasetRun) hold(ctx context.Context, e Endpoint, tag string, snaps []s
 // repairing a run killed between steps), then destroys and releases every
 // stale one in batches, this run's step holds among them. fresh means
 // steps ran: l holds both sides as they are now (l nil: list them);
-// otherwise the run's first listing is used.
+// otherwise the run's first listing is used, with the source's from l
+// where l is given (the cursor keepUp made added).
 func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string, cursorGUID uint64, fresh bool, l *finishListing) error {
 	if tid == "" || cursorGUID == 0 {
 		return nil
@@ -947,6 +976,8 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 			return fmt.Errorf("reconcile: holds of %s: %w", target, err)
 		}
 		srcEntries, dstEntries = l.src, l.dst
+	} else if l != nil && l.src != nil {
+		srcEntries = l.src
 	}
 	abs, foreign := ListAbstractionsWith(srcEntries, srcHolds, d.resolve)
 	for _, f := range foreign {
@@ -975,7 +1006,7 @@ func (d *datasetRun) reconcile(ctx context.Context, tid TargetID, target string,
 	lastTag := RootLastReceivedHoldTag(d.rootTID)
 	if level.Allows(LastReceivedHold) && !hasAbstraction(tabs, tid, LastReceivedHold, cursorGUID) {
 		if snap := versionWithGUID(snapshotsOnly(dstEntries), cursorGUID); snap != nil {
-			if !(fresh && d.lastHeld) {
+			if !d.lastHeld {
 				if err := d.hold(ctx, d.dst, lastTag, []string{snap.Name}, nil); err != nil {
 					return &moveError{fmt.Errorf("last-received hold on %s: %w", snap.Name, err)}
 				}

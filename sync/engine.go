@@ -330,7 +330,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	}
 	for d := 0; d <= maxDepth; d++ {
 		var wg stdsync.WaitGroup
-		var prepped, runs []*datasetRun
+		var prepped, kept, runs []*datasetRun
 		opening := func(w *worker) error {
 			if err := w.open(ctx, j); err != nil {
 				return err
@@ -373,14 +373,28 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 				}
 				ok := d.prepare(ctx)
 				res.Duration = time.Since(t0)
+				mu.Lock()
 				if ok {
-					mu.Lock()
 					prepped = append(prepped, d)
-					mu.Unlock()
+				} else if d.kept != nil {
+					kept = append(kept, d)
 				}
+				mu.Unlock()
 			})
 		}
 		wg.Wait()
+		if len(kept) > 0 {
+			// the up-to-date datasets' missing cursors and last-received
+			// holds (a replica made by other means, adopted), one call per
+			// pool; then each reconciles the rest by itself
+			programs = j.keepUp(ctx, programs, touching{dst, dstTouched}, rootTID, kept, srcTouched)
+			onOpenWorkers(workers, conc, kept, func(w *worker, r *datasetRun) {
+				t0 := time.Now()
+				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
+				r.housekeeping(ctx)
+				r.res.Duration += time.Since(t0)
+			})
+		}
 		if len(prepped) == 0 {
 			continue
 		}
@@ -424,32 +438,19 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			j.batchLastHolds(ctx, touching{dst, dstTouched}, rootTID, runs, listed)
 		}
 		batch := newReleaseBatch()
-		// only on workers that are open: a finish never opens a session
-		open := make(chan *worker, conc)
-		var closed []*worker
-		for range conc {
-			if w := <-workers; w.src != nil {
-				open <- w
-			} else {
-				closed = append(closed, w)
+		onOpenWorkers(workers, conc, runs, func(w *worker, r *datasetRun) {
+			t0 := time.Now()
+			r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
+			r.batch = batch
+			target, l := r.pending.target, listed[r.source]
+			r.finish(ctx, l)
+			if l != nil && r.res.Status == StatusReplicated {
+				mu.Lock()
+				finished[target] = l.dst
+				mu.Unlock()
 			}
-		}
-		for _, r := range runs {
-			onWorker(open, &wg, func(w *worker) {
-				t0 := time.Now()
-				r.src, r.dst = touching{w.src, srcTouched}, touching{w.dst, dstTouched}
-				r.batch = batch
-				target, l := r.pending.target, listed[r.source]
-				r.finish(ctx, l)
-				if l != nil && r.res.Status == StatusReplicated {
-					mu.Lock()
-					finished[target] = l.dst
-					mu.Unlock()
-				}
-				r.res.Duration += time.Since(t0)
-			})
-		}
-		wg.Wait()
+			r.res.Duration += time.Since(t0)
+		})
 		t0 := time.Now()
 		batch.flush(ctx, touching{src, srcTouched}, touching{dst, dstTouched})
 		if len(runs) > 0 {
@@ -458,12 +459,6 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 			for _, r := range runs {
 				r.res.Duration += share
 			}
-		}
-		for len(open) > 0 {
-			workers <- <-open
-		}
-		for _, w := range closed {
-			workers <- w
 		}
 	}
 	for _, w := range opened {
@@ -706,6 +701,32 @@ func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, sr
 
 // onWorker takes a worker from pool and runs fn on it in a goroutine that
 // wg counts; the worker goes back to pool when fn returns.
+// onOpenWorkers runs fn for each of runs on the pool's workers that are
+// open, never opening one (work after a level's plan needs no new session),
+// and returns when all are done, the workers back in the pool.
+func onOpenWorkers(pool chan *worker, conc int, runs []*datasetRun, fn func(w *worker, r *datasetRun)) {
+	open := make(chan *worker, conc)
+	var closed []*worker
+	for range conc {
+		if w := <-pool; w.src != nil {
+			open <- w
+		} else {
+			closed = append(closed, w)
+		}
+	}
+	var wg stdsync.WaitGroup
+	for _, r := range runs {
+		onWorker(open, &wg, func(w *worker) { fn(w, r) })
+	}
+	wg.Wait()
+	for len(open) > 0 {
+		pool <- <-open
+	}
+	for _, w := range closed {
+		pool <- w
+	}
+}
+
 func onWorker(pool chan *worker, wg *stdsync.WaitGroup, fn func(w *worker)) {
 	w := <-pool
 	wg.Add(1)

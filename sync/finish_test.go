@@ -870,3 +870,108 @@ func TestBatchedBookmarkDestroysChunked(t *testing.T) {
 		t.Errorf("a cancelled run still called %q", src.calls)
 	}
 }
+
+// addKeptCase adds tank/<name>, up to date on backup/<name> at s2 (guid 2),
+// as a run's plan leaves it: kept at s2. Unless adopted, it has neither
+// the cursor nor the last-received hold (a replica seeded by hand).
+func addKeptCase(src, dst *recordEP, dstHolds map[string][]string, name string, adopted bool) *datasetRun {
+	root := TargetID("0123456789abcdef")
+	s, t := "tank/"+name, "backup/"+name
+	tid := RelationID(root, t)
+	versions := []zfs.Entry{
+		{Name: s + "@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 10},
+		{Name: s + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 20},
+	}
+	replica := []zfs.Entry{
+		{Name: t + "@s1", Type: zfs.Snapshot, GUID: 1, CreateTXG: 5},
+		{Name: t + "@s2", Type: zfs.Snapshot, GUID: 2, CreateTXG: 6},
+	}
+	if adopted {
+		versions = append(versions, zfs.Entry{Name: s + "#" + CursorName(tid, 2), Type: zfs.Bookmark, GUID: 2, CreateTXG: 20})
+		replica[1].UserRefs = 1
+		dstHolds[t+"@s2"] = []string{RootLastReceivedHoldTag(root)}
+	}
+	src.items = append(src.items, versions...)
+	dst.items = append(dst.items, replica...)
+	return &datasetRun{
+		job: testFinishJob(), src: src, dst: dst, res: &Result{Source: s, Target: t, Status: StatusUpToDate}, rootTID: root,
+		stepRoot: StepRootID(root, "backup", ""),
+		source:   s, srcVersions: versions,
+		srcHolds: map[string][]string{},
+		dstHolds: dstHolds,
+		mu:       &stdsync.Mutex{}, dstInfo: map[string]zfs.Entry{}, byTarget: map[string][]zfs.Entry{t: replica},
+		kept:     &pendingFinish{tid: tid, target: t, to: versions[1]},
+	}
+}
+
+// Up-to-date replicas without zsync's cursor and last-received hold (seeded
+// by hand) get them together: as root one program for the cursors, and one
+// hold call, whatever the number of datasets; a replica that has both is
+// left alone. A delegated user's run makes each cursor by itself but still
+// holds them in one call. Nothing is made twice, and a run with nothing to
+// adopt makes no call at all.
+func TestKeepUpAdoptsTogether(t *testing.T) {
+	for _, unavailable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unavailable=%v", unavailable), func(t *testing.T) {
+			src, dst := &recordEP{}, &recordEP{}
+			holds := map[string][]string{}
+			a := addKeptCase(src, dst, holds, "a", false)
+			b := addKeptCase(src, dst, holds, "b", false)
+			c := addKeptCase(src, dst, holds, "c", true)
+			kept := []*datasetRun{a, b, c}
+			be := &batchEP{recordEP: src, unavailable: unavailable}
+			j := a.job
+			touched := newTouchSet()
+			left := j.keepUp(context.Background(), be, dst, a.rootTID, kept, touched)
+			if unavailable != (left == nil) {
+				t.Errorf("keepUp returned the batcher %v, with programs unavailable %v", left, unavailable)
+			}
+			for _, r := range kept {
+				r.housekeeping(context.Background())
+				if len(r.res.Warnings) > 0 || r.res.Err != nil {
+					t.Fatalf("%s: %v %q", r.source, r.res.Err, r.res.Warnings)
+				}
+			}
+			wantDst := []string{"Hold " + RootLastReceivedHoldTag(a.rootTID) + " backup/a@s2 backup/b@s2"}
+			if !slices.Equal(dst.calls, wantDst) {
+				t.Errorf("target calls:\n%s\nwant:\n%s", strings.Join(dst.calls, "\n"), strings.Join(wantDst, "\n"))
+			}
+			var wantSrc []string
+			if unavailable {
+				wantSrc = []string{
+					"Bookmark tank/a@s2 tank/a#" + CursorName(a.kept.tid, 2),
+					"Bookmark tank/b@s2 tank/b#" + CursorName(b.kept.tid, 2),
+				}
+			} else {
+				want := [][]zfs.NewBookmark{{
+					{Bookmark: "tank/a#" + CursorName(a.kept.tid, 2), From: "tank/a@s2"},
+					{Bookmark: "tank/b#" + CursorName(b.kept.tid, 2), From: "tank/b@s2"},
+				}}
+				if fmt.Sprint(be.programs) != fmt.Sprint(want) {
+					t.Errorf("programs:\n%v\nwant\n%v", be.programs, want)
+				}
+				if !touched.has("tank/a") || !touched.has("tank/b") || touched.has("tank/c") {
+					t.Errorf("changed datasets marked wrong")
+				}
+			}
+			if !slices.Equal(src.calls, wantSrc) {
+				t.Errorf("source calls:\n%s\nwant:\n%s", strings.Join(src.calls, "\n"), strings.Join(wantSrc, "\n"))
+			}
+			if len(c.srcVersions) != 3 || len(a.srcVersions) != 2 {
+				t.Errorf("the runs' listings changed: %v %v", a.srcVersions, c.srcVersions)
+			}
+		})
+	}
+	// adopted already: nothing to do, not a call
+	src, dst := &recordEP{}, &recordEP{}
+	holds := map[string][]string{}
+	kept := []*datasetRun{addKeptCase(src, dst, holds, "a", true), addKeptCase(src, dst, holds, "b", true)}
+	be := &batchEP{recordEP: src}
+	kept[0].job.keepUp(context.Background(), be, dst, kept[0].rootTID, kept, newTouchSet())
+	for _, r := range kept {
+		r.housekeeping(context.Background())
+	}
+	if len(src.calls)+len(dst.calls)+len(be.programs) > 0 {
+		t.Errorf("calls with nothing to adopt: %q %q %v", src.calls, dst.calls, be.programs)
+	}
+}
