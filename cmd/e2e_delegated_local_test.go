@@ -105,4 +105,29 @@ func TestPushAsDelegatedUser(t *testing.T) {
 	if programs > 1 || bookmarks != len(datasets) {
 		t.Errorf("the incremental push ran %d channel programs and %d zfs bookmark calls, want at most 1 (refused) and %d", programs, bookmarks, len(datasets))
 	}
+
+	// Replicas without zsync's cursor and last-received hold (as after a
+	// seed by zfs send -R): the delegated user's run makes each cursor by
+	// itself, and the holds one call per depth.
+	for _, ds := range datasets {
+		for _, b := range bookmarksOf(t, src+"/"+ds) {
+			zfstest.Zfs(t, "destroy", src+"/"+ds+"#"+b)
+		}
+		for _, h := range holdsOn(t, e.target(ds)) {
+			snap, tag, _ := strings.Cut(h, " ")
+			zfstest.Zfs(t, "release", tag, e.target(ds)+"@"+snap)
+		}
+	}
+	calls = push("the push onto replicas without cursors and holds")
+	e.checkInvariants(t, datasets...)
+	n := map[string]int{}
+	for _, c := range calls {
+		if f := strings.Fields(c); len(f) > 0 {
+			n[f[0]]++
+		}
+	}
+	const levels = 2
+	if n["bookmark"] != len(datasets) || n["hold"] < 1 || n["hold"] > levels || n["send"]+n["recv"] > 0 {
+		t.Errorf("adopting as the delegated user: %d bookmark, %d hold, %d send and %d recv calls; want %d, 1 to %d, none and none", n["bookmark"], n["hold"], n["send"], n["recv"], len(datasets), levels)
+	}
 }
