@@ -900,7 +900,7 @@ func addKeptCase(src, dst *recordEP, dstHolds map[string][]string, name string, 
 		srcHolds: map[string][]string{},
 		dstHolds: dstHolds,
 		mu:       &stdsync.Mutex{}, dstInfo: map[string]zfs.Entry{}, byTarget: map[string][]zfs.Entry{t: replica},
-		kept:     &pendingFinish{tid: tid, target: t, to: versions[1]},
+		kept: &pendingFinish{tid: tid, target: t, to: versions[1]},
 	}
 }
 
