@@ -136,35 +136,45 @@ func TestRenameSubtreeFollows(t *testing.T) {
 }
 
 // A new dataset under the old name of a renamed one is not a rename: the
-// renamed dataset takes its replica along, the new one is received in
-// full at the old name; each has one cursor and one hold.
+// renamed dataset takes its replica along (renamed beside it, or moved
+// deeper, below another parent), the new one is received in full at the
+// old name; each has one cursor and one hold. The renames are followed
+// before anything is planned: planned per level, the new dataset met the
+// old replica before the moved one did.
 func TestRenameNameReuse(t *testing.T) {
-	e := newPushEnv(t, "")
-	if code, _, errOut := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
-		t.Fatalf("first push: exit %d\n%s", code, tail(errOut, 2000))
+	for _, c := range []struct{ name, to string }{
+		{"beside", "data/child2"},
+		{"deeper", "data/with space/child"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newPushEnv(t, "")
+			if code, _, errOut := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
+				t.Fatalf("first push: exit %d\n%s", code, tail(errOut, 2000))
+			}
+			zfstest.Zfs(t, "rename", e.src+"/data/child", e.src+"/"+c.to)
+			zfstest.MustCreate(t, e.src+"/data/child")
+			zfstest.MustWriteFile(t, e.src+"/data/child", "new", 64)
+			zfstest.Zfs(t, "snapshot", "-r", e.src+"/data@second")
+			code, reps, errOut := pushJSON(t, e.cfg)
+			if code != 0 {
+				t.Fatalf("push after the rename and reuse: exit %d\n%s", code, tail(errOut, 3000))
+			}
+			checkFollowed(t, datasetReport(t, reps, e.src+"/"+c.to), e.target("data/child"))
+			d := datasetReport(t, reps, e.src+"/data/child")
+			if d.Status != "replicated" || d.Renamed != "" || len(d.Steps) != 1 || !strings.HasPrefix(d.Steps[0], "full ") {
+				t.Errorf("the new dataset at the old name: %s %v renamed_from %q (%s), want one full step", d.Status, d.Steps, d.Renamed, d.Error)
+			}
+			if s := snapshotsOf(t, e.target("data/child")); !equalStrings(s, []string{"second"}) {
+				t.Errorf("new replica snapshots %v, want [second]", s)
+			}
+			if s := snapshotsOf(t, e.target(c.to)); !equalStrings(s, []string{"first snap", "second"}) {
+				t.Errorf("followed replica snapshots %v, want [first snap second]", s)
+			}
+			e.checkInvariants(t, "data", "data/child", c.to, "data/with space")
+			e.checkSame(t, "data/child")
+			e.checkSame(t, c.to)
+		})
 	}
-	zfstest.Zfs(t, "rename", e.src+"/data/child", e.src+"/data/child2")
-	zfstest.MustCreate(t, e.src+"/data/child")
-	zfstest.MustWriteFile(t, e.src+"/data/child", "new", 64)
-	zfstest.Zfs(t, "snapshot", "-r", e.src+"/data@second")
-	code, reps, errOut := pushJSON(t, e.cfg)
-	if code != 0 {
-		t.Fatalf("push after the rename and reuse: exit %d\n%s", code, tail(errOut, 3000))
-	}
-	checkFollowed(t, datasetReport(t, reps, e.src+"/data/child2"), e.target("data/child"))
-	d := datasetReport(t, reps, e.src+"/data/child")
-	if d.Status != "replicated" || d.Renamed != "" || len(d.Steps) != 1 || !strings.HasPrefix(d.Steps[0], "full ") {
-		t.Errorf("the new dataset at the old name: %s %v renamed_from %q (%s), want one full step", d.Status, d.Steps, d.Renamed, d.Error)
-	}
-	if s := snapshotsOf(t, e.target("data/child")); !equalStrings(s, []string{"second"}) {
-		t.Errorf("new replica snapshots %v, want [second]", s)
-	}
-	if s := snapshotsOf(t, e.target("data/child2")); !equalStrings(s, []string{"first snap", "second"}) {
-		t.Errorf("followed replica snapshots %v, want [first snap second]", s)
-	}
-	e.checkInvariants(t, "data", "data/child", "data/child2", "data/with space")
-	e.checkSame(t, "data/child")
-	e.checkSame(t, "data/child2")
 }
 
 // Over the forced command: the far side renames inside its receive root
@@ -237,35 +247,4 @@ func TestSSHRenameFollows(t *testing.T) {
 	if len(cursors) != 3 {
 		t.Errorf("cursors on the renamed source %v, want 3 (one per job)", cursors)
 	}
-}
-
-// A dataset moved deeper while a new one takes its old name: the move is
-// followed before anything is planned, so the new dataset is received in
-// full at the old name and the moved one goes on incrementally below its
-// new parent (planned per level, the new dataset met the old replica
-// first).
-func TestRenameDeeperAndReused(t *testing.T) {
-	e := newPushEnv(t, "")
-	if code, _, errOut := zsyncRun(t, "--config", e.cfg, "push"); code != 0 {
-		t.Fatalf("first push: exit %d\n%s", code, tail(errOut, 2000))
-	}
-	zfstest.Zfs(t, "rename", e.src+"/data/child", e.src+"/data/with space/child")
-	zfstest.MustCreate(t, e.src+"/data/child")
-	zfstest.MustWriteFile(t, e.src+"/data/child", "new", 64)
-	zfstest.Zfs(t, "snapshot", "-r", e.src+"/data@second")
-	code, reps, errOut := pushJSON(t, e.cfg)
-	if code != 0 {
-		t.Fatalf("push after the move and reuse: exit %d\n%s", code, tail(errOut, 3000))
-	}
-	checkFollowed(t, datasetReport(t, reps, e.src+"/data/with space/child"), e.target("data/child"))
-	d := datasetReport(t, reps, e.src+"/data/child")
-	if d.Status != "replicated" || d.Renamed != "" || len(d.Steps) != 1 || !strings.HasPrefix(d.Steps[0], "full ") {
-		t.Errorf("the new dataset at the old name: %s %v (%s), want one full step", d.Status, d.Steps, d.Error)
-	}
-	if s := snapshotsOf(t, e.target("data/with space/child")); !equalStrings(s, []string{"first snap", "second"}) {
-		t.Errorf("moved replica snapshots %v", s)
-	}
-	e.checkInvariants(t, "data", "data/child", "data/with space", "data/with space/child")
-	e.checkSame(t, "data/child")
-	e.checkSame(t, "data/with space/child")
 }
