@@ -80,9 +80,6 @@ type Client struct {
 	links []*clientLink
 	// streaming is set while a Send stream owns the connection.
 	streaming atomic.Bool
-	// noSubtree is set once the far side answered release_subtree as
-	// unsupported (an older zsync) or refused it.
-	noSubtree atomic.Bool
 
 	mu       sync.Mutex
 	broken   error // why the connection is unusable, nil while usable
@@ -451,23 +448,6 @@ func (c *Client) Hold(ctx context.Context, tag string, snaps []string) error {
 func (c *Client) Release(ctx context.Context, tag string, snaps []string) error {
 	err := c.call(ctx, wire.OpRelease, wire.HoldArgs{Tag: tag, Snaps: snaps}, nil)
 	wire.CompleteBatch(err, snaps)
-	return err
-}
-
-// ReleaseSubtree removes the hold tag from snap and from the snapshot of
-// its name below it, like zfs.CLI.ReleaseSubtree. A far side too old to
-// know the operation answers errors.ErrUnsupported, and one whose policy
-// refuses it (a dataset below is outside the client's areas, hidden from
-// its listings) wire.ErrForbidden: either way it is not asked again on
-// this connection (the caller releases one snapshot at a time).
-func (c *Client) ReleaseSubtree(ctx context.Context, tag, snap string) error {
-	if c.noSubtree.Load() {
-		return fmt.Errorf("release_subtree: %w", errors.ErrUnsupported)
-	}
-	err := c.call(ctx, wire.OpReleaseSubtree, wire.ReleaseSubtreeArgs{Tag: tag, Snap: snap}, nil)
-	if errors.Is(err, errors.ErrUnsupported) || errors.Is(err, wire.ErrForbidden) {
-		c.noSubtree.Store(true)
-	}
 	return err
 }
 

@@ -70,7 +70,6 @@ func TestRoundTripEveryOp(t *testing.T) {
 	}
 	check("Hold", c.Hold(ctx, "zsync_step_T1", []string{"tank/data@s1", "tank/data@s2"}))
 	check("Release", c.Release(ctx, "zsync_step_T1", []string{"tank/data@s1"}))
-	check("ReleaseSubtree", c.ReleaseSubtree(ctx, "zsync_step_T1", "tank/data@s2"))
 	check("Bookmark", c.Bookmark(ctx, "tank/data@s1", "tank/data#zsync_cursor"))
 	check("DestroySnapshots", c.DestroySnapshots(ctx, "tank/data", []string{"s1", "s2"}))
 	check("DestroyBookmarks", c.DestroyBookmarks(ctx, []string{"tank/data#old"}))
@@ -97,7 +96,6 @@ func TestRoundTripEveryOp(t *testing.T) {
 		"Holds [tank/data@s1]",
 		"Hold zsync_step_T1 [tank/data@s1 tank/data@s2]",
 		"Release zsync_step_T1 [tank/data@s1]",
-		"ReleaseSubtree zsync_step_T1 tank/data@s2",
 		"Bookmark tank/data@s1 tank/data#zsync_cursor",
 		"DestroySnapshots tank/data [s1 s2]",
 		"DestroyBookmarks [tank/data#old]",
@@ -525,27 +523,4 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
-}
-
-// A far side that does not know release_subtree (an older zsync answers
-// an unknown operation so) or refuses it is not asked again on the
-// connection: the caller releases one snapshot at a time.
-func TestReleaseSubtreeNotAskedAgain(t *testing.T) {
-	for _, first := range []error{errors.ErrUnsupported, wire.ErrForbidden} {
-		t.Run(first.Error(), func(t *testing.T) {
-			h := servetest.NewFake()
-			h.Errs = map[string]error{"ReleaseSubtree": fmt.Errorf("release_subtree: %w", first)}
-			s := newSession(t, h, serve.Options{}, ClientOptions{})
-			ctx := context.Background()
-			if err := s.c.ReleaseSubtree(ctx, "zsync_step_T1", "tank/data@s1"); !errors.Is(err, first) {
-				t.Fatalf("first call: %v, want %v", err, first)
-			}
-			if err := s.c.ReleaseSubtree(ctx, "zsync_step_T1", "tank/data@s2"); !errors.Is(err, errors.ErrUnsupported) {
-				t.Fatalf("second call: %v, want errors.ErrUnsupported", err)
-			}
-			if got := s.log.get(); len(got) != 2 {
-				t.Errorf("requests %q, want the hello and one release_subtree", got)
-			}
-		})
-	}
 }

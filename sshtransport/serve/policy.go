@@ -425,43 +425,6 @@ func (r releaseRequest) authorize(_ context.Context, g *gate) (grant, error) {
 	return doGrant(func(ctx context.Context, h Handler) error { return h.Release(ctx, tag, snaps) }), nil
 }
 
-// A subtree release reaches every filesystem and volume below the
-// snapshot's dataset that has a snapshot of its name, whatever the client
-// asked about: a restricted client may make it only where every one of
-// them, as the far side lists them when the release runs, is in its areas
-// (the refusal does not name the one that is not, which listings hide;
-// that one exists is all it tells). Only the client's own tag is
-// released, and a hold from before names were bound to clients is left
-// to the one-by-one release.
-func (r releaseSubtreeRequest) authorize(_ context.Context, g *gate) (grant, error) {
-	p := g.policy
-	if p == nil {
-		tag, snap := r.Tag, r.Snap
-		return doGrant(func(ctx context.Context, h Handler) error { return h.ReleaseSubtree(ctx, tag, snap) }), nil
-	}
-	if err := p.needReadable("release "+shortText(r.Tag)+" below", r.Snap); err != nil {
-		return grant{}, err
-	}
-	tag, err := p.diskTag("release", r.Tag)
-	if err != nil {
-		return grant{}, err
-	}
-	snap := r.Snap
-	return doGrant(func(ctx context.Context, h Handler) error {
-		below, err := h.List(ctx, []string{datasetOf(snap)}, zfs.ListOptions{Types: []zfs.Type{zfs.Filesystem, zfs.Volume}})
-		if err != nil {
-			return err
-		}
-		for _, e := range below {
-			if !p.readable(datasetOf(e.Name)) {
-				// the name stays unsaid: listings hide it from the client
-				return p.forbid("release its holds below "+snap, "zfs release -r would reach a dataset outside its areas")
-			}
-		}
-		return h.ReleaseSubtree(ctx, tag, snap)
-	}), nil
-}
-
 func (r bookmarkRequest) authorize(_ context.Context, g *gate) (grant, error) {
 	if p := g.policy; p != nil {
 		if err := p.needReadable("bookmark", r.Source, r.Bookmark); err != nil {

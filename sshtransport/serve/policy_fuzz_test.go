@@ -66,11 +66,6 @@ var policySeeds = []policySeed{
 	// Hostile: other clients' names, shapes, areas.
 	{wire.OpHold, `{"tag":"zsync_step_T0123456789abcdef_Cdesk","snaps":["tank/data@s"]}`, 0},
 	{wire.OpRelease, `{"tag":"zsync_step_T0123456789abcdef_Cdesk","snaps":["tank/data@s"]}`, 0},
-	{wire.OpReleaseSubtree, `{"tag":"` + fzTag + `","snap":"tank/data/child@s"}`, 0},
-	{wire.OpReleaseSubtree, `{"tag":"` + fzTag + `","snap":"tank/data@s"}`, 0},
-	{wire.OpReleaseSubtree, `{"tag":"` + fzTag + `","snap":"backup/laptop@s"}`, 0},
-	{wire.OpReleaseSubtree, `{"tag":"` + fzTag + `","snap":"tank@s"}`, 0},
-	{wire.OpReleaseSubtree, `{"tag":"admin","snap":"tank/data/child@s"}`, 0},
 	{wire.OpRelease, `{"tag":"admin","snaps":["tank/data@s"]}`, 0},
 	{wire.OpHold, `{"tag":"` + fzTag + `","snaps":["tank/data@s","backup/laptop/x@s"]}`, 0},
 	{wire.OpHold, `{"tag":"-r","snaps":["backup/laptop/x@s"]}`, 0},
@@ -229,28 +224,7 @@ func (r *fuzzRecorder) List(ctx context.Context, roots []string, o zfs.ListOptio
 	for _, n := range roots {
 		r.readable("List", n)
 	}
-	es, err := r.Fake.List(ctx, roots, o)
-	// what zfs list -r of roots finds
-	return slices.DeleteFunc(es, func(e zfs.Entry) bool {
-		return !slices.ContainsFunc(roots, func(root string) bool { return isAtOrBelow(e.Name, root) })
-	}), err
-}
-
-func isAtOrBelow(name, root string) bool {
-	return name == root || strings.HasPrefix(name, root+"/") || strings.HasPrefix(name, root+"@") || strings.HasPrefix(name, root+"#")
-}
-
-// ReleaseSubtree: the client's own tag, and every dataset zfs release -r
-// reaches (the fake's datasets below the snapshot's) in its areas.
-func (r *fuzzRecorder) ReleaseSubtree(ctx context.Context, tag, snap string) error {
-	r.tagOn("ReleaseSubtree", tag, []string{snap})
-	for _, e := range r.Fake.Entries {
-		if isAtOrBelow(e.Name, datasetOf(snap)) {
-			r.readable("ReleaseSubtree reaching", e.Name)
-			r.tagOn("ReleaseSubtree reaching", tag, []string{e.Name + "@x"})
-		}
-	}
-	return r.Fake.ReleaseSubtree(ctx, tag, snap)
+	return r.Fake.List(ctx, roots, o)
 }
 
 func (r *fuzzRecorder) Get(ctx context.Context, names []string, props []string) (map[string]map[string]string, error) {
@@ -437,7 +411,7 @@ func FuzzPolicy(f *testing.F) {
 	for _, s := range policySeeds {
 		f.Add(s.op, []byte(s.args), s.tok)
 	}
-	filter, err := zfs.ParseFilter([]string{"tank/data<", "!tank/data/private<"})
+	filter, err := zfs.ParseFilter([]string{"tank/data<"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -481,11 +455,6 @@ func FuzzPolicy(f *testing.F) {
 			return
 		}
 		rec := &fuzzRecorder{Fake: servetest.NewFake(), t: t, p: p, token: tokenName}
-		// the far side's datasets, one of them below the send area's root
-		// but outside it
-		for _, ds := range []string{"tank", "tank/data", "tank/data/child", "tank/data/private", "tank/data/private/deep", "tank/other", "backup", "backup/laptop", "backup/laptop/x"} {
-			rec.Entries = append(rec.Entries, zfs.Entry{Name: ds, Type: zfs.Filesystem})
-		}
 		switch {
 		case gr.call != nil:
 			_, _ = gr.call(ctx, rec)

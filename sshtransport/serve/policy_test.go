@@ -192,49 +192,6 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
-// A restricted client releases its tag in a subtree only when every
-// dataset the far side finds below is in its areas, with its own suffix;
-// a subtree reaching an excluded dataset is refused before any release.
-func TestPolicyReleaseSubtree(t *testing.T) {
-	tag := "zsync_step_T0123456789abcdef"
-	for _, tc := range []struct {
-		name  string
-		snap  string
-		below []string
-		tag   string
-		want  error
-		calls []string
-	}{
-		{"in the send area", "tank/data/a@s", []string{"tank/data/a", "tank/data/a/b"}, tag, nil,
-			[]string{"List [tank/data/a] {Depth:0 Types:[filesystem volume] UserProps:[] SnapshotsChanged:false}", "ReleaseSubtree " + tag + "_Claptop tank/data/a@s"}},
-		{"in the receive area", "backup/laptop/x@s", []string{"backup/laptop/x"}, tag, nil,
-			[]string{"List [backup/laptop/x] {Depth:0 Types:[filesystem volume] UserProps:[] SnapshotsChanged:false}", "ReleaseSubtree " + tag + "_Claptop backup/laptop/x@s"}},
-		{"reaching an excluded dataset", "tank/data@s", []string{"tank/data", "tank/data/a", "tank/data/secret"}, tag, wire.ErrForbidden,
-			[]string{"List [tank/data] {Depth:0 Types:[filesystem volume] UserProps:[] SnapshotsChanged:false}"}},
-		{"outside", "tank/other@s", nil, tag, wire.ErrForbidden, nil},
-		{"not its tag", "tank/data/a@s", nil, "admin", wire.ErrForbidden, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := servetest.NewFake()
-			for _, ds := range tc.below {
-				h.Entries = append(h.Entries, zfs.Entry{Name: ds, Type: zfs.Filesystem})
-			}
-			r := newRaw(t, h, Options{Policy: testPolicy(t, nil)})
-			resp := r.call(wire.OpReleaseSubtree, wire.ReleaseSubtreeArgs{Tag: tc.tag, Snap: tc.snap})
-			var err error
-			if resp.Error != nil {
-				err = resp.Error.Decode()
-			}
-			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
-				t.Fatalf("err = %v, want %v", err, tc.want)
-			}
-			if got := h.Calls(); strings.Join(got, "\n") != strings.Join(tc.calls, "\n") {
-				t.Errorf("handler calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.calls, "\n"))
-			}
-		})
-	}
-}
-
 func TestPolicyResumeTokenNamingForeignDataset(t *testing.T) {
 	h := servetest.NewFake()
 	h.Token = zfs.ResumeToken{ToGUID: 7, ToName: "tank/other@s"}
@@ -373,7 +330,6 @@ func TestEveryRequestIsGranted(t *testing.T) {
 		wire.OpHolds:             `{"snaps":["tank/data@s"]}`,
 		wire.OpHold:              `{"tag":"t","snaps":["tank/data@s"]}`,
 		wire.OpRelease:           `{"tag":"t","snaps":["tank/data@s"]}`,
-		wire.OpReleaseSubtree:    `{"tag":"t","snap":"tank/data@s"}`,
 		wire.OpBookmark:          `{"source":"tank/data@s","bookmark":"tank/data#b"}`,
 		wire.OpDestroySnapshots:  `{"dataset":"backup/laptop/x","names":["s"]}`,
 		wire.OpDestroyBookmarks:  `{"bookmarks":["backup/laptop/x#b"]}`,

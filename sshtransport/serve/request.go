@@ -33,7 +33,6 @@ type (
 	holdsRequest            wire.HoldsArgs
 	holdRequest             wire.HoldArgs
 	releaseRequest          wire.HoldArgs
-	releaseSubtreeRequest   wire.ReleaseSubtreeArgs
 	bookmarkRequest         wire.BookmarkArgs
 	destroySnapshotsRequest wire.DestroySnapshotsArgs
 	destroyBookmarksRequest wire.DestroyBookmarksArgs
@@ -57,7 +56,6 @@ var requests = map[string]func(json.RawMessage) (request, error){
 	wire.OpHolds:             decodeRequest[holdsRequest],
 	wire.OpHold:              decodeRequest[holdRequest],
 	wire.OpRelease:           decodeRequest[releaseRequest],
-	wire.OpReleaseSubtree:    decodeRequest[releaseSubtreeRequest],
 	wire.OpBookmark:          decodeRequest[bookmarkRequest],
 	wire.OpDestroySnapshots:  decodeRequest[destroySnapshotsRequest],
 	wire.OpDestroyBookmarks:  decodeRequest[destroyBookmarksRequest],
@@ -98,10 +96,6 @@ func (r holdRequest) logArgs() map[string]any {
 }
 
 func (r releaseRequest) logArgs() map[string]any { return holdRequest(r).logArgs() }
-
-func (r releaseSubtreeRequest) logArgs() map[string]any {
-	return map[string]any{"tag": r.Tag, "snapshot": r.Snap, "recursive": true}
-}
 
 func (r bookmarkRequest) logArgs() map[string]any {
 	return map[string]any{"source": r.Source, "bookmark": r.Bookmark}

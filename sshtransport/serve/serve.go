@@ -30,7 +30,6 @@ type Handler interface {
 	Holds(ctx context.Context, snaps []string) (map[string][]string, error)
 	Hold(ctx context.Context, tag string, snaps []string) error
 	Release(ctx context.Context, tag string, snaps []string) error
-	ReleaseSubtree(ctx context.Context, tag, snap string) error
 	Bookmark(ctx context.Context, snapOrBookmark, bookmark string) error
 	DestroySnapshots(ctx context.Context, dataset string, shortNames []string) error
 	DestroyBookmarks(ctx context.Context, bookmarks []string) error

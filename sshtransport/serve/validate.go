@@ -14,7 +14,6 @@ func (r getRequest) validate() error              { return wire.GetArgs(r).Valid
 func (r holdsRequest) validate() error            { return wire.HoldsArgs(r).Validate() }
 func (r holdRequest) validate() error             { return wire.HoldArgs(r).Validate() }
 func (r releaseRequest) validate() error          { return wire.HoldArgs(r).Validate() }
-func (r releaseSubtreeRequest) validate() error   { return wire.ReleaseSubtreeArgs(r).Validate() }
 func (r bookmarkRequest) validate() error         { return wire.BookmarkArgs(r).Validate() }
 func (r destroySnapshotsRequest) validate() error { return wire.DestroySnapshotsArgs(r).Validate() }
 func (r destroyBookmarksRequest) validate() error { return wire.DestroyBookmarksArgs(r).Validate() }

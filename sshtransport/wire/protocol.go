@@ -68,7 +68,6 @@ const (
 	OpHolds             = "holds"
 	OpHold              = "hold"
 	OpRelease           = "release"
-	OpReleaseSubtree    = "release_subtree"
 	OpBookmark          = "bookmark"
 	OpDestroySnapshots  = "destroy_snapshots"
 	OpDestroyBookmarks  = "destroy_bookmarks"
@@ -123,12 +122,6 @@ type (
 	HoldArgs struct {
 		Tag   string   `json:"tag"`
 		Snaps []string `json:"snaps"`
-	}
-	// ReleaseSubtreeArgs: release Tag from Snap and from the snapshot of
-	// its name of every filesystem and volume below (zfs release -r).
-	ReleaseSubtreeArgs struct {
-		Tag  string `json:"tag"`
-		Snap string `json:"snap"`
 	}
 	BookmarkArgs struct {
 		Source   string `json:"source"`

@@ -89,13 +89,6 @@ func (a HoldArgs) Validate() error {
 	return validateEach(a.Snaps, zfs.ValidateSnapshot)
 }
 
-func (a ReleaseSubtreeArgs) Validate() error {
-	if err := zfs.ValidateHoldTag(a.Tag); err != nil {
-		return err
-	}
-	return zfs.ValidateSnapshot(a.Snap)
-}
-
 func (a BookmarkArgs) Validate() error {
 	if err := zfs.ValidateVersion(a.Source); err != nil {
 		return err

@@ -139,11 +139,6 @@ func (f *Fake) Release(ctx context.Context, tag string, snaps []string) error {
 	return f.err("Release")
 }
 
-func (f *Fake) ReleaseSubtree(ctx context.Context, tag, snap string) error {
-	f.record("ReleaseSubtree %s %s", tag, snap)
-	return f.err("ReleaseSubtree")
-}
-
 func (f *Fake) Bookmark(ctx context.Context, snapOrBookmark, bookmark string) error {
 	f.record("Bookmark %s %s", snapOrBookmark, bookmark)
 	return f.err("Bookmark")
