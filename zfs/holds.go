@@ -65,25 +65,6 @@ func (c *CLI) Release(ctx context.Context, tag string, snaps []string) error {
 	return c.holdOrRelease(ctx, "release", tag, snaps, reReleaseFailed)
 }
 
-// ReleaseSubtree removes the user hold tag from snap and from the snapshot
-// of the same name of every filesystem and volume below snap's dataset that
-// has one, with `zfs release -r`: one sync task for the whole subtree,
-// where Release makes one per snapshot. zfs skips the snapshots that lack
-// the tag (it fails only when none has it) and releases the others in one
-// transaction, all or none: so the caller must know that every snapshot of
-// that name below snap's dataset that may carry tag is one it means to
-// release.
-func (c *CLI) ReleaseSubtree(ctx context.Context, tag, snap string) error {
-	args, err := holdArgs("release", tag, []string{snap})
-	if err != nil {
-		return err
-	}
-	if _, err := c.run(ctx, append([]string{"release", "-r"}, args[1:]...)...); err != nil {
-		return fmt.Errorf("zfs release -r: %w", classify(err, []string{snap}))
-	}
-	return nil
-}
-
 func (c *CLI) holdOrRelease(ctx context.Context, op, tag string, snaps []string, re *regexp.Regexp) error {
 	if _, err := holdArgs(op, tag, snaps); err != nil {
 		return err

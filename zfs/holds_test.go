@@ -182,20 +182,3 @@ func TestHoldSplitsManySnapshots(t *testing.T) {
 		})
 	}
 }
-
-func TestReleaseSubtree(t *testing.T) {
-	c, f := newFake(t)
-	f.Expect([]string{"zfs", "release", "-r", "zsync_step", "tank/a@s2"}, FakeResponse{})
-	if err := c.ReleaseSubtree(context.Background(), "zsync_step", "tank/a@s2"); err != nil {
-		t.Fatal(err)
-	}
-	f.Expect([]string{"zfs", "release", "-r", "zsync_step", "tank/a@s3"}, FakeResponse{Stderr: "cannot release 'zsync_step' from 'tank/a/b@s3': no such tag on this dataset\n", ExitCode: 1})
-	if err := c.ReleaseSubtree(context.Background(), "zsync_step", "tank/a@s3"); err == nil {
-		t.Error("a failed zfs release -r returned no error")
-	}
-	for _, bad := range [][2]string{{"zsync_step", "tank/a"}, {"-r", "tank/a@s1"}, {"zsync_step", "tank/a@s1 tank/b@s1"}} {
-		if err := c.ReleaseSubtree(context.Background(), bad[0], bad[1]); err == nil {
-			t.Errorf("ReleaseSubtree(%q, %q) ran", bad[0], bad[1])
-		}
-	}
-}
