@@ -323,7 +323,7 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 	}
 	j := &jobConfig{Name: "oneoff", Type: kind, Datasets: []string{pattern}, Root: dst}
 	j.Replication = replicationConfig{Initial: c.String("initial"), Protection: c.String("protection"), Raw: c.String("raw"),
-		OnDiverged: "fail", Concurrency: 1, Compression: c.String("compress")}
+		OnDiverged: "fail", Compression: c.String("compress")}
 	if c.Bool("rotate") {
 		j.Replication.OnDiverged = "rotate"
 	}
@@ -352,6 +352,8 @@ func (e *env) oneOff(c *cli.Context, kind, srcArg, dstArg string) error {
 			return usageErrorf("--jump: %v", err)
 		}
 	}
+	// as a job whose file sets no concurrency
+	j.Replication.Concurrency = defaultConcurrency(j.Remote)
 	h := sha256.Sum256([]byte(kind + "\x00" + srcArg + "\x00" + dstArg))
 	j.Name = "oneoff-" + hex.EncodeToString(h[:6])
 	cfg := &Config{Path: "(command line)"}

@@ -200,7 +200,7 @@ func (c *Config) applyDefaults() {
 		def(&r.OnDiverged, "fail")
 		def(&r.Compression, "none")
 		if r.Concurrency == 0 {
-			r.Concurrency = 1
+			r.Concurrency = defaultConcurrency(j.Remote)
 		}
 		if !r.BandwidthLimit.set {
 			r.BandwidthLimit.set = true // 0: unlimited
@@ -235,6 +235,27 @@ func (c *Config) applyDefaults() {
 			cl.MaxStreams = serve.DefaultMaxStreams
 		}
 	}
+}
+
+// defaultConcurrencyLimit is how many datasets of one depth a job
+// replicates at a time when its file does not say. Two, because most of a
+// small incremental's time is its receive waiting for a transaction group
+// to sync: a second dataset's transfer meanwhile overlaps that wait (the
+// every-15-minutes run of 50 datasets in bench-scale went from 57.9 s to
+// 47.3 s on OpenZFS 2.3, 2026-12-03). Not more: large streams of one pool
+// share its disks whatever the count.
+const defaultConcurrencyLimit = 2
+
+// defaultConcurrency is a job's concurrency when its file sets none:
+// defaultConcurrencyLimit, or fewer when the remote's max_streams times
+// that would open more SSH sessions than sshd's default MaxSessions (so
+// that a max_streams that fit one worker is never cut by this default).
+func defaultConcurrency(rm *remoteConfig) int {
+	streams := 1
+	if rm != nil && rm.MaxStreams > 1 {
+		streams = rm.MaxStreams
+	}
+	return max(1, min(defaultConcurrencyLimit, sshSessions/streams))
 }
 
 func oneOf(v string, allowed ...string) error {

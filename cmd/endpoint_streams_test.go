@@ -1,6 +1,9 @@
 package cmd
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // max_streams stays within sshd's default MaxSessions across the job's
 // workers, and never below one channel.
@@ -10,6 +13,43 @@ func TestStreamsWithinSessionBudget(t *testing.T) {
 	} {
 		if got := streamsWithin(c.streams, c.conc); got != c.want {
 			t.Errorf("max_streams %d, concurrency %d: %d channels, want %d", c.streams, c.conc, got, c.want)
+		}
+	}
+}
+
+// A job whose file sets no concurrency replicates two datasets at a time,
+// fewer where its max_streams would then open more SSH sessions than the
+// budget (the default never cuts a max_streams that fits one worker, and
+// config check has nothing to warn about); a concurrency the file sets is
+// kept as written.
+func TestDefaultConcurrency(t *testing.T) {
+	for _, c := range []struct {
+		remote string
+		want   int
+	}{
+		{"", 2},
+		{"  [job.remote]\n  host = \"b\"\n", 2},
+		{"  [job.remote]\n  host = \"b\"\n  max_streams = 5\n", 2},
+		{"  [job.remote]\n  host = \"b\"\n  max_streams = 6\n", 1},
+		{"  [job.remote]\n  host = \"b\"\n  max_streams = 10\n", 1},
+		{"  [job.replication]\n  concurrency = 1\n", 1},
+		{"  [job.replication]\n  concurrency = 5\n", 5},
+	} {
+		text := "[[job]]\nname = \"h\"\ntype = \"push\"\ndatasets = [\"tank/h<\"]\nroot = \"b/h\"\n" + c.remote
+		cfg, err := parseConfig("zsync.toml", text)
+		if err != nil {
+			t.Fatalf("%q: %v", c.remote, err)
+		}
+		j := cfg.Jobs[0]
+		if got := j.Replication.Concurrency; got != c.want {
+			t.Errorf("%q: concurrency %d, want %d", c.remote, got, c.want)
+		}
+		if j.Remote != nil && streamsWithin(j.Remote.MaxStreams, j.Replication.Concurrency) != j.Remote.MaxStreams {
+			t.Errorf("%q: the default concurrency %d cuts max_streams %d", c.remote, j.Replication.Concurrency, j.Remote.MaxStreams)
+		}
+		code, _, errOut := runUnit(t, "--config", configFile(t, text), "config", "check")
+		if code != 0 || strings.Contains(errOut, "max_streams") {
+			t.Errorf("%q: config check exit %d, stderr %s", c.remote, code, errOut)
 		}
 	}
 }
