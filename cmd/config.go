@@ -237,25 +237,28 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// defaultConcurrencyLimit is how many datasets of one depth a job
-// replicates at a time when its file does not say. Two, because most of a
-// small incremental's time is its receive waiting for a transaction group
-// to sync: a second dataset's transfer meanwhile overlaps that wait (the
-// every-15-minutes run of 50 datasets in bench-scale went from 57.9 s to
-// 47.3 s on OpenZFS 2.3, 2026-12-03). Not more: large streams of one pool
-// share its disks whatever the count.
-const defaultConcurrencyLimit = 2
+// defaultLocalConcurrency is how many datasets of one depth a job whose
+// two sides are on this host replicates at a time when its file does not
+// say. Two, because most of a small incremental's time is its receive
+// waiting for a transaction group to sync, and a second dataset's transfer
+// overlaps that wait (the every-15-minutes run of 50 datasets in
+// bench-scale: 57.9 s at 1, 47.3 s at 2, OpenZFS 2.3, 2026-12-03). Not
+// more: large streams into one pool share its disks whatever the count.
+const defaultLocalConcurrency = 2
 
 // defaultConcurrency is a job's concurrency when its file sets none:
-// defaultConcurrencyLimit, or fewer when the remote's max_streams times
-// that would open more SSH sessions than sshd's default MaxSessions (so
-// that a max_streams that fit one worker is never cut by this default).
+// defaultLocalConcurrency without a remote, and 1 with one. A second
+// worker on a far host needs a second SSH session and far zsync serve,
+// which sshd may refuse (MaxSessions) and which serve's idle_timeout
+// closes while the other worker's long transfer runs: until zsync keeps
+// an idle worker's session alive and falls back to one worker when it
+// cannot open a second, a remote job replicates one dataset at a time
+// unless its file says otherwise.
 func defaultConcurrency(rm *remoteConfig) int {
-	streams := 1
-	if rm != nil && rm.MaxStreams > 1 {
-		streams = rm.MaxStreams
+	if rm != nil {
+		return 1
 	}
-	return max(1, min(defaultConcurrencyLimit, sshSessions/streams))
+	return defaultLocalConcurrency
 }
 
 func oneOf(v string, allowed ...string) error {

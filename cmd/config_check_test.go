@@ -276,7 +276,7 @@ func TestConfigCheckPrintsEffectiveDefaults(t *testing.T) {
 		`connect_timeout = "15s"`, `idle_timeout = "30m"`, `max_streams = 1`,
 		`prefix = "zsync_"`, `hook_timeout = "30s"`,
 		`initial = "most_recent"`, `protection = "resumability"`, `raw = "auto"`, `on_diverged = "fail"`,
-		`concurrency = 2`, `bandwidth_limit = "50MiB"`, `compression = "none"`,
+		`concurrency = 1`, `bandwidth_limit = "50MiB"`, `compression = "none"`,
 		`lag_warning = "30m"`, `lag_critical = "1h"`, `snapshot_age_warning = "30m"`, `snapshot_age_critical = "1h"`,
 		"[serve]\n  idle_timeout = \"30m\"", `max_holds = 100000`, `max_streams = 4`,
 	} {

@@ -17,21 +17,20 @@ func TestStreamsWithinSessionBudget(t *testing.T) {
 	}
 }
 
-// A job whose file sets no concurrency replicates two datasets at a time,
-// fewer where its max_streams would then open more SSH sessions than the
-// budget (the default never cuts a max_streams that fits one worker, and
-// config check has nothing to warn about); a concurrency the file sets is
-// kept as written.
+// A job whose file sets no concurrency replicates two datasets at a time
+// when both its sides are on this host, and one at a time with a remote
+// (see defaultConcurrency); a concurrency the file sets is kept as
+// written, and config check has nothing to warn about.
 func TestDefaultConcurrency(t *testing.T) {
 	for _, c := range []struct {
 		remote string
 		want   int
 	}{
 		{"", 2},
-		{"  [job.remote]\n  host = \"b\"\n", 2},
-		{"  [job.remote]\n  host = \"b\"\n  max_streams = 5\n", 2},
-		{"  [job.remote]\n  host = \"b\"\n  max_streams = 6\n", 1},
+		{"  [job.remote]\n  host = \"b\"\n", 1},
+		{"  [job.remote]\n  host = \"b\"\n  max_streams = 5\n", 1},
 		{"  [job.remote]\n  host = \"b\"\n  max_streams = 10\n", 1},
+		{"  [job.remote]\n  host = \"b\"\n  [job.replication]\n  concurrency = 2\n", 2},
 		{"  [job.replication]\n  concurrency = 1\n", 1},
 		{"  [job.replication]\n  concurrency = 5\n", 5},
 	} {
