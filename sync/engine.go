@@ -275,6 +275,10 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	// Work, level by level: a child starts only after its parent finished,
 	// datasets of one depth run concurrently.
 	results := make(map[string]*Result, len(selected))
+	// sources that map to one target fail before anything is done to it
+	for ds, res := range j.sharedTargets(selected) {
+		results[ds] = res
+	}
 	// the snapshots of the targets whose finish verified them, as the
 	// finish knew them: kept for the next run, checked by name
 	finished := map[string][]zfs.Entry{}
@@ -308,7 +312,7 @@ func (j *Job) Run(ctx context.Context) (*Report, error) {
 	// the order planned, which is the order the view they were planned
 	// against came about
 	for _, f := range follows {
-		if failedAncestor(f.source, results) != "" {
+		if r := results[f.source]; r != nil && r.Status == StatusFailed || failedAncestor(f.source, results) != "" {
 			continue
 		}
 		res := &Result{Source: f.source, Target: f.to}
@@ -697,6 +701,35 @@ func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, sr
 	if err := j.Listings.Save(state); err != nil {
 		j.emit(Event{Kind: "warning", Message: fmt.Sprintf("listing cache not saved, the next run lists every dataset in full (nothing is lost; check that the state directory is writable): %v", err)})
 	}
+}
+
+// sharedTargets returns a failed Result for every selected source whose
+// target another selected source maps to as well (strip_components over
+// two roots whose lower names are alike): neither may replicate, or both
+// would receive into one replica (at once, with concurrency), and each
+// would take the other's snapshots for a divergence.
+func (j *Job) sharedTargets(selected []string) map[string]*Result {
+	if j.Map == nil {
+		return nil
+	}
+	by := map[string][]string{}
+	for _, ds := range selected {
+		if t, err := j.Map(ds); err == nil {
+			by[t] = append(by[t], ds)
+		}
+	}
+	out := map[string]*Result{}
+	for t, sources := range by {
+		if len(sources) < 2 {
+			continue
+		}
+		for _, ds := range sources {
+			others := slices.DeleteFunc(slices.Clone(sources), func(o string) bool { return o == ds })
+			out[ds] = &Result{Source: ds, Target: t, Status: StatusFailed,
+				Err: fmt.Errorf("not replicated: %s maps to the target %s, and so does %s; nothing was sent to it (give the job's roots different last components, or lower strip_components)", ds, t, strings.Join(others, ", "))}
+		}
+	}
+	return out
 }
 
 // onWorker takes a worker from pool and runs fn on it in a goroutine that

@@ -124,3 +124,30 @@ func TestPlaceholders(t *testing.T) {
 		})
 	}
 }
+
+// Sources of one job that map to one target all fail, each naming the
+// others; sources with a target of their own are not touched.
+func TestSharedTargets(t *testing.T) {
+	j := &Job{Map: func(s string) (string, error) { return TargetName("backup/r", s, 2) }}
+	got := j.sharedTargets([]string{"tank/one/data", "tank/two/data", "tank/one/other", "pool/x/data", "tank"})
+	want := map[string]string{
+		"tank/one/data": "tank/two/data, pool/x/data",
+		"tank/two/data": "tank/one/data, pool/x/data",
+		"pool/x/data":   "tank/one/data, tank/two/data",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("failed %d sources, want %d: %v", len(got), len(want), got)
+	}
+	for ds, others := range want {
+		r := got[ds]
+		if r == nil || r.Status != StatusFailed || r.Target != "backup/r/data" || r.Source != ds {
+			t.Fatalf("%s: result %+v, want failed with target backup/r/data", ds, r)
+		}
+		if msg := r.Err.Error(); !strings.Contains(msg, ds+" maps to the target backup/r/data, and so does "+others+";") {
+			t.Errorf("%s: %q does not name %s", ds, msg, others)
+		}
+	}
+	if (&Job{}).sharedTargets([]string{"a/b"}) != nil {
+		t.Errorf("a job without a Map found shared targets")
+	}
+}
