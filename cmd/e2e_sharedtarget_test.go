@@ -10,11 +10,12 @@ import (
 )
 
 // Two datasets of one job whose names strip_components makes alike map to
-// one target. Neither may replicate: with on_diverged = "rotate" each would
-// take the other's replica for a diverged one and set it aside, every run
-// (and with concurrency both receive into it at once). Both fail, saying
-// which sources clash, and the target root gets nothing: no replica, no
-// rotated copy; a second run does the same.
+// one target. Neither may replicate: before this check both were sent to
+// it, one got the replica and the other failed ("destination exists",
+// seen on OpenZFS 2.3 with two datasets at a time), so the replica held
+// whichever source won. Both fail now, saying which sources clash, and the
+// target root gets nothing (no replica, no rotated copy, though the job
+// would rotate a diverged one); a second run does the same.
 func TestSharedTargetWithinJobRefused(t *testing.T) {
 	src, dst := zfstest.NewPool(t, 128), zfstest.NewPool(t, 128)
 	for _, ds := range []string{"one", "two"} {

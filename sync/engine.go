@@ -706,8 +706,8 @@ func (j *Job) saveListings(src, dst *sideListing, results map[string]*Result, sr
 // sharedTargets returns a failed Result for every selected source whose
 // target another selected source maps to as well (strip_components over
 // two roots whose lower names are alike): neither may replicate, or both
-// would receive into one replica (at once, with concurrency), and each
-// would take the other's snapshots for a divergence.
+// are sent to one replica (at once, with concurrency) and it holds
+// whichever source got there first, the other's runs failing on it.
 func (j *Job) sharedTargets(selected []string) map[string]*Result {
 	if j.Map == nil {
 		return nil
@@ -726,7 +726,7 @@ func (j *Job) sharedTargets(selected []string) map[string]*Result {
 		for _, ds := range sources {
 			others := slices.DeleteFunc(slices.Clone(sources), func(o string) bool { return o == ds })
 			out[ds] = &Result{Source: ds, Target: t, Status: StatusFailed,
-				Err: fmt.Errorf("not replicated: %s maps to the target %s, and so does %s; nothing was sent to it (give the job's roots different last components, or lower strip_components)", ds, t, strings.Join(others, ", "))}
+				Err: fmt.Errorf("not replicated: %s maps to the target %s, and so does %s; nothing was sent to it (lower strip_components so that their names stay apart, or leave one of them out of the job's datasets)", ds, t, strings.Join(others, ", "))}
 		}
 	}
 	return out
