@@ -48,8 +48,22 @@ func FillChunk(ctx context.Context, r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-// NewDataBuf returns a buffer for one data frame with room for its header.
-func NewDataBuf() []byte { return make([]byte, FrameHeaderLen+MaxDataPayload) }
+// NewDataBuf returns a buffer for one data frame with room for its header,
+// placed so that the payload (buf[FrameHeaderLen:]) starts on a 64-byte
+// boundary. The stream is read into the payload, and the kernel copies
+// far more slowly into a destination off a cache-line boundary when its
+// source is on one (a file's page; the pages a large pipe write filled):
+// measured on a 2-core AMD EPYC guest, reading 512 MiB of a tmpfs file in
+// 1 MiB reads took 0.20-0.22 s into a buffer 5 bytes past a boundary and
+// 0.05-0.08 s into an aligned one.
+func NewDataBuf() []byte {
+	// Go places an allocation of this size on a page boundary.
+	b := make([]byte, payloadAlign+MaxDataPayload)
+	return b[payloadAlign-FrameHeaderLen:]
+}
+
+// payloadAlign is the alignment NewDataBuf gives the payload: a cache line.
+const payloadAlign = 64
 
 // Encoder compresses data chunks into zstd data frames.
 type Encoder struct {

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"testing"
+	"unsafe"
 )
 
 func TestZstdBombRefused(t *testing.T) {
@@ -30,5 +31,19 @@ func TestZstdBombRefused(t *testing.T) {
 	var none *Decoder
 	if _, err := none.Payload(FrameZData, ok); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("zstd frame without negotiation: %v", err)
+	}
+}
+
+// The payload of a data buffer starts on a cache line, whatever the
+// header length, and the buffer holds exactly one frame.
+func TestNewDataBufAlignsPayload(t *testing.T) {
+	for range 20 {
+		buf := NewDataBuf()
+		if len(buf) != FrameHeaderLen+MaxDataPayload || cap(buf) != len(buf) {
+			t.Fatalf("len %d cap %d, want both %d", len(buf), cap(buf), FrameHeaderLen+MaxDataPayload)
+		}
+		if a := uintptr(unsafe.Pointer(&buf[FrameHeaderLen])) % payloadAlign; a != 0 {
+			t.Fatalf("payload starts %d bytes past a %d-byte boundary", a, payloadAlign)
+		}
 	}
 }
