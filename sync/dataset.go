@@ -866,7 +866,7 @@ func (d *datasetRun) step(ctx context.Context, s Step, tid TargetID, target stri
 	pr := &progressReader{r: stream, emit: func(n int64) {
 		j.emit(Event{Dataset: d.source, Target: target, Kind: "progress", Step: &st, Bytes: n, Total: total})
 	}}
-	recvErr := d.dst.Receive(ctx, d.recvOptions(target, force), pr)
+	recvErr := d.dst.Receive(ctx, d.recvOptions(target, force), pr.feed())
 	sendErr := stream.Close()
 	if recvErr != nil {
 		err := fmt.Errorf("receive into %s: %w", target, recvErr)
@@ -1143,10 +1143,43 @@ type progressReader struct {
 
 func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
+	p.count(n)
+	return n, err
+}
+
+func (p *progressReader) count(n int) {
 	p.n += int64(n)
 	if p.n-p.last >= 4<<20 {
 		p.last = p.n
 		p.emit(p.n)
 	}
+}
+
+// feed is what the receive reads: p itself, or, when the stream can write
+// itself out (the SSH transport's send stream hands each frame's payload
+// to the writer), p with that WriteTo, so that io.Copy into zfs recv skips
+// the copy through its own buffer.
+func (p *progressReader) feed() io.Reader {
+	if _, ok := p.r.(io.WriterTo); ok {
+		return progressWriterTo{p}
+	}
+	return p
+}
+
+type progressWriterTo struct{ *progressReader }
+
+func (p progressWriterTo) WriteTo(w io.Writer) (int64, error) {
+	return p.r.(io.WriterTo).WriteTo(progressWriter{w: w, p: p.progressReader})
+}
+
+// progressWriter counts what its stream writes to w.
+type progressWriter struct {
+	w io.Writer
+	p *progressReader
+}
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	w.p.count(n)
 	return n, err
 }

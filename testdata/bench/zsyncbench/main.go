@@ -315,17 +315,13 @@ func benchClient(args []string) error {
 		if err != nil {
 			return err
 		}
-		buf := make([]byte, 1<<20)
-		for {
-			n, err := rc.Read(buf)
-			moved += int64(n)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				_ = rc.Close()
-				return err
-			}
+		// as a pull feeds zfs recv: io.CopyBuffer into a plain writer,
+		// which takes the stream's WriteTo (sync's progress counter keeps it)
+		n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, rc, make([]byte, 1<<20))
+		moved = n
+		if err != nil {
+			_ = rc.Close()
+			return err
 		}
 		if err := rc.Close(); err != nil {
 			return err
