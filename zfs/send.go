@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -177,6 +178,15 @@ type sendStream struct {
 	mu      sync.Mutex
 	done    bool
 	doneErr error // the process's error; nil when it succeeded
+}
+
+// File returns the pipe zfs send writes into, for a caller that moves the
+// data out of it itself (serve splices it into its output), or nil when
+// the runner's output is no file. Such a caller still reads the end with
+// Read, whose io.EOF or error says how zfs send ended.
+func (s *sendStream) File() *os.File {
+	f, _ := s.r.(*os.File)
+	return f
 }
 
 func (s *sendStream) Read(p []byte) (int, error) {

@@ -61,7 +61,14 @@ func (s *server) send(g sendGrant, logged map[string]any) error {
 	// a return before out.Close below is an error Serve returns: nothing
 	// waits for the writes still in flight (they end with the connection)
 	defer out.Abandon()
-	for {
+	var sp *splicer
+	if enc == nil && len(s.links) == 0 {
+		sp = newSplicer(rc, s.out)
+	}
+	if sp != nil {
+		total, sendErr, netErr = sp.run(sctx)
+	}
+	for sp == nil {
 		n, rerr := wire.FillChunk(sctx, rc, buf[wire.FrameHeaderLen:])
 		if n > 0 {
 			t, fr := enc.Frame(buf[:wire.FrameHeaderLen+n])
