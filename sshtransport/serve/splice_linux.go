@@ -188,18 +188,29 @@ func (sp *splicer) drain(n int) error {
 func (sp *splicer) run(ctx context.Context) (total int64, sendErr, netErr error) {
 	defer sp.close()
 	// A cancel must not wait for data that may never come: wake the wait.
-	stop := context.AfterFunc(ctx, func() { _ = sp.in.SetReadDeadline(time.Now()) })
-	defer stop()
+	wake := func() { _ = sp.in.SetReadDeadline(time.Now()) }
+	stop := context.AfterFunc(ctx, wake)
+	defer func() { stop() }()
 	var hdr [wire.FrameHeaderLen]byte
 	for {
 		if ctx.Err() != nil {
 			return total, context.Cause(ctx), nil
 		}
 		got, eof := 0, false
+		var first time.Time
 		for got < sp.midCap {
 			n, err := sp.gatherOnce(sp.midCap-got, got == 0)
 			if errors.Is(err, errNoMore) {
-				break
+				// Nothing more right now: as FillChunk does, give a
+				// slow source (a disk-bound zfs send) until the frame's
+				// first bytes are ChunkLinger old to fill the frame.
+				if !sp.inPipe || time.Since(first) >= wire.ChunkLinger {
+					break
+				}
+				n, err = sp.linger(ctx, sp.midCap-got, first.Add(wire.ChunkLinger))
+				if errors.Is(err, errNoMore) {
+					break
+				}
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -218,6 +229,9 @@ func (sp *splicer) run(ctx context.Context) (total int64, sendErr, netErr error)
 				eof = true
 				break
 			}
+			if got == 0 {
+				first = time.Now()
+			}
 			got += n
 		}
 		if got > 0 {
@@ -231,12 +245,21 @@ func (sp *splicer) run(ctx context.Context) (total int64, sendErr, netErr error)
 		}
 		if eof {
 			// The pipe is done; Read says how the stream ended (zfs send's
-			// exit status), as it does at the end of a copy.
+			// exit status), as it does at the end of a copy. Not with a
+			// deadline the context's end set: that would be its answer.
+			if !stop() {
+				return total, context.Cause(ctx), nil
+			}
 			var one [1]byte
 			n, err := sp.src.Read(one[:])
 			if n > 0 {
 				// a file that grew: send the byte and go on
-				if werr := wire.WriteFrame(sp.out, wire.FrameData, one[:n]); werr != nil {
+				stop = context.AfterFunc(ctx, wake)
+				b := []byte{byte(wire.FrameData), 0, 0, 0, 1, one[0]}
+				sp.out.since.Store(time.Now().UnixNano())
+				werr := sp.writeRaw(b)
+				sp.out.since.Store(0)
+				if werr != nil {
 					return total, nil, werr
 				}
 				total += int64(n)
@@ -253,15 +276,65 @@ func (sp *splicer) run(ctx context.Context) (total int64, sendErr, netErr error)
 	}
 }
 
+// linger waits until the time until for more input and splices it, up to
+// want bytes; errNoMore when none came by then.
+func (sp *splicer) linger(ctx context.Context, want int, until time.Time) (int, error) {
+	if err := sp.in.SetReadDeadline(until); err != nil {
+		return 0, errNoMore
+	}
+	// Cleared before run looks at ctx again: a deadline the context's end
+	// sets after this is kept, and an end before it shows in ctx.Err.
+	defer func() { _ = sp.in.SetReadDeadline(time.Time{}) }()
+	if ctx.Err() != nil {
+		return 0, errNoMore
+	}
+	n, err := sp.gatherOnce(want, true)
+	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		return 0, errNoMore
+	}
+	return n, err
+}
+
 // frame writes a data frame of the n bytes in our pipe: its header, then
-// the bytes, as one watched write.
+// the bytes, as one watched write. Both go through the raw descriptor, so
+// a reader that went away is an error (EPIPE) for Serve to return, with
+// its cleanup, whichever part of the frame meets it: os.File.Write would
+// kill the process with SIGPIPE on stdout.
 func (sp *splicer) frame(hdr []byte, n int) error {
 	hdr[0] = byte(wire.FrameData)
 	binary.BigEndian.PutUint32(hdr[1:], uint32(n))
 	sp.out.since.Store(time.Now().UnixNano())
 	defer sp.out.since.Store(0)
-	if _, err := sp.out.w.Write(hdr); err != nil {
+	if err := sp.writeRaw(hdr); err != nil {
 		return err
 	}
 	return sp.drain(n)
+}
+
+// writeRaw writes b whole to the output's descriptor.
+func (sp *splicer) writeRaw(b []byte) error {
+	for len(b) > 0 {
+		var m int
+		var werr error
+		err := sp.outRaw.Write(func(fd uintptr) bool {
+			for {
+				m, werr = unix.Write(int(fd), b)
+				if werr != unix.EINTR {
+					break
+				}
+			}
+			return werr != unix.EAGAIN
+		})
+		if err != nil {
+			return err
+		}
+		if werr != nil {
+			return werr
+		}
+		if m == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[m:]
+	}
+	return nil
 }

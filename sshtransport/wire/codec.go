@@ -10,12 +10,13 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// chunkLinger is how long FillChunk keeps collecting a partial chunk from
-// a slow source before handing it on, so a trickling stream still flows.
-const chunkLinger = 50 * time.Millisecond
+// ChunkLinger is how long FillChunk (and serve's splicing of a send
+// stream) keeps collecting a partial chunk from a slow source before
+// handing it on, so a trickling stream still flows.
+const ChunkLinger = 50 * time.Millisecond
 
 // FillChunk reads from r into buf until buf is full, r fails, ctx is done,
-// or some bytes have waited chunkLinger for more. It returns the bytes read
+// or some bytes have waited ChunkLinger for more. It returns the bytes read
 // and r's error (io.EOF at the end, with a possibly short final chunk) or
 // the context's error. A Read that blocks is not interrupted: the context
 // is checked between reads.
@@ -41,7 +42,7 @@ func FillChunk(ctx context.Context, r io.Reader, buf []byte) (int, error) {
 				return n, io.ErrNoProgress
 			}
 		}
-		if n > 0 && n < len(buf) && time.Since(first) >= chunkLinger {
+		if n > 0 && n < len(buf) && time.Since(first) >= ChunkLinger {
 			return n, nil
 		}
 	}
