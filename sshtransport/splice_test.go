@@ -30,63 +30,18 @@ import (
 // wait on it).
 func pipeSession(t *testing.T, h serve.Handler, blockingOut bool) *Client {
 	t.Helper()
-	inR, inW, err := os.Pipe() // client -> serve
-	if err != nil {
+	if !blockingOut {
+		return pipeClient(t, h, ClientOptions{})
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
-	outR, outW, err := os.Pipe() // serve -> client
-	if err != nil {
+	// the client's end non-blocking (os.Pipe's kind), Serve's blocking
+	if err := unix.SetNonblock(fds[0], true); err != nil {
 		t.Fatal(err)
 	}
-	if blockingOut {
-		var fds [2]int
-		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-			t.Fatal(err)
-		}
-		_ = outR.Close()
-		_ = outW.Close()
-		// the client's end non-blocking (os.Pipe's kind), Serve's blocking
-		if err := unix.SetNonblock(fds[0], true); err != nil {
-			t.Fatal(err)
-		}
-		outR, outW = os.NewFile(uintptr(fds[0]), "out-r"), os.NewFile(uintptr(fds[1]), "out-w")
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- serve.Serve(context.Background(), inR, outW, h, serve.Options{SoftwareVersion: "v-test"})
-		_ = outW.Close()
-		_ = inR.Close()
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := NewClient(ctx, pipeRW{outR, inW}, ClientOptions{})
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = c.Close()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return after the client closed")
-		}
-	})
-	return c
-}
-
-type pipeRW struct {
-	r *os.File
-	w *os.File
-}
-
-func (p pipeRW) Read(b []byte) (int, error)  { return p.r.Read(b) }
-func (p pipeRW) Write(b []byte) (int, error) { return p.w.Write(b) }
-func (p pipeRW) Close() error {
-	_ = p.w.Close()
-	return p.r.Close()
+	return pipeClientOut(t, h, ClientOptions{}, os.NewFile(uintptr(fds[0]), "out-r"), os.NewFile(uintptr(fds[1]), "out-w"))
 }
 
 // pipeStream is a send stream as the zfs package's is: a pipe filled by

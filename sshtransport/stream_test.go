@@ -449,6 +449,13 @@ func pipeClient(b testing.TB, h serve.Handler, co ClientOptions) *Client {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return pipeClientOut(b, h, co, cr, sw)
+}
+
+// pipeClientOut is pipeClient with the server's output pipe given: cr the
+// client's end, sw the server's.
+func pipeClientOut(b testing.TB, h serve.Handler, co ClientOptions, cr, sw *os.File) *Client {
+	b.Helper()
 	sr, cw, err := os.Pipe() // client -> server
 	if err != nil {
 		b.Fatal(err)

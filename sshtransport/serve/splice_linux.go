@@ -155,29 +155,38 @@ func (sp *splicer) gatherOnce(want int, wait bool) (int, error) {
 
 // drain splices n bytes from our pipe into the output.
 func (sp *splicer) drain(n int) error {
+	return sp.toOutput(n, func(fd int, left int) (int, error) {
+		m, err := unix.Splice(sp.mid[0], nil, fd, nil, left, unix.SPLICE_F_MOVE)
+		return int(m), err
+	})
+}
+
+// toOutput calls op on the output's descriptor until it has moved n
+// bytes: again after EINTR, after the poller's wait on EAGAIN (an output
+// in non-blocking mode that is full), and on a short move.
+func (sp *splicer) toOutput(n int, op func(fd int, left int) (int, error)) error {
 	for n > 0 {
-		var m int64
-		var serr error
+		var m int
+		var oerr error
 		err := sp.outRaw.Write(func(fd uintptr) bool {
 			for {
-				m, serr = unix.Splice(sp.mid[0], nil, int(fd), nil, n, unix.SPLICE_F_MOVE)
-				if serr != unix.EINTR {
+				m, oerr = op(int(fd), n)
+				if oerr != unix.EINTR {
 					break
 				}
 			}
-			// EAGAIN: the output is non-blocking and full; the poller waits
-			return serr != unix.EAGAIN
+			return oerr != unix.EAGAIN
 		})
 		if err != nil {
 			return err
 		}
-		if serr != nil {
-			return serr
+		if oerr != nil {
+			return oerr
 		}
-		if m == 0 {
+		if m <= 0 {
 			return io.ErrShortWrite
 		}
-		n -= int(m)
+		n -= m
 	}
 	return nil
 }
@@ -313,28 +322,7 @@ func (sp *splicer) frame(hdr []byte, n int) error {
 
 // writeRaw writes b whole to the output's descriptor.
 func (sp *splicer) writeRaw(b []byte) error {
-	for len(b) > 0 {
-		var m int
-		var werr error
-		err := sp.outRaw.Write(func(fd uintptr) bool {
-			for {
-				m, werr = unix.Write(int(fd), b)
-				if werr != unix.EINTR {
-					break
-				}
-			}
-			return werr != unix.EAGAIN
-		})
-		if err != nil {
-			return err
-		}
-		if werr != nil {
-			return werr
-		}
-		if m == 0 {
-			return io.ErrShortWrite
-		}
-		b = b[m:]
-	}
-	return nil
+	return sp.toOutput(len(b), func(fd int, left int) (int, error) {
+		return unix.Write(fd, b[len(b)-left:])
+	})
 }
